@@ -276,6 +276,12 @@ export class Graph {
   abs(x: Tensor): Tensor {
     return this.unary('Abs', x);
   }
+  cos(x: Tensor): Tensor {
+    return this.unary('Cos', x);
+  }
+  sin(x: Tensor): Tensor {
+    return this.unary('Sin', x);
+  }
   relu(x: Tensor): Tensor {
     return this.unary('Relu', x);
   }

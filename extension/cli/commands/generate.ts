@@ -1,0 +1,38 @@
+import { Command } from 'commander';
+import { openAdapters, openModel } from '../../engine/model/model-dir';
+import { floatOption, intOption } from '../options';
+
+export function generateCommand(): Command {
+  return new Command('generate')
+    .description('generate text from a prompt with a Qwen2 model directory and an optional LoRA adapter')
+    .requiredOption('--model <dir>', 'Hugging Face model directory (or builtin:sandbox)')
+    .option('--adapter <dir>', 'PEFT LoRA adapter directory')
+    .requiredOption('--prompt <text>', 'the prompt')
+    .option('--chat', 'wrap the prompt as a user message with the chat template', false)
+    .option('--max-new-tokens <n>', 'tokens to generate', intOption('--max-new-tokens', 1), 64)
+    .option('--temperature <t>', 'sampling temperature; 0 is greedy', floatOption('--temperature', 0), 0)
+    .option('--top-p <p>', 'nucleus sampling mass', floatOption('--top-p', 0, 1), 1)
+    .option('--seed <s>', 'random seed', intOption('--seed', 0), 0)
+    .option('--json', 'print one JSON object', false)
+    .action(async (o) => {
+      const { model, tokenizer } = openModel(o.model);
+      const adapters = o.adapter ? openAdapters([o.adapter], model) : [];
+      const text = o.chat ? tokenizer.applyChatTemplate([{ role: 'user', content: o.prompt }], true) : o.prompt;
+      const prompt = tokenizer.encode(text);
+      if (prompt.length === 0) throw new Error('the prompt encodes to no tokens');
+      const [gen] = await model.generate([{ prompt, adapter: adapters.length ? 0 : -1, seed: o.seed }], adapters, {
+        maxNewTokens: o.maxNewTokens,
+        temperature: o.temperature,
+        topP: o.topP,
+        stopTokens: tokenizer.stopTokenIds(model.config.eosTokenIds),
+        seed: o.seed,
+      });
+      const completion = tokenizer.decode(gen.tokens, true);
+      if (o.json) {
+        process.stdout.write(JSON.stringify({ prompt_ids: prompt, ids: gen.tokens, text: completion, logprobs: gen.logprobs, finish: gen.finish }) + '\n');
+      } else {
+        process.stdout.write(completion + '\n');
+      }
+      await model.dispose();
+    });
+}

@@ -1,0 +1,28 @@
+import { Command } from 'commander';
+import { openAdapters, openModel } from '../../engine/model/model-dir';
+import { idsOption } from '../options';
+
+export function scoreCommand(): Command {
+  return new Command('score')
+    .description('per-token log-probabilities of a text or of token ids')
+    .requiredOption('--model <dir>', 'Hugging Face model directory (or builtin:sandbox)')
+    .option('--adapter <dir>', 'PEFT LoRA adapter directory')
+    .option('--text <text>', 'text to score')
+    .option('--ids <ids>', 'comma-separated token ids to score', idsOption)
+    .option('--json', 'print {"ids":[...],"logprobs":[null,...]}', false)
+    .action(async (o) => {
+      if ((o.text === undefined) === (o.ids === undefined)) throw new Error('give exactly one of --text and --ids');
+      const opened = openModel(o.model);
+      const model = opened.model;
+      const adapters = o.adapter ? openAdapters([o.adapter], model) : [];
+      const ids: number[] = o.ids ?? opened.tokenizer.encode(o.text);
+      if (ids.length === 0) throw new Error('nothing to score: the input has no tokens');
+      const [logprobs] = await model.score([{ ids, adapter: adapters.length ? 0 : -1 }], adapters);
+      if (o.json) {
+        process.stdout.write(JSON.stringify({ ids, logprobs }) + '\n');
+      } else {
+        ids.forEach((id, i) => process.stdout.write(`${i}\t${id}\t${JSON.stringify(opened.tokenizer.tokenText(id) ?? '')}\t${logprobs[i] === null ? '' : (logprobs[i] as number).toFixed(6)}\n`));
+      }
+      await model.dispose();
+    });
+}

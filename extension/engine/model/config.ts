@@ -1,0 +1,140 @@
+/** A Qwen2 `config.json`, validated: every field the model uses, with the file named in errors. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export interface Qwen2Config {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  maxPositions: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  tieWordEmbeddings: boolean;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+  /** The raw JSON, written back unchanged (plus our edits) when a full model is saved. */
+  raw: Record<string, unknown>;
+}
+
+export class ModelFormatError extends Error {
+  constructor(readonly file: string, problem: string) {
+    super(`${file}: ${problem}`);
+  }
+}
+
+const SUPPORTED_ARCHITECTURES = ['Qwen2ForCausalLM'];
+
+export function readConfig(modelDir: string): Qwen2Config {
+  const file = path.join(modelDir, 'config.json');
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    if (!fs.existsSync(modelDir)) throw new ModelFormatError(modelDir, 'model directory does not exist');
+    throw new ModelFormatError(file, 'is missing; a Hugging Face model directory needs a config.json');
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ModelFormatError(file, `is not valid JSON (${(e as Error).message})`);
+  }
+  return parseConfig(raw, file);
+}
+
+export function parseConfig(raw: unknown, file: string): Qwen2Config {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ModelFormatError(file, 'is not a JSON object');
+  const c = raw as Record<string, unknown>;
+  const archs = Array.isArray(c.architectures) ? (c.architectures as unknown[]) : [];
+  const modelType = c.model_type;
+  if (modelType !== 'qwen2' || (archs.length > 0 && !archs.some((a) => SUPPORTED_ARCHITECTURES.includes(String(a))))) {
+    const what = archs.length ? archs.join(', ') : String(modelType);
+    throw new ModelFormatError(file, `unsupported architecture ${what} (model_type ${JSON.stringify(modelType)}); supported: ${SUPPORTED_ARCHITECTURES.join(', ')} (model_type "qwen2")`);
+  }
+  const posInt = (key: string, fallback?: number): number => {
+    const v = c[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new ModelFormatError(file, `${key} must be a positive integer, got ${JSON.stringify(c[key])}`);
+    return v;
+  };
+  const posNum = (key: string, fallback: number): number => {
+    const v = c[key] ?? fallback;
+    if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new ModelFormatError(file, `${key} must be a positive number, got ${JSON.stringify(c[key])}`);
+    return v;
+  };
+  const hiddenSize = posInt('hidden_size');
+  const numHeads = posInt('num_attention_heads');
+  const numKvHeads = posInt('num_key_value_heads', numHeads);
+  if (numHeads % numKvHeads !== 0) throw new ModelFormatError(file, `num_attention_heads (${numHeads}) is not a multiple of num_key_value_heads (${numKvHeads})`);
+  const headDim = c.head_dim === undefined || c.head_dim === null ? hiddenSize / numHeads : posInt('head_dim');
+  if (!Number.isInteger(headDim)) throw new ModelFormatError(file, `hidden_size (${hiddenSize}) is not a multiple of num_attention_heads (${numHeads})`);
+  if (headDim % 2 !== 0) throw new ModelFormatError(file, `head dimension ${headDim} must be even for rotary embeddings`);
+  if (c.rope_scaling !== undefined && c.rope_scaling !== null) {
+    const kind = (c.rope_scaling as Record<string, unknown>).rope_type ?? (c.rope_scaling as Record<string, unknown>).type;
+    if (kind !== 'default') throw new ModelFormatError(file, `rope_scaling of type ${JSON.stringify(kind)} is not supported`);
+  }
+  if (c.use_sliding_window === true) throw new ModelFormatError(file, 'use_sliding_window: true is not supported');
+  if (c.hidden_act !== undefined && c.hidden_act !== 'silu') throw new ModelFormatError(file, `hidden_act ${JSON.stringify(c.hidden_act)} is not supported (Qwen2 uses silu)`);
+  const eos = c.eos_token_id;
+  const eosTokenIds = Array.isArray(eos) ? eos.filter((x): x is number => typeof x === 'number') : typeof eos === 'number' ? [eos] : [];
+  return {
+    vocabSize: posInt('vocab_size'),
+    hiddenSize,
+    intermediateSize: posInt('intermediate_size'),
+    numLayers: posInt('num_hidden_layers'),
+    numHeads,
+    numKvHeads,
+    headDim,
+    maxPositions: posInt('max_position_embeddings', 32768),
+    rmsNormEps: posNum('rms_norm_eps', 1e-6),
+    ropeTheta: posNum('rope_theta', 10000),
+    tieWordEmbeddings: c.tie_word_embeddings === true,
+    bosTokenId: typeof c.bos_token_id === 'number' ? c.bos_token_id : null,
+    eosTokenIds,
+    raw: c,
+  };
+}
+
+/** The linear layers LoRA can target, with their (in, out) sizes. */
+export const LORA_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export type LoraModule = (typeof LORA_MODULES)[number];
+
+export function moduleShape(config: Qwen2Config, module: LoraModule): { in: number; out: number } {
+  const h = config.hiddenSize;
+  const q = config.numHeads * config.headDim;
+  const kv = config.numKvHeads * config.headDim;
+  switch (module) {
+    case 'q_proj':
+      return { in: h, out: q };
+    case 'k_proj':
+    case 'v_proj':
+      return { in: h, out: kv };
+    case 'o_proj':
+      return { in: q, out: h };
+    case 'gate_proj':
+    case 'up_proj':
+      return { in: h, out: config.intermediateSize };
+    case 'down_proj':
+      return { in: config.intermediateSize, out: h };
+  }
+}
+
+export function moduleParent(module: LoraModule): 'self_attn' | 'mlp' {
+  return module === 'q_proj' || module === 'k_proj' || module === 'v_proj' || module === 'o_proj' ? 'self_attn' : 'mlp';
+}
+
+/** Parameters of the model, counted from its config. */
+export function parameterCount(config: Qwen2Config): number {
+  const h = config.hiddenSize;
+  let perLayer = 2 * h; // two norms
+  for (const m of LORA_MODULES) {
+    const s = moduleShape(config, m);
+    perLayer += s.in * s.out;
+  }
+  perLayer += config.numHeads * config.headDim + 2 * config.numKvHeads * config.headDim; // q/k/v biases
+  const embed = config.vocabSize * h;
+  return embed + (config.tieWordEmbeddings ? 0 : embed) + config.numLayers * perLayer + h;
+}

@@ -1,0 +1,261 @@
+/**
+ * A loaded Qwen2 model on ONNX Runtime: batched generation with a KV cache and per-row adapters, and
+ * per-token log-probabilities of given sequences. Sessions are built lazily, one per graph variant
+ * (head, KV cache, adapter layout), and reused.
+ */
+import { Rng } from '../../util/rng';
+import { Qwen2Config } from '../model/config';
+import { LoadedCheckpoint, Weights, loadCheckpoint } from '../model/checkpoint';
+import { LoraLayout, buildQwen2, pastName, presentName, FloatType } from '../model/qwen2';
+import { LoraAdapter } from '../lora/adapter';
+import { layoutFor, layoutKey, packAdapters } from '../lora/packing';
+import { GraphSession, HostTensor, defaultThreads } from './session';
+import { SamplingOptions, chooseToken } from './sampling';
+
+/** One row of a batch: token ids and the index of its adapter in the call's list (-1 = frozen base). */
+export interface Row {
+  ids: readonly number[];
+  adapter: number;
+}
+
+export interface GenerateRow {
+  prompt: readonly number[];
+  adapter: number;
+  /** Seeds this row's sampling stream, so a row samples the same alone or in any batch. */
+  seed?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens: number;
+  stopTokens: readonly number[];
+  seed?: number;
+}
+
+export interface Generation {
+  /** New tokens, ending with the stop token when one was produced. */
+  tokens: number[];
+  /** log p(token) under the row's policy at temperature 1, per new token. */
+  logprobs: number[];
+  finish: 'stop' | 'length';
+}
+
+export interface LanguageModelOptions {
+  dtype?: FloatType;
+  threads?: number;
+}
+
+export class TokenIdError extends Error {}
+
+export class LanguageModel {
+  private sessions = new Map<string, Promise<GraphSession>>();
+  readonly dtype: FloatType;
+  readonly threads: number;
+
+  constructor(
+    readonly config: Qwen2Config,
+    private weightsData: Weights,
+    readonly source: string,
+    options: LanguageModelOptions = {},
+  ) {
+    this.dtype = options.dtype ?? 'float32';
+    this.threads = options.threads ?? defaultThreads();
+  }
+
+  static load(dir: string, options: LanguageModelOptions = {}): LanguageModel {
+    const ckpt: LoadedCheckpoint = loadCheckpoint(dir);
+    return new LanguageModel(ckpt.config, ckpt.weights, dir, options);
+  }
+
+  get weights(): Weights {
+    return this.weightsData;
+  }
+
+  /** Swaps in new base weights (after full-parameter training); cached sessions are rebuilt. */
+  async setWeights(weights: Weights): Promise<void> {
+    this.weightsData = weights;
+    await this.dispose();
+  }
+
+  async dispose(): Promise<void> {
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of all) await (await s).release();
+  }
+
+  private session(head: 'last-logits' | 'token-logprobs', kvCache: boolean, layout: LoraLayout | null): Promise<GraphSession> {
+    const key = `${head}|${kvCache}|${layoutKey(layout)}`;
+    let s = this.sessions.get(key);
+    if (!s) {
+      const { graph } = buildQwen2({ config: this.config, dtype: this.dtype, weights: { kind: 'frozen', data: this.weightsData }, lora: layout, kvCache, head });
+      s = GraphSession.create(graph, { threads: this.threads });
+      s.catch(() => this.sessions.delete(key));
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+
+  checkIds(ids: readonly number[], where: string): void {
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
+        throw new TokenIdError(`${where}: unknown token id ${id} (the vocabulary has ids 0..${this.config.vocabSize - 1})`);
+      }
+    }
+  }
+
+  private floats(n: number): Float32Array | Float64Array {
+    return this.dtype === 'float64' ? new Float64Array(n) : new Float32Array(n);
+  }
+
+  private adapterFeeds(adapters: readonly LoraAdapter[], rows: readonly { adapter: number }[]): { layout: LoraLayout | null; feeds: Record<string, HostTensor> } {
+    rows.forEach((r, i) => {
+      if (!Number.isInteger(r.adapter) || r.adapter < -1 || r.adapter >= adapters.length) {
+        throw new Error(`row ${i} names adapter ${r.adapter}, but ${adapters.length} adapter(s) were given`);
+      }
+    });
+    const layout = layoutFor(adapters);
+    if (!layout) {
+      if (rows.some((r) => r.adapter >= 0)) throw new Error('a row names an adapter but none were given');
+      return { layout, feeds: {} };
+    }
+    const feeds = packAdapters(adapters, layout, this.config, this.dtype);
+    feeds.adapter_index = { dtype: 'int64', dims: [rows.length], data: BigInt64Array.from(rows.map((r) => BigInt(r.adapter))) };
+    return { layout, feeds };
+  }
+
+  /**
+   * Per-token log-probabilities: result[r][i] = log p(ids[i] | ids[<i]) under row r's adapter, with
+   * result[r][0] = null. Rows may differ in length; long batches are split to bound memory.
+   */
+  async score(rows: readonly Row[], adapters: readonly LoraAdapter[] = []): Promise<(number | null)[][]> {
+    rows.forEach((r, i) => this.checkIds(r.ids, `row ${i}`));
+    const out: (number | null)[][] = new Array(rows.length);
+    const maxLen = Math.max(1, ...rows.map((r) => r.ids.length));
+    // Keep logits plus log-softmax (two [rows, len, vocab] tensors) near 512 MiB.
+    const perRow = maxLen * this.config.vocabSize * (this.dtype === 'float64' ? 8 : 4) * 2;
+    const chunk = Math.max(1, Math.floor((512 * 2 ** 20) / perRow));
+    for (let start = 0; start < rows.length; start += chunk) {
+      const part = rows.slice(start, start + chunk);
+      const result = await this.scoreChunk(part, adapters);
+      result.forEach((r, i) => (out[start + i] = r));
+    }
+    return out;
+  }
+
+  private async scoreChunk(rows: readonly Row[], adapters: readonly LoraAdapter[]): Promise<(number | null)[][]> {
+    const B = rows.length;
+    const S = Math.max(1, ...rows.map((r) => r.ids.length));
+    const batch = leftPadded(rows.map((r) => r.ids), S, this.padId());
+    const targets = new BigInt64Array(B * S);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t + 1 < S; t++) targets[b * S + t] = batch.ids[b * S + t + 1];
+    }
+    const { layout, feeds } = this.adapterFeeds(adapters, rows);
+    const session = await this.session('token-logprobs', false, layout);
+    const result = await session.run({
+      ...feeds,
+      input_ids: { dtype: 'int64', dims: [B, S], data: batch.ids },
+      attention_mask: { dtype: 'int64', dims: [B, S], data: batch.mask },
+      position_ids: { dtype: 'int64', dims: [B, S], data: batch.positions },
+      targets: { dtype: 'int64', dims: [B, S], data: targets },
+    });
+    const lp = result.token_logprobs.data as Float32Array;
+    return rows.map((r, b) => {
+      const pad = S - r.ids.length;
+      const row: (number | null)[] = [null];
+      for (let i = 1; i < r.ids.length; i++) row.push(lp[b * S + pad + i - 1]);
+      return row;
+    });
+  }
+
+  private padId(): number {
+    return 0;
+  }
+
+  /** Batched sampling (or greedy decoding) with a KV cache; each row may use its own adapter. */
+  async generate(rows: readonly GenerateRow[], adapters: readonly LoraAdapter[], options: GenerateOptions): Promise<Generation[]> {
+    if (rows.length === 0) return [];
+    rows.forEach((r, i) => {
+      if (r.prompt.length === 0) throw new Error(`row ${i}: empty prompt`);
+      this.checkIds(r.prompt, `row ${i} prompt`);
+    });
+    const c = this.config;
+    const B = rows.length;
+    const V = c.vocabSize;
+    const maxPrompt = Math.max(...rows.map((r) => r.prompt.length));
+    const maxNew = Math.max(0, Math.min(options.maxNewTokens, c.maxPositions - maxPrompt));
+    const { layout, feeds: adapterFeeds } = this.adapterFeeds(adapters, rows);
+    const session = await this.session('last-logits', true, layout);
+    const rngs = rows.map((r, i) => new Rng(r.seed ?? (options.seed ?? 0) + i, 1));
+    const stop = new Set(options.stopTokens);
+
+    const first = leftPadded(rows.map((r) => r.prompt), maxPrompt, this.padId());
+    let mask = Array.from(first.mask, Number);
+    let lastPosition = rows.map((r) => r.prompt.length - 1);
+    const kvDims = [B, c.numKvHeads, 0, c.headDim];
+    let past: Record<string, HostTensor> = {};
+    for (let l = 0; l < c.numLayers; l++) {
+      for (const which of ['key', 'value'] as const) past[pastName(l, which)] = { dtype: this.dtype, dims: kvDims, data: this.floats(0) };
+    }
+    let inputIds = first.ids;
+    let positions = first.positions;
+    let stepLen = maxPrompt;
+    const out: Generation[] = rows.map(() => ({ tokens: [], logprobs: [], finish: 'length' }));
+    const done = new Array<boolean>(B).fill(false);
+
+    for (let step = 0; step < maxNew; step++) {
+      const total = mask.length / B;
+      const result = await session.run({
+        ...adapterFeeds,
+        ...past,
+        input_ids: { dtype: 'int64', dims: [B, stepLen], data: inputIds },
+        attention_mask: { dtype: 'int64', dims: [B, total], data: BigInt64Array.from(mask, BigInt) },
+        position_ids: { dtype: 'int64', dims: [B, stepLen], data: positions },
+      });
+      const logits = result.logits.data as Float32Array;
+      const next = new BigInt64Array(B);
+      for (let b = 0; b < B; b++) {
+        if (done[b]) continue;
+        const choice = chooseToken(logits, b * V, V, options, rngs[b]);
+        out[b].tokens.push(choice.token);
+        out[b].logprobs.push(choice.logprob);
+        next[b] = BigInt(choice.token);
+        if (stop.has(choice.token)) {
+          done[b] = true;
+          out[b].finish = 'stop';
+        }
+      }
+      if (done.every(Boolean) || step === maxNew - 1) break;
+      past = {};
+      for (let l = 0; l < c.numLayers; l++) {
+        for (const which of ['key', 'value'] as const) past[pastName(l, which)] = result[presentName(l, which)];
+      }
+      // Finished rows keep decoding a pad token whose output is ignored; their mask stays 1 so every
+      // row's cache grows by the same length.
+      const grown: number[] = [];
+      for (let b = 0; b < B; b++) grown.push(...mask.slice(b * total, (b + 1) * total), 1);
+      mask = grown;
+      lastPosition = lastPosition.map((p) => p + 1);
+      inputIds = next;
+      positions = BigInt64Array.from(lastPosition, BigInt);
+      stepLen = 1;
+    }
+    return out;
+  }
+}
+
+/** Left-pads rows to `width`: ids, 1/0 attention mask, and positions that count real tokens only. */
+export function leftPadded(rows: readonly (readonly number[])[], width: number, padId: number): { ids: BigInt64Array; mask: BigInt64Array; positions: BigInt64Array } {
+  const B = rows.length;
+  const ids = new BigInt64Array(B * width).fill(BigInt(padId));
+  const mask = new BigInt64Array(B * width);
+  const positions = new BigInt64Array(B * width).fill(1n);
+  rows.forEach((row, b) => {
+    const pad = width - row.length;
+    row.forEach((id, i) => {
+      ids[b * width + pad + i] = BigInt(id);
+      mask[b * width + pad + i] = 1n;
+      positions[b * width + pad + i] = BigInt(i);
+    });
+  });
+  return { ids, mask, positions };
+}
