@@ -2,13 +2,14 @@
 import { Command, CommanderError } from 'commander';
 import { generateCommand } from './commands/generate';
 import { scoreCommand } from './commands/score';
+import { sftCommand } from './commands/sft';
 
 export function program(): Command {
   const p = new Command('absp')
     .description('Anchored Bipolicy Self-Play: self-play red teaming with attacker and defender LoRA adapters on a frozen base')
     .showHelpAfterError()
     .exitOverride();
-  for (const sub of [generateCommand(), scoreCommand()]) p.addCommand(sub.exitOverride());
+  for (const sub of [generateCommand(), scoreCommand(), sftCommand()]) p.addCommand(sub.exitOverride());
   return p;
 }
 

@@ -122,6 +122,8 @@ describe('gradient rules (float64 central differences on ONNX Runtime)', () => {
     ['Concat static', [{ shape: [2, 3] }, { shape: [2, 2] }], (g, [a, b]) => g.concat([a, b], 1)],
     ['Concat symbolic', [{ shape: [2, 3], declared: ['b', 'p'] }, { shape: [2, 2], declared: ['b', 's'] }], (g, [a, b]) => g.concat([a, b], 1)],
     ['Slice static', [{ shape: [3, 6] }], (g, [a]) => g.slice(a, [1], [4], [1])],
+    // ONNX Runtime's transpose optimiser rewrites a Pad fed by transposes; this pattern once broke it.
+    ['Slice between transposes', [{ shape: [2, 4, 3, 2] }], (g, [a]) => g.transpose(g.slice(g.transpose(a, [0, 2, 1, 3]), [1], [3], [2]), [0, 2, 1, 3])],
     ['Slice symbolic, from the end', [{ shape: [2, 5, 3], declared: ['b', 's', 3] }], (g, [a]) => g.slice(a, [-1], [Number.MAX_SAFE_INTEGER], [1])],
     ['Gather rows with repeats', [{ shape: [5, 3] }, { shape: [2, 3], fixed: ids([2, 3], [1, 4, 1, 0, 1, 3]) }], (g, [a, i]) => g.gather(a, i)],
     ['GatherElements', [{ shape: [2, 3, 5] }, { shape: [2, 3, 1], fixed: ids([2, 3, 1], [0, 4, 2, 2, 1, 3]) }], (g, [a, i]) => g.gatherElements(a, i, 2)],

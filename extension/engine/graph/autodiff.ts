@@ -139,7 +139,7 @@ const RULES: Record<string, Rule> = {
     return [da, db];
   },
   Transpose: (g, n, [d]) => {
-    const perm = (n.attrs.perm as { value: number[] }).value;
+    const perm = (n.attrs.perm as { value: readonly number[] }).value;
     const inverse = new Array<number>(perm.length);
     perm.forEach((p, i) => (inverse[p] = i));
     return [g.transpose(d!, inverse)];
@@ -174,24 +174,25 @@ const RULES: Record<string, Rule> = {
     const ends = constValues(g, n.inputs[2]);
     const axes = n.inputs[3] ? constValues(g, n.inputs[3]) : starts.map((_, i) => i);
     if (n.inputs[4] && constValues(g, n.inputs[4]).some((s) => s !== 1)) throw new GraphError('Slice: gradient needs step 1');
-    // Pad the gradient back with zeros before and after each sliced range.
-    const before: Tensor[] = [];
-    const after: Tensor[] = [];
+    // Pad the gradient back with zeros before and after each sliced range. Pads are given for every
+    // axis: ONNX Runtime's transpose optimiser mishandles Pad's optional `axes` input.
+    const zero = g.constant([0], 'int64');
+    const before: Tensor[] = x.shape.map(() => zero);
+    const after: Tensor[] = x.shape.map(() => zero);
     axes.forEach((axis, i) => {
       const dim = x.shape[axis];
       if (typeof dim === 'number') {
         const clamp = (v: number) => Math.min(Math.max(v < 0 ? v + dim : v, 0), dim);
-        before.push(g.constant([clamp(starts[i])], 'int64'));
-        after.push(g.constant([dim - clamp(ends[i])], 'int64'));
+        before[axis] = g.constant([clamp(starts[i])], 'int64');
+        after[axis] = g.constant([dim - clamp(ends[i])], 'int64');
       } else {
         const size = g.dimOf(x, axis);
         const norm = (v: number) => (v < 0 ? g.add(size, g.constant([v], 'int64')) : g.min(size, g.constant([v], 'int64')));
-        const s = norm(starts[i]);
-        before.push(s);
-        after.push(g.sub(size, norm(ends[i])));
+        before[axis] = norm(starts[i]);
+        after[axis] = g.sub(size, norm(ends[i]));
       }
     });
-    return [g.pad(d!, g.concat([...before, ...after], 0), axes, x.shape), null, null, null, null];
+    return [g.pad(d!, g.concat([...before, ...after], 0), x.shape), null, null, null, null];
   },
   Gather: (g, n, [d], need) => {
     const [data, idx] = [input(n, 0), input(n, 1)];

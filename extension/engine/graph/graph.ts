@@ -500,9 +500,9 @@ export class Graph {
     return this.one('Range', [start, limit, delta], {}, start.dtype, [length ?? this.fresh()]);
   }
 
-  pad(x: Tensor, pads: Tensor, axes: readonly number[], hint: Shape): Tensor {
-    const axesT = this.constant(axes.map((a) => normAxis(a, x.rank)), 'int64');
-    return this.one('Pad', [x, pads, null, axesT], { mode: { kind: 'string', value: 'constant' } }, x.dtype, hint);
+  /** Constant zero padding; `pads` holds the before-amounts of every axis, then the after-amounts. */
+  pad(x: Tensor, pads: Tensor, hint: Shape): Tensor {
+    return this.one('Pad', [x, pads], { mode: { kind: 'string', value: 'constant' } }, x.dtype, hint);
   }
 
   // ---- conveniences built from the ops above -------------------------------------------------

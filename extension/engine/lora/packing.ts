@@ -101,3 +101,23 @@ export function unpackGradients(
     return { modules };
   });
 }
+
+/** An adapter's matrices as named optimiser parameters (views into the adapter, updated in place). */
+export function adapterParams(adapter: LoraAdapter): Map<string, Float32Array> {
+  const params = new Map<string, Float32Array>();
+  for (const [key, m] of adapter.modules) {
+    params.set(`${key}.A`, m.A);
+    params.set(`${key}.B`, m.B);
+  }
+  return params;
+}
+
+/** The gradient of one adapter under the same names as `adapterParams`. */
+export function adapterGradMap(grad: AdapterGradient): Map<string, Float64Array> {
+  const out = new Map<string, Float64Array>();
+  for (const [key, m] of grad.modules) {
+    out.set(`${key}.A`, m.A);
+    out.set(`${key}.B`, m.B);
+  }
+  return out;
+}

@@ -1,0 +1,121 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Command } from 'commander';
+import { appendLine, writeJsonAtomic } from '../../util/atomic';
+import { LORA_MODULES, LoraModule } from '../../engine/model/config';
+import { loadCheckpoint, saveCheckpoint } from '../../engine/model/checkpoint';
+import { resolveModelDir } from '../../engine/model/model-dir';
+import { TextTokenizer } from '../../engine/model/tokenizer';
+import { LoraAdapter, createAdapter, loadAdapter, saveAdapter } from '../../engine/lora/adapter';
+import { Optimizer, OptimizerConfig, defaultOptimizerConfig } from '../../engine/train/optimizer';
+import { loadSftData } from '../../engine/train/sft-data';
+import { runSft } from '../../engine/train/sft';
+import { latestCheckpoint, writeCheckpoint } from '../../engine/train/checkpoint-dir';
+import { floatOption, intOption, listOption } from '../options';
+import { progressBar } from '../progress';
+
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt'];
+
+export function sftCommand(): Command {
+  return new Command('sft')
+    .description('supervised fine-tuning of a LoRA adapter (or, with --full, of every weight) on a JSONL file')
+    .requiredOption('--model <dir>', 'Hugging Face model directory (or builtin:sandbox)')
+    .requiredOption('--data <file>', 'JSONL lines of {"text"}, {"ids"} or {"messages"}')
+    .requiredOption('--out <dir>', 'output folder: the adapter (or full model), loss curve and checkpoints')
+    .option('--adapter-init <dir>', 'start from this PEFT adapter instead of a new one')
+    .option('--rank <r>', 'LoRA rank of a new adapter', intOption('--rank', 1), 8)
+    .option('--alpha <a>', 'LoRA alpha of a new adapter', floatOption('--alpha', 0), 16)
+    .option('--targets <list>', `modules a new adapter targets (${LORA_MODULES.join(',')})`, listOption, ['q_proj', 'k_proj', 'v_proj', 'o_proj'])
+    .option('--full', 'train every weight and write a Hugging Face model directory', false)
+    .option('--optimizer <kind>', 'adamw or sgd', 'adamw')
+    .option('--lr <x>', 'peak learning rate', floatOption('--lr', 0))
+    .option('--weight-decay <x>', 'AdamW decoupled weight decay', floatOption('--weight-decay', 0))
+    .option('--clip-norm <x>', 'clip the global gradient norm (default 1.0 for adamw, none for sgd)', floatOption('--clip-norm', 0))
+    .option('--warmup <n>', 'linear warmup steps', intOption('--warmup', 0), 0)
+    .option('--schedule <kind>', 'constant, linear or cosine decay after warmup', 'constant')
+    .option('--steps <n>', 'optimiser steps', intOption('--steps', 1), 100)
+    .option('--batch-size <b>', 'lines per step (all of them if larger than the file)', intOption('--batch-size', 1), 8)
+    .option('--micro-batch-tokens <n>', 'padded tokens per forward/backward pass', intOption('--micro-batch-tokens', 1), 16384)
+    .option('--save-every <n>', 'checkpoint every n steps (and at the end)', intOption('--save-every', 1), 50)
+    .option('--seed <s>', 'seed for data order and adapter initialisation', intOption('--seed', 0), 0)
+    .option('--resume', 'continue from the checkpoint in --out', false)
+    .action(async (o) => {
+      if (o.optimizer !== 'adamw' && o.optimizer !== 'sgd') throw new Error(`--optimizer must be adamw or sgd, got ${JSON.stringify(o.optimizer)}`);
+      if (!['constant', 'linear', 'cosine'].includes(o.schedule)) throw new Error(`--schedule must be constant, linear or cosine, got ${JSON.stringify(o.schedule)}`);
+      for (const t of o.targets) if (!LORA_MODULES.includes(t)) throw new Error(`--targets: unknown module ${JSON.stringify(t)} (choose from ${LORA_MODULES.join(', ')})`);
+      const modelDir = resolveModelDir(o.model);
+      const ckpt = loadCheckpoint(modelDir);
+      const tokenizer = fs.existsSync(path.join(modelDir, 'tokenizer.json')) ? TextTokenizer.load(modelDir) : null;
+      const examples = loadSftData(path.resolve(o.data), { tokenizer, maxLength: ckpt.config.maxPositions, vocabSize: ckpt.config.vocabSize });
+      const out = path.resolve(o.out);
+      const checkpoints = path.join(out, 'checkpoints');
+      fs.mkdirSync(out, { recursive: true });
+
+      const resumeFrom = o.resume ? latestCheckpoint(checkpoints) : null;
+      if (o.resume && !resumeFrom) throw new Error(`${checkpoints}: no checkpoint to resume from`);
+      let optimizer: Optimizer;
+      let adapter: LoraAdapter | null = null;
+      let weights = ckpt.weights;
+      if (resumeFrom) {
+        optimizer = Optimizer.load(resumeFrom, 'optimizer');
+        if (o.full) weights = loadCheckpoint(path.join(resumeFrom, 'model')).weights;
+        else adapter = loadAdapter(path.join(resumeFrom, 'adapter'), ckpt.config);
+      } else {
+        const config: OptimizerConfig = defaultOptimizerConfig(o.optimizer, o.lr ?? (o.optimizer === 'sgd' ? 0.01 : 1e-4), o.steps);
+        if (o.weightDecay !== undefined) config.weightDecay = o.weightDecay;
+        if (o.clipNorm !== undefined) config.clipNorm = o.clipNorm;
+        config.schedule = { kind: o.schedule, warmupSteps: o.warmup, totalSteps: o.steps, minLrRatio: 0 };
+        optimizer = new Optimizer(config);
+        fs.rmSync(path.join(out, 'loss.jsonl'), { force: true });
+        if (!o.full) {
+          adapter = o.adapterInit
+            ? loadAdapter(path.resolve(o.adapterInit), ckpt.config)
+            : createAdapter(ckpt.config, { rank: o.rank, alpha: o.alpha, targets: o.targets as LoraModule[], seed: o.seed });
+        }
+      }
+      const copyTokenizer = (dir: string) => {
+        for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(modelDir, f))) fs.copyFileSync(path.join(modelDir, f), path.join(dir, f));
+      };
+      const saveResult = (dir: string) => {
+        if (adapter) saveAdapter(dir, adapter, modelDir, ckpt.config);
+        else {
+          saveCheckpoint(dir, ckpt.config, weights);
+          copyTokenizer(dir);
+        }
+      };
+      const checkpoint = () =>
+        writeCheckpoint(checkpoints, `step-${String(optimizer.position).padStart(7, '0')}`, (dir) => {
+          optimizer.save(dir, 'optimizer');
+          saveResult(path.join(dir, adapter ? 'adapter' : 'model'));
+        });
+
+      const bar = progressBar(o.steps, 'sft');
+      bar.update(optimizer.position, { detail: '' });
+      let skipped = 0;
+      await runSft({
+        config: ckpt.config,
+        weights,
+        examples,
+        target: adapter ? { kind: 'lora', adapter } : { kind: 'full' },
+        optimizer,
+        steps: o.steps,
+        batchSize: o.batchSize,
+        microBatchTokens: o.microBatchTokens,
+        seed: o.seed,
+        onStep: (r) => {
+          appendLine(path.join(out, 'loss.jsonl'), JSON.stringify({ step: r.step, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, tokens: r.tokens, skipped: r.skipped, seconds: r.seconds }));
+          if (r.skipped) {
+            skipped++;
+            process.stderr.write(`\nsft: step ${r.step} skipped: non-finite loss or gradient (loss ${r.loss})\n`);
+          }
+          bar.update(r.step, { detail: `loss ${r.loss.toFixed(4)}` });
+          if (r.step % o.saveEvery === 0 && r.step < o.steps) checkpoint();
+        },
+      });
+      bar.stop();
+      checkpoint();
+      saveResult(out);
+      writeJsonAtomic(path.join(out, 'sft.json'), { model: modelDir, data: path.resolve(o.data), steps: o.steps, batch_size: o.batchSize, optimizer: optimizer.config, skipped_steps: skipped, seed: o.seed, full: o.full });
+      process.stderr.write(`sft: wrote ${adapter ? 'adapter' : 'model'} to ${out} (loss curve: ${path.join(out, 'loss.jsonl')})\n`);
+    });
+}
