@@ -17,6 +17,10 @@ describe('tokenizers', () => {
     assert.equal(qwen.tokenId('<|endoftext|>'), 151643);
   });
 
+  it('decodes an empty generation to the empty string', () => {
+    assert.equal(qwen.decode([]), '');
+  });
+
   it('round-trips unicode text', () => {
     for (const text of ['Über naïve café — 東京で寿司を食べる 🍣', 'def f(x):\n    return x ** 2\n', '  leading and trailing  ']) {
       assert.equal(qwen.decode(qwen.encode(text)), text);

@@ -67,6 +67,8 @@ export class TextTokenizer {
   }
 
   decode(ids: readonly number[], skipSpecialTokens = false): string {
+    // The library refuses an empty list; an empty generation decodes to the empty string.
+    if (ids.length === 0) return '';
     return this.tokenizer.decode([...ids], { skip_special_tokens: skipSpecialTokens });
   }
 
