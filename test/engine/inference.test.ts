@@ -83,6 +83,22 @@ describe('inference engine', function () {
     close(withAdapter, base, 1e-6, 'zero adapter');
   });
 
+  it('next-token log-probs equal scoring each candidate appended to the row', async () => {
+    const ads = adapters();
+    const rows = [
+      { ids: [3, 4, 5, 6], adapter: 0 },
+      { ids: [7, 8], adapter: -1 },
+    ];
+    const candidates = [0, 9, 40, 79];
+    const next = await lm.nextTokenLogprobs(rows, candidates, ads);
+    for (let r = 0; r < rows.length; r++) {
+      for (let k = 0; k < candidates.length; k++) {
+        const [scored] = await lm.score([{ ids: [...rows[r].ids, candidates[k]], adapter: rows[r].adapter }], ads);
+        assert.ok(Math.abs(next[r][k] - (scored[rows[r].ids.length] as number)) < 2e-5);
+      }
+    }
+  });
+
   it('greedy decoding is deterministic and stops at a stop token', async () => {
     const [a] = await lm.generate([{ prompt: [1, 2, 3], adapter: -1 }], [], { maxNewTokens: 10, temperature: 0, topP: 1, stopTokens: [] });
     const [b] = await lm.generate([{ prompt: [1, 2, 3], adapter: -1 }], [], { maxNewTokens: 10, temperature: 0, topP: 1, stopTokens: [] });

@@ -171,6 +171,51 @@ export class LanguageModel {
     return 0;
   }
 
+  /**
+   * log p(candidate | row) for each candidate token after each row: one forward pass per batch with the
+   * last-position head, so the full next-token distribution is available exactly.
+   */
+  async nextTokenLogprobs(rows: readonly Row[], candidates: readonly number[], adapters: readonly LoraAdapter[] = []): Promise<number[][]> {
+    rows.forEach((r, i) => {
+      if (r.ids.length === 0) throw new Error(`row ${i}: empty sequence`);
+      this.checkIds(r.ids, `row ${i}`);
+    });
+    this.checkIds(candidates, 'candidates');
+    const c = this.config;
+    const out: number[][] = [];
+    const chunk = 256;
+    for (let start = 0; start < rows.length; start += chunk) {
+      const part = rows.slice(start, start + chunk);
+      const B = part.length;
+      const S = Math.max(...part.map((r) => r.ids.length));
+      const batch = leftPadded(part.map((r) => r.ids), S, this.padId());
+      const { layout, feeds } = this.adapterFeeds(adapters, part);
+      const session = await this.session('last-logits', true, layout);
+      const past: Record<string, HostTensor> = {};
+      for (let l = 0; l < c.numLayers; l++) {
+        for (const which of ['key', 'value'] as const) past[pastName(l, which)] = { dtype: this.dtype, dims: [B, c.numKvHeads, 0, c.headDim], data: this.floats(0) };
+      }
+      const result = await session.run({
+        ...feeds,
+        ...past,
+        input_ids: { dtype: 'int64', dims: [B, S], data: batch.ids },
+        attention_mask: { dtype: 'int64', dims: [B, S], data: batch.mask },
+        position_ids: { dtype: 'int64', dims: [B, S], data: batch.positions },
+      }, ['logits']);
+      const logits = result.logits.data as Float32Array;
+      const V = c.vocabSize;
+      for (let b = 0; b < B; b++) {
+        let max = -Infinity;
+        for (let v = 0; v < V; v++) max = Math.max(max, logits[b * V + v]);
+        let sum = 0;
+        for (let v = 0; v < V; v++) sum += Math.exp(logits[b * V + v] - max);
+        const lse = max + Math.log(sum);
+        out.push(candidates.map((t) => logits[b * V + t] - lse));
+      }
+    }
+    return out;
+  }
+
   /** Batched sampling (or greedy decoding) with a KV cache; each row may use its own adapter. */
   async generate(rows: readonly GenerateRow[], adapters: readonly LoraAdapter[], options: GenerateOptions): Promise<Generation[]> {
     if (rows.length === 0) return [];

@@ -1,0 +1,114 @@
+/**
+ * The narrow interface between the self-play trainer and a model engine. The trainer names policies
+ * (`attacker`, `defender`, `shared`, …); the engine owns their weights and optimiser state. The
+ * built-in engine runs on ONNX Runtime in this process (ort-engine.ts); a GPU engine speaks the same
+ * interface from a child process. Every call is batched, and rows of one call may use different
+ * policies, so both roles share passes over the frozen base.
+ */
+
+/** `null` is the frozen base model: the anchor for the KL penalty. */
+export type PolicyName = string | null;
+
+export interface PolicySpec {
+  /** `lora`: an adapter on the frozen base. `full`: a full copy of the weights (shared-full mode). */
+  kind: 'lora' | 'full';
+  rank?: number;
+  alpha?: number;
+  targets?: string[];
+  seed?: number;
+  /** A PEFT adapter (lora) or model directory (full) to start from. */
+  init?: string;
+}
+
+export interface GenerationRequest {
+  prompt: readonly number[];
+  policy: PolicyName;
+  seed: number;
+}
+
+export interface GenerationSettings {
+  maxNewTokens: number;
+  temperature: number;
+  topP: number;
+  stopTokens: readonly number[];
+}
+
+export interface GeneratedText {
+  tokens: number[];
+  logprobs: number[];
+  finish: 'stop' | 'length';
+}
+
+export interface ScoreRequest {
+  ids: readonly number[];
+  policy: PolicyName;
+}
+
+export interface TrainSample {
+  ids: readonly number[];
+  policy: string;
+  /** Per token of `ids` (entry 0 unused): weight (mask / normaliser), advantage, behaviour and reference log-probs. */
+  weights: readonly number[];
+  advantages: readonly number[];
+  oldLogprobs: readonly number[];
+  refLogprobs: readonly number[];
+}
+
+export interface OptimizerSettings {
+  lr: number;
+  kind: 'adamw' | 'sgd';
+  weightDecay: number;
+  clipNorm: number | null;
+  warmupSteps: number;
+}
+
+export interface TrainSettings {
+  clipEps: number;
+  klK1: number;
+  klK3: number;
+  /** Per policy trained in this step. */
+  optimizers: Record<string, OptimizerSettings>;
+}
+
+export interface TrainReport {
+  /** Per policy: its loss, gradient norm, and whether the step was skipped (non-finite). */
+  policies: Record<string, { loss: number; gradNorm: number; skipped: boolean; lr: number }>;
+  tokens: number;
+}
+
+export interface EngineInfo {
+  name: 'ort' | 'torch';
+  model: string;
+  vocabSize: number;
+  maxPositions: number;
+  baseParameters: number;
+}
+
+export interface Engine {
+  readonly info: EngineInfo;
+  encode(text: string): number[];
+  decode(ids: readonly number[]): string;
+  chat(messages: readonly { role: string; content: string }[], addGenerationPrompt: boolean): string;
+  stopTokens(): number[];
+
+  createPolicy(name: string, spec: PolicySpec): Promise<void>;
+  /** Loads saved weights (adapter or full model directory) into a policy, creating it if needed. */
+  loadPolicy(name: string, dir: string, kind: 'lora' | 'full'): Promise<void>;
+  savePolicy(name: string, dir: string): Promise<void>;
+  dropPolicy(name: string): Promise<void>;
+  policyParameters(name: string): number;
+
+  generate(requests: readonly GenerationRequest[], settings: GenerationSettings): Promise<GeneratedText[]>;
+  /** result[r][i] = log p(ids[i] | ids[<i]) under the row's policy; result[r][0] = null. */
+  logprobs(rows: readonly ScoreRequest[]): Promise<(number | null)[][]>;
+  /** log p(candidate | ids) for each candidate token after each row (the exact next-token distribution). */
+  nextTokenLogprobs(rows: readonly ScoreRequest[], candidates: readonly number[]): Promise<number[][]>;
+  /** One policy-gradient step for every policy named by the samples. */
+  trainStep(samples: readonly TrainSample[], settings: TrainSettings): Promise<TrainReport>;
+  saveOptimizer(name: string, dir: string): Promise<void>;
+  loadOptimizer(name: string, dir: string): Promise<void>;
+
+  close(): Promise<void>;
+}
+
+export class EngineError extends Error {}
