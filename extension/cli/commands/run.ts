@@ -1,0 +1,88 @@
+import * as path from 'node:path';
+import { Command } from 'commander';
+import { RunConfig, defaultRunConfig, loadRunConfig, parseRunConfig } from '../../trainer/config';
+import { runExperiment } from '../../trainer/experiment';
+import { buildDeps, openEngine } from '../../trainer/setup';
+import { formatSummary, summarizeRun, RunSummary } from '../../trainer/summary';
+import { RunReader } from '../../rundir/reader';
+import { progressBar } from '../progress';
+
+/** First Ctrl-C stops after the current step (resumable); a second one exits at once. */
+function installStopHandler(): { stopRequested: () => boolean; dispose: () => void } {
+  let requested = false;
+  const handler = () => {
+    if (requested) process.exit(130);
+    requested = true;
+    process.stderr.write('\nabsp: stopping after the current step (Ctrl-C again to quit now; resume with absp run --resume)\n');
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return { stopRequested: () => requested, dispose: () => (process.off('SIGINT', handler), process.off('SIGTERM', handler)) };
+}
+
+async function runOne(config: RunConfig, configDir: string, resumeDir: string | undefined, quiet: boolean, stop: () => boolean): Promise<{ dir: string; status: string }> {
+  const engine = openEngine(config);
+  const deps = buildDeps(config, configDir, engine);
+  const bar = quiet ? null : progressBar(config.rounds * config.steps_per_round, config.mode.padEnd(12), '{bar} {value}/{total} steps {detail}');
+  try {
+    const result = await runExperiment({
+      config,
+      deps,
+      resumeDir,
+      log: quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
+      shouldStop: stop,
+      onStep: (p) => bar?.update(p.step, { detail: `round ${p.round}  asr ${(p.metrics.asr ?? NaN).toFixed(2)}  over-refusal ${(p.metrics.over_refusal ?? NaN).toFixed(2)}` }),
+    });
+    return { dir: result.dir, status: result.status };
+  } finally {
+    bar?.stop();
+    await deps.judge.close();
+    await engine.close();
+  }
+}
+
+export function runCommand(): Command {
+  return new Command('run')
+    .description('run a self-play experiment (default: Anchored Bipolicy Self-Play on the built-in sandbox) and print a before/after table')
+    .argument('[config]', 'run config JSON (docs/config.md); omitted: the built-in sandbox experiment')
+    .option('--resume <dir>', 'continue a stopped or killed run from its last complete round')
+    .option('--runs-dir <dir>', 'folder for run directories (overrides the config)')
+    .option('--no-baselines', 'skip the baseline runs the config asks for')
+    .option('--json', 'print the summary as JSON', false)
+    .option('--quiet', 'no progress output', false)
+    .action(async (configFile: string | undefined, o) => {
+      const stop = installStopHandler();
+      try {
+        let config: RunConfig;
+        let configDir = process.cwd();
+        let resumeDir: string | undefined;
+        if (o.resume) {
+          resumeDir = path.resolve(o.resume);
+          const saved = RunReader.open(resumeDir).config();
+          if (!saved) throw new Error(`${resumeDir}/config.json: missing; cannot resume without the run's config`);
+          config = parseRunConfig(saved, path.join(resumeDir, 'config.json'));
+        } else if (configFile) {
+          config = loadRunConfig(configFile);
+          configDir = path.dirname(path.resolve(configFile));
+        } else {
+          config = defaultRunConfig();
+        }
+        if (o.runsDir) config = { ...config, runs_dir: path.resolve(o.runsDir) };
+        else config = { ...config, runs_dir: path.resolve(configDir, config.runs_dir) };
+
+        const summaries: RunSummary[] = [];
+        const main = await runOne(config, configDir, resumeDir, o.quiet, stop.stopRequested);
+        summaries.push(summarizeRun(main.dir));
+        if (main.status === 'completed' && o.baselines !== false && !resumeDir) {
+          for (const mode of config.baselines.filter((m) => m !== config.mode)) {
+            const baseline = await runOne({ ...config, mode, name: `${config.name}-${mode}`, baselines: [] }, configDir, undefined, o.quiet, stop.stopRequested);
+            summaries.push(summarizeRun(baseline.dir));
+            if (baseline.status !== 'completed') break;
+          }
+        }
+        process.stdout.write(o.json ? JSON.stringify(summaries, null, 2) + '\n' : '\n' + formatSummary(summaries) + '\n');
+      } finally {
+        stop.dispose();
+      }
+    });
+}

@@ -1,0 +1,215 @@
+/**
+ * The run configuration: one JSON file describing an experiment, validated with a schema so a wrong
+ * key or value is named in the error. Every field has a default; `{}` is the built-in sandbox ABSP
+ * experiment (the main job).
+ */
+import * as fs from 'node:fs';
+import { z } from 'zod';
+import { LORA_MODULES } from '../engine/model/config';
+
+const positiveInt = z.number().int().positive();
+const fraction = z.number().min(0).max(1);
+
+const engineSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('ort'), threads: positiveInt.optional() }).strict(),
+  z
+    .object({
+      kind: z.literal('torch'),
+      python: z.string().default('python3'),
+      device: z.string().default('cuda'),
+      dtype: z.enum(['bfloat16', 'float32']).default('bfloat16'),
+    })
+    .strict(),
+]);
+
+const worldSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('sandbox') }).strict(),
+  z
+    .object({
+      kind: z.literal('seeds'),
+      /** JSONL of {"prompt": ..., "harmful": true|false}. */
+      file: z.string(),
+      /** Also mix in the sandbox's own seeds. */
+      include_sandbox: z.boolean().default(false),
+    })
+    .strict(),
+]);
+
+const judgeSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('sandbox') }).strict(),
+  z
+    .object({
+      kind: z.literal('guard'),
+      /** A guard model directory (WildGuard-style output), run by the built-in engine. */
+      model: z.string(),
+      format: z.literal('wildguard').default('wildguard'),
+      max_new_tokens: positiveInt.default(32),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal('http'),
+      /** Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 */
+      url: z.string().url(),
+      model: z.string(),
+      format: z.literal('wildguard').default('wildguard'),
+      api_key_env: z.string().optional(),
+      timeout_ms: positiveInt.default(30000),
+      retries: z.number().int().min(0).default(2),
+      /** Stop the run (paused) when more than this share of a step's items cannot be judged. */
+      max_failure_rate: fraction.default(0.5),
+    })
+    .strict(),
+]);
+
+const scheduleSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('simultaneous') }).strict(),
+  z
+    .object({
+      kind: z.literal('alternating'),
+      attacker_steps: positiveInt,
+      defender_steps: positiveInt,
+      first: z.enum(['attacker', 'defender']).default('attacker'),
+    })
+    .strict(),
+]);
+
+export const modeSchema = z.enum(['bipolicy', 'shared-lora', 'shared-full', 'attacker-only', 'defender-only']);
+
+const gameSchema = z
+  .object({
+    seeds_per_step: positiveInt.default(64),
+    harmful_fraction: fraction.default(0.5),
+    /** Share of seeds given to the defender unchanged (Self-RedTeam: half). */
+    pass_through_fraction: fraction.default(0.5),
+    turns: z.number().int().min(1).max(8).default(1),
+    hidden_cot: z.object({ attacker: z.boolean().default(false), defender: z.boolean().default(false) }).strict().default({ attacker: false, defender: false }),
+    max_new_tokens: z.object({ attacker: positiveInt.default(40), defender: positiveInt.default(40) }).strict().default({ attacker: 40, defender: 40 }),
+    temperature: z.number().min(0).default(1),
+    top_p: z.number().gt(0).max(1).default(1),
+    reward: z.enum(['general-sum', 'zero-sum']).default('general-sum'),
+    /** Off reproduces the always-refuse equilibrium: helpfulness on benign prompts earns nothing. */
+    reward_benign_helpfulness: z.boolean().default(true),
+  })
+  .strict();
+
+const rlSchema = z
+  .object({
+    estimator: z.enum(['reinforce++', 'grpo']).default('reinforce++'),
+    /** Samples per seed (GRPO's group); 1 for REINFORCE++. */
+    group_size: positiveInt.default(1),
+    kl: z
+      .object({
+        coef: z.number().min(0).default(0.01),
+        estimator: z.enum(['k1', 'k3']).default('k1'),
+        /** REINFORCE++ folds the KL penalty into the per-token reward; GRPO puts it in the loss. */
+        in_reward: z.boolean().default(true),
+      })
+      .strict()
+      .default({ coef: 0.01, estimator: 'k1', in_reward: true }),
+    clip_eps: z.number().positive().default(0.2),
+    gamma: z.number().min(0).max(1).default(1),
+  })
+  .strict();
+
+const optimizerSchema = z
+  .object({
+    kind: z.enum(['adamw', 'sgd']).default('adamw'),
+    lr: z
+      .object({ attacker: z.number().positive().default(1e-3), defender: z.number().positive().default(2e-3), shared: z.number().positive().default(1.5e-3) })
+      .strict()
+      .default({ attacker: 1e-3, defender: 2e-3, shared: 1.5e-3 }),
+    weight_decay: z.number().min(0).default(0),
+    clip_norm: z.number().positive().nullable().default(1),
+    warmup_steps: z.number().int().min(0).default(0),
+  })
+  .strict();
+
+const loraSchema = z
+  .object({
+    rank: positiveInt.default(8),
+    alpha: z.number().positive().default(16),
+    targets: z.array(z.enum(LORA_MODULES)).min(1).default(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']),
+  })
+  .strict();
+
+const evaluationSchema = z
+  .object({
+    nash_gap: z.boolean().default(true),
+    /** Rewrites sampled per seed to measure an attacker's prompt distribution. */
+    attacker_samples_per_seed: positiveInt.default(4),
+    /** Best-response training budget when the Nash gap must be estimated (non-sandbox worlds). */
+    best_response_steps: positiveInt.default(20),
+    crossplay: z.boolean().default(true),
+  })
+  .strict();
+
+export const runConfigSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, ".", "_" and "-"').default('sandbox-absp'),
+    seed: z.number().int().min(0).default(1),
+    runs_dir: z.string().default('runs'),
+    model: z.string().default('builtin:sandbox'),
+    engine: engineSchema.default({ kind: 'ort' }),
+    world: worldSchema.default({ kind: 'sandbox' }),
+    judge: judgeSchema.default({ kind: 'sandbox' }),
+    mode: modeSchema.default('bipolicy'),
+    rounds: positiveInt.default(4),
+    steps_per_round: positiveInt.default(10),
+    schedule: scheduleSchema.default({ kind: 'simultaneous' }),
+    game: gameSchema.default(gameSchema.parse({})),
+    rl: rlSchema.default(rlSchema.parse({})),
+    optimizer: optimizerSchema.default(optimizerSchema.parse({})),
+    lora: loraSchema.default(loraSchema.parse({})),
+    evaluation: evaluationSchema.default(evaluationSchema.parse({})),
+    /** Modes to run as baselines at the same budget after the main run (the main job compares). */
+    baselines: z.array(modeSchema).default([]),
+  })
+  .strict();
+
+export type RunConfig = z.infer<typeof runConfigSchema>;
+export type RunConfigInput = z.input<typeof runConfigSchema>;
+
+export class ConfigError extends Error {}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const where = issue.path.length ? issue.path.join('.') : '(top level)';
+  if (issue.code === 'unrecognized_keys') return `${where}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+  return `${where}: ${issue.message}`;
+}
+
+/** Validates a parsed config; `source` names it in errors. */
+export function parseRunConfig(value: unknown, source: string): RunConfig {
+  const result = runConfigSchema.safeParse(value);
+  if (!result.success) {
+    const problems = result.error.issues.map(describeIssue);
+    throw new ConfigError(`${source}: invalid run config: ${problems.join('; ')}`);
+  }
+  const c = result.data;
+  if (c.rl.estimator === 'grpo' && c.rl.group_size < 2) throw new ConfigError(`${source}: rl.group_size must be at least 2 for GRPO (a group needs several samples)`);
+  if (c.schedule.kind === 'alternating' && (c.mode === 'attacker-only' || c.mode === 'defender-only')) {
+    throw new ConfigError(`${source}: schedule "alternating" needs both roles to train, but mode is ${c.mode}`);
+  }
+  if (c.mode === 'shared-full' && c.engine.kind !== 'ort') throw new ConfigError(`${source}: mode shared-full is only available with the built-in engine`);
+  return c;
+}
+
+export function loadRunConfig(file: string): RunConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`${file}: cannot read the config (${(e as Error).message})`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${file}: is not valid JSON (${(e as Error).message})`);
+  }
+  return parseRunConfig(value, file);
+}
+
+export function defaultRunConfig(): RunConfig {
+  return parseRunConfig({}, 'defaults');
+}

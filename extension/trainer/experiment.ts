@@ -1,0 +1,301 @@
+/**
+ * A self-play experiment from start (or resume) to finish, written into its run directory: rounds of
+ * play-judge-train steps, every round's policies and optimiser state saved before its round.json, the
+ * round measured (Nash gap, attack success, over-refusal, capability), and cross-play at the end.
+ * A stopped or killed run resumes from its last complete round with nothing lost or duplicated.
+ */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { RunWriter } from '../rundir/writer';
+import type { Crossplay } from '../rundir/schema';
+import { RunConfig } from './config';
+import { Engine, EngineError, OptimizerSettings, PolicyName } from './engine';
+import { Evaluator, Players } from './evaluation';
+import { GameSettings, PlayedExchange, playStep } from './game';
+import { Judge, JudgeError } from './judges/judge';
+import { RolePrompts } from './role-prompts';
+import { Role, TrainingMode, phaseName, rolesAt } from './schedule';
+import { SeedPool } from './seeds';
+import { stepMetrics } from './step-metrics';
+import { EstimatorSettings, buildTrainingBatch } from './training-batch';
+
+/** The policy each role plays in a mode (null: the frozen base) and the folder it is saved in. */
+export function rolePolicies(mode: TrainingMode): { attacker: PolicyName; defender: PolicyName; trained: { name: string; slot: string; kind: 'lora' | 'full' }[] } {
+  switch (mode) {
+    case 'bipolicy':
+      return { attacker: 'attacker', defender: 'defender', trained: [{ name: 'attacker', slot: 'attacker', kind: 'lora' }, { name: 'defender', slot: 'defender', kind: 'lora' }] };
+    case 'shared-lora':
+      return { attacker: 'shared', defender: 'shared', trained: [{ name: 'shared', slot: 'shared', kind: 'lora' }] };
+    case 'shared-full':
+      return { attacker: 'shared', defender: 'shared', trained: [{ name: 'shared', slot: 'model', kind: 'full' }] };
+    case 'attacker-only':
+      return { attacker: 'attacker', defender: null, trained: [{ name: 'attacker', slot: 'attacker', kind: 'lora' }] };
+    case 'defender-only':
+      return { attacker: null, defender: 'defender', trained: [{ name: 'defender', slot: 'defender', kind: 'lora' }] };
+  }
+}
+
+export interface ExperimentDeps {
+  engine: Engine;
+  judge: Judge;
+  evaluator: Evaluator | null;
+  prompts: RolePrompts;
+  pool: SeedPool;
+}
+
+export interface ExperimentOptions {
+  config: RunConfig;
+  deps: ExperimentDeps;
+  /** Create a new run in config.runs_dir, or resume this run directory. */
+  resumeDir?: string;
+  runId?: string;
+  log?: (line: string) => void;
+  onStep?: (p: { round: number; step: number; totalSteps: number; metrics: Record<string, number | null> }) => void;
+  onRound?: (p: { round: number; metrics: Record<string, number | null> }) => void;
+  /** Polled between steps; true stops the run cleanly (status stopped, resumable). */
+  shouldStop?: () => boolean;
+}
+
+export interface ExperimentResult {
+  dir: string;
+  status: 'completed' | 'stopped';
+  rounds: { round: number; metrics: Record<string, number | null> }[];
+}
+
+export function gameSettings(c: RunConfig): GameSettings {
+  return {
+    seedsPerStep: c.game.seeds_per_step,
+    groupSize: c.rl.estimator === 'grpo' ? c.rl.group_size : 1,
+    harmfulFraction: c.game.harmful_fraction,
+    passThroughFraction: c.game.pass_through_fraction,
+    turns: c.game.turns,
+    thinking: c.game.hidden_cot,
+    maxNewTokens: c.game.max_new_tokens,
+    temperature: c.game.temperature,
+    topP: c.game.top_p,
+    rewards: { kind: c.game.reward, rewardBenignHelpfulness: c.game.reward_benign_helpfulness },
+  };
+}
+
+export function estimatorSettings(c: RunConfig): EstimatorSettings {
+  return { estimator: c.rl.estimator, klCoef: c.rl.kl.coef, klEstimator: c.rl.kl.estimator, klInReward: c.rl.kl.in_reward, gamma: c.rl.gamma };
+}
+
+export function optimizerSettings(c: RunConfig, policy: string): OptimizerSettings {
+  const lr = policy === 'attacker' ? c.optimizer.lr.attacker : policy === 'defender' ? c.optimizer.lr.defender : c.optimizer.lr.shared;
+  return { kind: c.optimizer.kind, lr, weightDecay: c.optimizer.weight_decay, clipNorm: c.optimizer.clip_norm, warmupSteps: c.optimizer.warmup_steps };
+}
+
+function configHash(c: RunConfig): string {
+  return crypto.createHash('sha256').update(JSON.stringify(c)).digest('hex').slice(0, 16);
+}
+
+const roundFolder = (round: number) => `rounds/round-${String(round).padStart(4, '0')}`;
+
+export async function runExperiment(o: ExperimentOptions): Promise<ExperimentResult> {
+  const { config: c, deps } = o;
+  const { engine } = deps;
+  const log = o.log ?? (() => {});
+  const roles = rolePolicies(c.mode);
+  const writer = o.resumeDir
+    ? RunWriter.resume(o.resumeDir)
+    : RunWriter.create(path.resolve(c.runs_dir), {
+        id: o.runId,
+        name: c.name,
+        mode: c.mode,
+        engine: engine.info.name,
+        base_model: c.model,
+        rounds_planned: c.rounds,
+        roles: ['attacker', 'defender'],
+        config: c as unknown as Record<string, unknown>,
+      });
+  const say = (line: string) => {
+    log(line);
+    writer.log(line);
+  };
+  const players: Players = { attacker: roles.attacker, defender: roles.defender };
+  const rounds: ExperimentResult['rounds'] = [];
+  let round = 0;
+  let step = 0;
+  try {
+    const last = writer.lastCompleteRound();
+    if (last >= 0) {
+      for (const t of roles.trained) {
+        await engine.loadPolicy(t.name, path.join(writer.dir, roundFolder(last), t.slot), t.kind);
+        await engine.loadOptimizer(t.name, path.join(writer.dir, roundFolder(last), 'optimizer'));
+      }
+      round = last;
+      step = last * c.steps_per_round;
+      say(`resuming ${writer.dir} from round ${last} (attempt ${writer.attempt})`);
+    } else {
+      writer.event({ type: 'start', round: 0, config_hash: configHash(c) });
+      for (const t of roles.trained) {
+        await engine.createPolicy(t.name, { kind: t.kind, rank: c.lora.rank, alpha: c.lora.alpha, targets: c.lora.targets, seed: c.seed + (t.name === 'defender' ? 1 : 0) });
+      }
+      await completeRound(0, null, 0);
+      say(`run ${writer.dir}: ${c.mode}, ${c.rounds} rounds of ${c.steps_per_round} steps`);
+    }
+
+    async function completeRound(r: number, steps: [number, number] | null, exchanges: number): Promise<void> {
+      for (const t of roles.trained) {
+        await engine.savePolicy(t.name, writer.roundPath(r, t.slot));
+        await engine.saveOptimizer(t.name, writer.roundPath(r, 'optimizer'));
+      }
+      const measured = deps.evaluator && c.evaluation.nash_gap ? await deps.evaluator.measureRound(players) : null;
+      const metrics = measured?.metrics ?? {};
+      const ng = measured?.nashGap;
+      writer.completeRound(r, {
+        steps,
+        roles: roles.trained.map((t) => t.name),
+        metrics,
+        exchanges,
+        nashgap: ng
+          ? { method: ng.method, nash_gap: ng.nashGap, defender_exploitability: ng.defenderExploitability, attacker_gap: ng.attackerGap, best_response_asr: ng.bestResponseAsr, per_seed: ng.perSeed, budget: ng.budget }
+          : undefined,
+      });
+      rounds.push({ round: r, metrics });
+      o.onRound?.({ round: r, metrics });
+      if (r > 0 || ng) say(`round ${r}: ${Object.entries(metrics).map(([k, v]) => `${k}=${v === null ? '-' : v.toFixed(3)}`).join(' ')}`);
+    }
+
+    const total = c.rounds * c.steps_per_round;
+    const settings = gameSettings(c);
+    for (round = round + 1; round <= c.rounds; round++) {
+      const firstStep = step + 1;
+      let exchangesInRound = 0;
+      for (let s = 0; s < c.steps_per_round; s++, step++) {
+        if (o.shouldStop?.()) {
+          writer.setStatus('stopped', `stopped by the user during round ${round}; resume continues from round ${round - 1}`);
+          say(`stopped during round ${round}`);
+          return { dir: writer.dir, status: 'stopped', rounds };
+        }
+        const started = Date.now();
+        const trainingRoles = rolesAt(c.schedule.kind === 'simultaneous' ? c.schedule : { kind: 'alternating', attackerSteps: c.schedule.attacker_steps, defenderSteps: c.schedule.defender_steps, first: c.schedule.first }, c.mode, step);
+        const play = await playStep({ engine, judge: deps.judge, prompts: deps.prompts, pool: deps.pool, settings, policies: players, seed: c.seed, step: step + 1 });
+        checkJudgeFailures(play.exchanges, c);
+        writeExchanges(writer, play.exchanges, round, step + 1, roles);
+        exchangesInRound += play.exchanges.length;
+        const policyOf = (role: Role): string | null => (role === 'attacker' ? roles.attacker : roles.defender);
+        const batch = await buildTrainingBatch(engine, play.exchanges, trainingRoles, policyOf, estimatorSettings(c));
+        const optimizers: Record<string, OptimizerSettings> = {};
+        for (const t of roles.trained) optimizers[t.name] = optimizerSettings(c, t.name);
+        const report = batch.samples.length ? await engine.trainStep(batch.samples, { clipEps: c.rl.clip_eps, klK1: batch.klK1, klK3: batch.klK3, optimizers }) : null;
+        const seconds = (Date.now() - started) / 1000;
+        const metrics: Record<string, number | null> = {
+          ...stepMetrics(play.exchanges, (t) => engine.encode(t)),
+          'kl/attacker': batch.kl.attacker ?? null,
+          'kl/defender': batch.kl.defender ?? null,
+          tokens_per_s: (play.generatedTokens + (report?.tokens ?? 0)) / Math.max(seconds, 1e-3),
+        };
+        for (const t of roles.trained) {
+          const p = report?.policies[t.name];
+          const label = t.name === 'shared' ? 'loss/shared' : `loss/${t.name}`;
+          metrics[label] = p ? (Number.isFinite(p.loss) ? p.loss : null) : null;
+          if (p?.skipped) say(`step ${step + 1}: ${t.name} update skipped (non-finite loss or gradient)`);
+        }
+        writer.event({ type: 'step', round, step: step + 1, phase: phaseName(trainingRoles), metrics });
+        o.onStep?.({ round, step: step + 1, totalSteps: total, metrics });
+      }
+      await completeRound(round, [firstStep, step], exchangesInRound);
+    }
+
+    if (c.evaluation.crossplay && deps.evaluator) {
+      say('cross-play: every saved attacker against every saved defender');
+      writer.writeCrossplay(await crossplayWithinRun(writer.dir, c, engine, deps.evaluator));
+    }
+    writer.setStatus('completed');
+    return { dir: writer.dir, status: 'completed', rounds };
+  } catch (e) {
+    const err = e as Error;
+    const resumable = e instanceof EngineError || e instanceof JudgeError || !(e instanceof TypeError || e instanceof RangeError);
+    const where = round > 0 ? `in round ${round}, step ${step + 1}` : 'before training';
+    writer.setStatus(resumable ? 'paused' : 'failed', `${err.message} (${where}); completed rounds are kept${resumable ? '; resume with absp run --resume' : ''}`);
+    say(`${resumable ? 'paused' : 'failed'} ${where}: ${err.message}`);
+    throw e;
+  }
+}
+
+function checkJudgeFailures(exchanges: readonly PlayedExchange[], c: RunConfig): void {
+  if (c.judge.kind !== 'http') return;
+  const unparsable = exchanges.filter((e) => e.verdict.unparsable).length;
+  if (exchanges.length > 0 && unparsable / exchanges.length > c.judge.max_failure_rate) {
+    throw new JudgeError(`the judge returned unparsable labels for ${unparsable} of ${exchanges.length} exchanges (more than judge.max_failure_rate ${c.judge.max_failure_rate})`);
+  }
+}
+
+function writeExchanges(writer: RunWriter, exchanges: readonly PlayedExchange[], round: number, step: number, roles: ReturnType<typeof rolePolicies>): void {
+  const adapterPath = (policy: PolicyName) => {
+    if (policy === null) return 'base';
+    const slot = roles.trained.find((t) => t.name === policy)?.slot ?? policy;
+    // The weights that played this round are those saved at the end of the previous round.
+    return `${roundFolder(round - 1)}/${slot}`;
+  };
+  for (const e of exchanges) {
+    writer.exchange({
+      id: `r${String(round).padStart(4, '0')}-s${String(step).padStart(6, '0')}-${String(e.index).padStart(3, '0')}`,
+      round,
+      step,
+      seed: { prompt: e.seed.prompt, harmful: e.seed.harmful, source: e.seed.source, ...(e.seed.intent ? { intent: e.seed.intent } : {}) },
+      attacked: e.attacked,
+      turns: e.turns.map((t) => ({
+        attacker: t.attacker ? { thought: t.attacker.thought, text: t.attacker.text, raw: t.attacker.raw } : null,
+        defender: { thought: t.defender.thought, text: t.defender.text, raw: t.defender.raw },
+      })),
+      judge: {
+        prompt_harmful: e.verdict.promptHarmful,
+        refusal: e.verdict.refusal,
+        response_harmful: e.verdict.responseHarmful,
+        faithful: e.verdict.faithful,
+        well_formed: { attacker: e.verdict.wellFormed.attacker, defender: e.verdict.wellFormed.defender },
+        unparsable: e.verdict.unparsable,
+      },
+      rewards: { attacker: e.rewards?.attacker ?? null, defender: e.rewards?.defender ?? null, components: e.rewards?.components },
+      adapters: { attacker: e.attacked ? adapterPath(roles.attacker) : null, defender: adapterPath(roles.defender) },
+    });
+  }
+}
+
+/** Loads a run's saved attackers/defenders (base + every complete round) as engine policies. */
+export async function loadRunPlayers(
+  runDir: string,
+  mode: TrainingMode,
+  engine: Engine,
+  prefix: string,
+): Promise<{ attackers: { label: string; round: number | null; path: string; policy: PolicyName }[]; defenders: { label: string; round: number | null; path: string; policy: PolicyName }[] }> {
+  const roles = rolePolicies(mode);
+  const attackers: { label: string; round: number | null; path: string; policy: PolicyName }[] = [{ label: 'base', round: null, path: 'base', policy: null }];
+  const defenders = [...attackers];
+  const roundsDir = path.join(runDir, 'rounds');
+  const complete = fs.existsSync(roundsDir)
+    ? fs.readdirSync(roundsDir).filter((n) => /^round-\d{4}$/.test(n) && fs.existsSync(path.join(roundsDir, n, 'round.json'))).map((n) => Number(n.slice(6))).filter((n) => n > 0).sort((a, b) => a - b)
+    : [];
+  for (const r of complete) {
+    for (const [role, list] of [['attacker', attackers], ['defender', defenders]] as const) {
+      const policy = role === 'attacker' ? roles.attacker : roles.defender;
+      if (policy === null) continue;
+      const t = roles.trained.find((x) => x.name === policy)!;
+      const rel = `${roundFolder(r)}/${t.slot}`;
+      const name = `${prefix}${role}-r${r}`;
+      await engine.loadPolicy(name, path.join(runDir, rel), t.kind);
+      list.push({ label: `r${r}`, round: r, path: rel, policy: name });
+    }
+  }
+  return { attackers, defenders };
+}
+
+async function crossplayWithinRun(runDir: string, c: RunConfig, engine: Engine, evaluator: Evaluator): Promise<Crossplay> {
+  const runId = path.basename(runDir);
+  const players = await loadRunPlayers(runDir, c.mode, engine, 'xp-');
+  const { cells, samples } = await evaluator.crossplay(players.attackers.map((a) => a.policy), players.defenders.map((d) => d.policy));
+  for (const p of [...players.attackers, ...players.defenders]) if (p.policy) await engine.dropPolicy(p.policy);
+  return {
+    version: 1,
+    method: evaluator.method,
+    attackers: players.attackers.map((a) => ({ label: a.label, run: runId, round: a.round, path: a.path })),
+    defenders: players.defenders.map((d) => ({ label: d.label, run: runId, round: d.round, path: d.path })),
+    asr: cells.map((row) => row.map((x) => x.asr)),
+    ci95: cells.map((row) => row.map((x) => x.ci95)),
+    samples,
+  };
+}

@@ -1,0 +1,189 @@
+/**
+ * One step of the red-teaming game (Self-RedTeam's protocol, generalised): draw seeds, let the
+ * attacker rewrite some of them, let the defender answer, judge, and reward. Rollouts of both roles
+ * share batched passes: the attacker's rewrites and the defender's answers to unattacked seeds go
+ * in one call, so the frozen base runs once for both adapters.
+ */
+import { Rng } from '../util/rng';
+import { Engine, GeneratedText, PolicyName } from './engine';
+import { Judge, JudgeItem } from './judges/judge';
+import { Rewards, RewardConfig, computeRewards } from './rewards';
+import { ChatMessage, RolePrompts, TurnHistory } from './role-prompts';
+import { Role } from './schedule';
+import { GameSeed, SeedPool } from './seeds';
+import { splitOutput } from './thoughts';
+import { Verdict } from './verdict';
+
+export interface Utterance {
+  raw: string;
+  text: string;
+  thought: string | null;
+  wellFormed: boolean;
+}
+
+/** One generation of a role, with what training needs: the exact prompt and sampled tokens. */
+export interface RoleTurn {
+  role: Role;
+  turn: number;
+  promptIds: number[];
+  tokens: number[];
+  logprobs: number[];
+}
+
+export interface PlayedExchange {
+  index: number;
+  seed: GameSeed;
+  /** Exchanges drawn from the same seed instance share a group (GRPO's baseline). */
+  group: number;
+  attacked: boolean;
+  turns: { attacker: Utterance | null; defender: Utterance }[];
+  generations: RoleTurn[];
+  verdict: Verdict;
+  /** null when a judge label was unparsable: the exchange is dropped from the update. */
+  rewards: Rewards | null;
+}
+
+export interface GameSettings {
+  seedsPerStep: number;
+  groupSize: number;
+  harmfulFraction: number;
+  passThroughFraction: number;
+  turns: number;
+  thinking: { attacker: boolean; defender: boolean };
+  maxNewTokens: { attacker: number; defender: number };
+  temperature: number;
+  topP: number;
+  rewards: RewardConfig;
+}
+
+export interface StepPlay {
+  exchanges: PlayedExchange[];
+  generatedTokens: number;
+}
+
+interface Live {
+  seed: GameSeed;
+  group: number;
+  attacked: boolean;
+  history: TurnHistory[];
+  prompts: string[];
+  answers: string[];
+  turns: { attacker: Utterance | null; defender: Utterance }[];
+  generations: RoleTurn[];
+}
+
+function rowSeed(base: number, step: number, index: number, turn: number, role: Role): number {
+  // A stable per-row seed, so a row samples the same whatever else shares its batch.
+  let h = (base * 0x9e3779b1) ^ (step * 0x85ebca6b) ^ (index * 0xc2b2ae35) ^ (turn * 0x27d4eb2f) ^ (role === 'attacker' ? 0x165667b1 : 0);
+  h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d);
+  return (h ^ (h >>> 12)) >>> 0;
+}
+
+export async function playStep(options: {
+  engine: Engine;
+  judge: Judge;
+  prompts: RolePrompts;
+  pool: SeedPool;
+  settings: GameSettings;
+  policies: { attacker: PolicyName; defender: PolicyName };
+  seed: number;
+  step: number;
+}): Promise<StepPlay> {
+  const { engine, settings: s, policies } = options;
+  const rng = new Rng(options.seed, options.step + 1);
+  const seeds = options.pool.draw(s.seedsPerStep, s.harmfulFraction, rng);
+  const live: Live[] = [];
+  seeds.forEach((seed, group) => {
+    // A seed instance is attacked or passed through as a whole group, so GRPO compares like with like.
+    const attacked = rng.uniform() >= s.passThroughFraction;
+    for (let k = 0; k < s.groupSize; k++) live.push({ seed, group, attacked, history: [], prompts: [], answers: [], turns: [], generations: [] });
+  });
+  const stop = engine.stopTokens();
+  let generatedTokens = 0;
+  const encodeChat = (msgs: ChatMessage[]) => engine.encode(engine.chat(msgs, true));
+
+  const generate = async (jobs: { ex: number; role: Role; turn: number; promptIds: number[] }[]): Promise<GeneratedText[]> => {
+    if (jobs.length === 0) return [];
+    // Attacker and defender rows go in one call per token budget: the engine batches by policy.
+    const limit = Math.max(...jobs.map((j) => (j.role === 'attacker' ? s.maxNewTokens.attacker : s.maxNewTokens.defender)));
+    const gens = await engine.generate(
+      jobs.map((j) => ({ prompt: j.promptIds, policy: policies[j.role], seed: rowSeed(options.seed, options.step, j.ex, j.turn, j.role) })),
+      { maxNewTokens: limit, temperature: s.temperature, topP: s.topP, stopTokens: stop },
+    );
+    return gens.map((g, i) => {
+      const cap = jobs[i].role === 'attacker' ? s.maxNewTokens.attacker : s.maxNewTokens.defender;
+      if (g.tokens.length <= cap) return g;
+      return { tokens: g.tokens.slice(0, cap), logprobs: g.logprobs.slice(0, cap), finish: 'length' as const };
+    });
+  };
+
+  const record = (x: Live, role: Role, turn: number, promptIds: number[], g: GeneratedText): Utterance => {
+    generatedTokens += g.tokens.length;
+    x.generations.push({ role, turn, promptIds, tokens: g.tokens, logprobs: g.logprobs });
+    const raw = engine.decode(g.tokens);
+    const split = splitOutput(raw, s.thinking[role]);
+    // A generation cut off by the token limit is not a finished utterance.
+    return { raw, text: split.answer, thought: split.thought, wellFormed: split.wellFormed && g.finish === 'stop' };
+  };
+
+  for (let turn = 0; turn < s.turns; turn++) {
+    // Phase 1: attacker moves, plus the defender's answers to seeds passed through unchanged.
+    const phase1: { ex: number; role: Role; turn: number; promptIds: number[] }[] = [];
+    live.forEach((x, ex) => {
+      if (x.attacked) phase1.push({ ex, role: 'attacker', turn, promptIds: encodeChat(options.prompts.attacker(x.seed, x.history)) });
+      else if (turn === 0) phase1.push({ ex, role: 'defender', turn, promptIds: encodeChat(options.prompts.defender([x.seed.prompt], [])) });
+    });
+    const out1 = await generate(phase1);
+    const pendingDefender: { ex: number; role: Role; turn: number; promptIds: number[] }[] = [];
+    const attackerUtterances = new Map<number, Utterance>();
+    phase1.forEach((job, i) => {
+      const x = live[job.ex];
+      const u = record(x, job.role, turn, job.promptIds, out1[i]);
+      if (job.role === 'attacker') {
+        attackerUtterances.set(job.ex, u);
+        x.prompts.push(u.text);
+        pendingDefender.push({ ex: job.ex, role: 'defender', turn, promptIds: encodeChat(options.prompts.defender(x.prompts, x.answers)) });
+      } else {
+        x.prompts.push(x.seed.prompt);
+        x.answers.push(u.raw);
+        x.turns.push({ attacker: null, defender: u });
+      }
+    });
+    // Phase 2: the defender answers this turn's attacks.
+    const out2 = await generate(pendingDefender);
+    pendingDefender.forEach((job, i) => {
+      const x = live[job.ex];
+      const d = record(x, 'defender', turn, job.promptIds, out2[i]);
+      const a = attackerUtterances.get(job.ex)!;
+      x.answers.push(d.raw);
+      x.turns.push({ attacker: a, defender: d });
+      x.history.push({ attackerRaw: a.raw, attackerText: a.text, defenderRaw: d.raw, defenderText: d.text });
+    });
+  }
+
+  // The judge scores each exchange's last turn.
+  const items: JudgeItem[] = live.map((x) => {
+    const last = x.turns[x.turns.length - 1];
+    return {
+      seed: x.seed,
+      attackerRaw: last.attacker ? last.attacker.raw : null,
+      prompt: last.attacker ? last.attacker.text : x.seed.prompt,
+      defenderRaw: last.defender.raw,
+      response: last.defender.text,
+      attackerWellFormed: x.attacked ? x.turns.every((t) => t.attacker?.wellFormed === true) : null,
+      defenderWellFormed: x.turns.every((t) => t.defender.wellFormed),
+    };
+  });
+  const verdicts = await options.judge.judge(items);
+  const exchanges = live.map((x, index) => ({
+    index,
+    seed: x.seed,
+    group: x.group,
+    attacked: x.attacked,
+    turns: x.turns,
+    generations: x.generations,
+    verdict: verdicts[index],
+    rewards: computeRewards(x.seed.harmful, x.attacked, verdicts[index], s.rewards),
+  }));
+  return { exchanges, generatedTokens };
+}

@@ -1,0 +1,22 @@
+import { RunConfig } from '../config';
+import { GuardModelJudge } from './guard-model-judge';
+import { HttpJudge } from './http-judge';
+import { Judge, JudgeError } from './judge';
+import { SandboxJudge } from './sandbox-judge';
+
+export { JudgeError, type Judge, type JudgeItem } from './judge';
+
+export function makeJudge(config: RunConfig): Judge {
+  const j = config.judge;
+  switch (j.kind) {
+    case 'sandbox':
+      return new SandboxJudge();
+    case 'guard':
+      return GuardModelJudge.open(j.model, j.max_new_tokens, config.engine.kind === 'ort' ? config.engine.threads : undefined);
+    case 'http': {
+      const apiKey = j.api_key_env ? process.env[j.api_key_env] : undefined;
+      if (j.api_key_env && !apiKey) throw new JudgeError(`judge.api_key_env names ${j.api_key_env}, which is not set`);
+      return new HttpJudge({ url: j.url, model: j.model, apiKey, timeoutMs: j.timeout_ms, retries: j.retries });
+    }
+  }
+}

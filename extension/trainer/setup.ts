@@ -1,0 +1,57 @@
+/**
+ * Builds what an experiment needs from its config: the engine, the judge, the seeds, the role prompts
+ * and the round evaluator (exact game values in the sandbox, sampled and estimated elsewhere).
+ */
+import * as path from 'node:path';
+import { RunConfig } from './config';
+import { Engine, EngineError } from './engine';
+import { Evaluator, SampledEvaluator } from './evaluation';
+import { ExperimentDeps, estimatorSettings, gameSettings, optimizerSettings } from './experiment';
+import { makeJudge } from './judges';
+import { OrtEngine } from './ort-engine';
+import { rolePrompts } from './role-prompts';
+import { GameSeed, SeedPool, loadSeedsFile, sandboxSeeds } from './seeds';
+import { SandboxEvaluator } from './sandbox-evaluator';
+
+export function openEngine(c: RunConfig): Engine {
+  if (c.engine.kind === 'torch') {
+    throw new EngineError('the torch (GPU) engine is not part of this build: set "engine": {"kind": "ort"} (the built-in ONNX Runtime engine)');
+  }
+  return OrtEngine.open(c.model, { threads: c.engine.threads });
+}
+
+export function worldSeeds(c: RunConfig, configDir: string): GameSeed[] {
+  if (c.world.kind === 'sandbox') return sandboxSeeds();
+  const own = loadSeedsFile(path.resolve(configDir, c.world.file));
+  return c.world.include_sandbox ? [...own, ...sandboxSeeds()] : own;
+}
+
+/** True when the sandbox's exact game values apply: its world, its judge, no hidden thinking. */
+export function exactValuesApply(c: RunConfig): boolean {
+  return c.world.kind === 'sandbox' && c.judge.kind === 'sandbox' && !c.game.hidden_cot.defender && c.game.turns === 1;
+}
+
+export function buildDeps(c: RunConfig, configDir: string, engine: Engine): ExperimentDeps {
+  const seeds = worldSeeds(c, configDir);
+  const judge = makeJudge(c);
+  const prompts = rolePrompts(c.world.kind === 'sandbox' ? 'sandbox' : 'general', c.game.hidden_cot);
+  let evaluator: Evaluator;
+  if (exactValuesApply(c)) {
+    evaluator = new SandboxEvaluator({ engine, judge, prompts, game: gameSettings(c), samplesPerSeed: c.evaluation.attacker_samples_per_seed, seed: c.seed });
+  } else {
+    evaluator = new SampledEvaluator({
+      engine,
+      judge,
+      prompts,
+      seeds,
+      game: gameSettings(c),
+      samplesPerSeed: c.evaluation.attacker_samples_per_seed,
+      bestResponseSteps: c.evaluation.best_response_steps,
+      estimator: estimatorSettings(c),
+      optimizer: optimizerSettings(c, 'attacker'),
+      lora: { rank: c.lora.rank, alpha: c.lora.alpha, targets: c.lora.targets },
+      seed: c.seed,
+    });
+  }
+  return { engine, judge, evaluator, prompts, pool: new SeedPool(seeds) };
+}

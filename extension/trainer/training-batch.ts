@@ -1,0 +1,103 @@
+/**
+ * Turns a played step into policy-gradient samples: each role generation of a kept exchange becomes a
+ * row (its exact prompt tokens plus the sampled tokens), with per-token advantages from the chosen
+ * estimator, the behaviour log-probs recorded at sampling, and the frozen base's log-probs (the anchor).
+ * Token weights make each role's loss a mean over that role's generated tokens.
+ */
+import { Engine, TrainSample } from './engine';
+import { grpo, reinforcePlusPlus } from './estimators';
+import { PlayedExchange, RoleTurn } from './game';
+import { Role } from './schedule';
+
+export interface EstimatorSettings {
+  estimator: 'reinforce++' | 'grpo';
+  klCoef: number;
+  klEstimator: 'k1' | 'k3';
+  klInReward: boolean;
+  gamma: number;
+}
+
+export interface BuiltBatch {
+  samples: TrainSample[];
+  /** Mean k1 KL to the anchor over each role's generated tokens. */
+  kl: Partial<Record<Role, number>>;
+  tokens: Partial<Record<Role, number>>;
+  /** The loss-side KL coefficients to pass to the engine. */
+  klK1: number;
+  klK3: number;
+}
+
+interface Row {
+  exchange: PlayedExchange;
+  gen: RoleTurn;
+  reward: number;
+  policy: string;
+}
+
+export async function buildTrainingBatch(
+  engine: Engine,
+  exchanges: readonly PlayedExchange[],
+  roles: readonly Role[],
+  policyOf: (role: Role) => string | null,
+  settings: EstimatorSettings,
+): Promise<BuiltBatch> {
+  const rows: Row[] = [];
+  for (const ex of exchanges) {
+    if (!ex.rewards) continue;
+    for (const gen of ex.generations) {
+      const policy = policyOf(gen.role);
+      if (!roles.includes(gen.role) || policy === null || gen.tokens.length === 0) continue;
+      const reward = gen.role === 'attacker' ? ex.rewards.attacker : ex.rewards.defender;
+      if (reward === null) continue;
+      rows.push({ exchange: ex, gen, reward, policy });
+    }
+  }
+  const useLossKl = !settings.klInReward || settings.estimator === 'grpo';
+  const result: BuiltBatch = {
+    samples: [],
+    kl: {},
+    tokens: {},
+    klK1: useLossKl && settings.klEstimator === 'k1' ? settings.klCoef : 0,
+    klK3: useLossKl && settings.klEstimator === 'k3' ? settings.klCoef : 0,
+  };
+  if (rows.length === 0) return result;
+  const ref = await engine.logprobs(rows.map((r) => ({ ids: [...r.gen.promptIds, ...r.gen.tokens], policy: null })));
+  const genKl = rows.map((r, i) => r.gen.logprobs.map((lp, t) => lp - (ref[i][r.gen.promptIds.length + t] as number)));
+
+  const advantages = new Array<number[]>(rows.length);
+  for (const role of ['attacker', 'defender'] as const) {
+    const idx = rows.map((r, i) => (r.gen.role === role ? i : -1)).filter((i) => i >= 0);
+    if (idx.length === 0) continue;
+    const tokens = idx.reduce((n, i) => n + rows[i].gen.tokens.length, 0);
+    result.tokens[role] = tokens;
+    result.kl[role] = idx.reduce((s, i) => s + genKl[i].reduce((a, b) => a + b, 0), 0) / tokens;
+    if (settings.estimator === 'reinforce++') {
+      const adv = reinforcePlusPlus(
+        idx.map((i) => ({ reward: rows[i].reward, kl: genKl[i] })),
+        useLossKl ? 0 : settings.klCoef,
+        settings.gamma,
+      );
+      idx.forEach((i, k) => (advantages[i] = adv[k]));
+    } else {
+      const adv = grpo(idx.map((i) => rows[i].reward), idx.map((i) => rows[i].exchange.group));
+      idx.forEach((i, k) => (advantages[i] = rows[i].gen.tokens.map(() => adv[k])));
+    }
+  }
+  rows.forEach((r, i) => {
+    const p = r.gen.promptIds.length;
+    const n = p + r.gen.tokens.length;
+    const weight = 1 / result.tokens[r.gen.role]!;
+    const weights = new Array<number>(n).fill(0);
+    const adv = new Array<number>(n).fill(0);
+    const old = new Array<number>(n).fill(0);
+    const refRow = new Array<number>(n).fill(0);
+    for (let t = 0; t < r.gen.tokens.length; t++) {
+      weights[p + t] = weight;
+      adv[p + t] = advantages[i][t];
+      old[p + t] = r.gen.logprobs[t];
+      refRow[p + t] = ref[i][p + t] as number;
+    }
+    result.samples.push({ ids: [...r.gen.promptIds, ...r.gen.tokens], policy: r.policy, weights, advantages: adv, oldLogprobs: old, refLogprobs: refRow });
+  });
+  return result;
+}
