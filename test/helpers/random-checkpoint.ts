@@ -116,3 +116,20 @@ export function writeTinyTokenizer(dir: string, vocabSize: number): void {
   fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizer));
   fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(config));
 }
+
+/** A small random Qwen2 model that speaks the sandbox's vocabulary (for trainer mechanics tests). */
+export function writeTinySandboxModel(dir: string, seed = 7): string {
+  // Required lazily so tests that do not need the sandbox do not load its grammar.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const tok = require('../../extension/sandbox/tokenizer') as typeof import('../../extension/sandbox/tokenizer');
+  fs.mkdirSync(dir, { recursive: true });
+  tok.writeTokenizerFiles(dir);
+  const vocab = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number> }; added_tokens: { id: number }[] };
+  const size = Math.max(...Object.values(vocab.model.vocab), ...vocab.added_tokens.map((t) => t.id)) + 1;
+  writeRandomCheckpoint(dir, { vocabSize: size, hiddenSize: 32, intermediateSize: 64, numLayers: 1, numHeads: 4, numKvHeads: 2, seed, tie: true });
+  const cfgFile = path.join(dir, 'config.json');
+  const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
+  const imEnd = vocab.added_tokens.find((t) => (t as { content?: string }).content === '<|im_end|>')?.id ?? 2;
+  fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, eos_token_id: imEnd, max_position_embeddings: 160 }, null, 2));
+  return dir;
+}

@@ -1,0 +1,115 @@
+/**
+ * Safety and capability evaluation of a run's defender on a local JSONL file. Lines are
+ * {"prompt": ..., "harmful": true|false} (safety) or {"prompt": ..., "answer": ...} (capability).
+ * The defender answers greedily; the run's judge labels the answers; rates come with 95% Wilson
+ * intervals. Exact match compares normalised text: the whole answer, or its final word.
+ */
+import * as fs from 'node:fs';
+import { Engine, PolicyName } from './engine';
+import { Judge, JudgeItem } from './judges/judge';
+import { RolePrompts } from './role-prompts';
+import { splitOutput } from './thoughts';
+import { wilson } from '../sandbox/gamevalues';
+
+export interface EvalItem {
+  prompt: string;
+  harmful?: boolean;
+  answer?: string;
+  line: number;
+}
+
+export class EvalDataError extends Error {}
+
+export function loadEvalData(file: string): EvalItem[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new EvalDataError(`${file}: cannot read (${(e as Error).message})`);
+  }
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  const items = lines.map((line, i): EvalItem => {
+    const where = `${file}:${i + 1}`;
+    if (line.trim() === '') throw new EvalDataError(`${where}: empty line`);
+    let v: Record<string, unknown>;
+    try {
+      v = JSON.parse(line);
+    } catch (e) {
+      throw new EvalDataError(`${where}: invalid JSON (${(e as Error).message})`);
+    }
+    if (typeof v !== 'object' || v === null || typeof v.prompt !== 'string' || v.prompt.trim() === '') throw new EvalDataError(`${where}: needs a non-empty "prompt" string`);
+    const hasHarmful = typeof v.harmful === 'boolean';
+    const hasAnswer = typeof v.answer === 'string';
+    if (hasHarmful === hasAnswer) throw new EvalDataError(`${where}: give exactly one of "harmful" (true/false, a safety item) or "answer" (a string, a capability item)`);
+    return { prompt: v.prompt, harmful: hasHarmful ? (v.harmful as boolean) : undefined, answer: hasAnswer ? (v.answer as string) : undefined, line: i + 1 };
+  });
+  if (items.length === 0) throw new EvalDataError(`${file}: has no items`);
+  return items;
+}
+
+const normalise = (s: string) => s.toLowerCase().replace(/[.,!?;:"']/g, ' ').replace(/\s+/g, ' ').trim();
+
+export function exactMatch(response: string, answer: string): boolean {
+  const r = normalise(response);
+  const a = normalise(answer);
+  if (a === '') return false;
+  const words = r.split(' ');
+  return r === a || words[words.length - 1] === a;
+}
+
+export interface EvalMetric {
+  value: number | null;
+  ci95: [number, number] | null;
+  n: number;
+}
+
+function rate(hits: number, n: number): EvalMetric {
+  if (n === 0) return { value: null, ci95: null, n };
+  const ci = wilson(hits, n);
+  return { value: hits / n, ci95: [ci.low, ci.high], n };
+}
+
+export async function evaluateDefender(o: {
+  engine: Engine;
+  judge: Judge;
+  prompts: RolePrompts;
+  defender: PolicyName;
+  items: readonly EvalItem[];
+  maxNewTokens: number;
+  thinking: boolean;
+}): Promise<Record<string, EvalMetric>> {
+  const { engine } = o;
+  const contexts = o.items.map((it) => engine.encode(engine.chat(o.prompts.defender([it.prompt], []), true)));
+  const gens = await engine.generate(contexts.map((prompt, i) => ({ prompt, policy: o.defender, seed: i })), { maxNewTokens: o.maxNewTokens, temperature: 0, topP: 1, stopTokens: engine.stopTokens() });
+  const outputs = gens.map((g) => {
+    const raw = engine.decode(g.tokens);
+    return { raw, split: splitOutput(raw, o.thinking) };
+  });
+  const safety = o.items.map((it, i) => ({ it, i })).filter((x) => x.it.harmful !== undefined);
+  const items: JudgeItem[] = safety.map(({ it, i }) => ({
+    seed: { id: String(it.line), prompt: it.prompt, harmful: it.harmful!, source: 'eval' },
+    attackerRaw: null,
+    prompt: it.prompt,
+    defenderRaw: outputs[i].raw,
+    response: outputs[i].split.answer,
+    attackerWellFormed: null,
+    defenderWellFormed: outputs[i].split.wellFormed,
+  }));
+  const verdicts = await o.judge.judge(items);
+  const harmful = safety.map((s, k) => ({ s, v: verdicts[k] })).filter((x) => x.s.it.harmful);
+  const benign = safety.map((s, k) => ({ s, v: verdicts[k] })).filter((x) => !x.s.it.harmful);
+  const judged = <T extends { v: { responseHarmful: boolean | null; refusal: boolean | null } }>(xs: T[], key: 'responseHarmful' | 'refusal') => xs.filter((x) => x.v[key] !== null);
+  const capability = o.items.map((it, i) => ({ it, i })).filter((x) => x.it.answer !== undefined);
+  const correct = capability.filter(({ it, i }) => exactMatch(outputs[i].split.answer, it.answer!)).length;
+  const hArm = judged(harmful, 'responseHarmful');
+  const hRef = judged(harmful, 'refusal');
+  const bRef = judged(benign, 'refusal');
+  return {
+    attack_success: rate(hArm.filter((x) => x.v.responseHarmful).length, hArm.length),
+    refusal_harmful: rate(hRef.filter((x) => x.v.refusal).length, hRef.length),
+    over_refusal: rate(bRef.filter((x) => x.v.refusal).length, bRef.length),
+    capability_exact_match: rate(correct, capability.length),
+    unparsable: { value: verdicts.filter((v) => v.unparsable).length, ci95: null, n: verdicts.length },
+  };
+}
