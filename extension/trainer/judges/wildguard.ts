@@ -24,15 +24,16 @@ function yesNo(value: string | undefined): boolean | null {
   return null;
 }
 
+/**
+ * Each label is looked for anywhere in the output (WildGuard puts them on three lines; a decoder that
+ * drops newlines puts them on one), and only "yes"/"no" count.
+ */
 export function parseWildguard(output: string): WildguardLabels {
-  const lines = String(output ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
-  const field = (label: RegExp) => {
-    const line = lines.find((l) => label.test(l));
-    return line === undefined ? undefined : line.slice(line.indexOf(':') + 1);
-  };
+  const text = String(output ?? '');
+  const field = (label: string) => new RegExp(`${label}\\s*:\\s*([A-Za-z/]+)`, 'i').exec(text)?.[1];
   return {
-    promptHarmful: yesNo(field(/^harmful request\s*:/i)),
-    refusal: yesNo(field(/^response refusal\s*:/i)),
-    responseHarmful: yesNo(field(/^harmful response\s*:/i)),
+    promptHarmful: yesNo(field('harmful request')),
+    refusal: yesNo(field('response refusal')),
+    responseHarmful: yesNo(field('harmful response')),
   };
 }
