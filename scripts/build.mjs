@@ -30,7 +30,7 @@ const builds = [
   { ...common, entryPoints: presentNode, platform: 'node', format: 'cjs', target: 'node20', external: ['vscode', 'onnxruntime-node'] },
 ];
 if (Object.keys(webviewEntries).length > 0) {
-  builds.push({ ...common, entryPoints: webviewEntries, platform: 'browser', format: 'iife', target: 'es2022', loader: { '.css': 'text' } });
+  builds.push({ ...common, entryPoints: webviewEntries, platform: 'browser', format: 'iife', target: 'es2022', minify: true, loader: { '.css': 'text' } });
 }
 
 if (watch) {

@@ -51,7 +51,7 @@ function checkCompleteRun(dir: string, rounds: number, stepsPerRound: number, se
       assert.ok(fs.existsSync(path.join(adapter, 'adapter_model.safetensors')), adapter);
     }
   }
-  const corrupt = reader.issues().filter((i) => !/torn|incomplete|partial/i.test(i.message));
+  const corrupt = reader.issues().filter((i) => !/torn|incomplete|partial/i.test(i.problem));
   assert.deepEqual(corrupt, [], 'no corrupt files');
 }
 

@@ -1,0 +1,50 @@
+/** The run-directory library: schemas, the trainer's writer, the readers' reader, annotations. */
+export * from './schema';
+export * from './outcome';
+export { runPaths } from './paths';
+export { JsonlTail, readJsonl, type SkippedLine, type TailRead } from './jsonl';
+export {
+  RunWriter,
+  RunWriterError,
+  terminateTornLine,
+  type EventInput,
+  type ExchangeInput,
+  type NashGapInput,
+  type NewRun,
+  type RoundSummary,
+  type WriterOptions,
+} from './writer';
+export {
+  RunDirError,
+  RunFollower,
+  RunReader,
+  effectiveStatus,
+  isPidAlive,
+  listRuns,
+  readRunInfo,
+  validityRule,
+  type AttemptStamped,
+  type EffectiveStatus,
+  type EvalEntry,
+  type FollowOptions,
+  type LivenessProbe,
+  type RunDelta,
+  type RunDirErrorKind,
+  type RunIssue,
+  type RunListing,
+  type RunSnapshot,
+} from './reader';
+export {
+  ANNOTATIONS_FILE,
+  annotatedSeeds,
+  appendAnnotationRecord,
+  deleteAnnotation,
+  foldAnnotations,
+  newAnnotationId,
+  putAnnotation,
+  readAnnotations,
+  writeSeedsFile,
+  type AnnotationInput,
+  type SeedExport,
+} from './annotations';
+export { exportAnnotatedSeeds } from './export-seeds';

@@ -1,0 +1,120 @@
+/**
+ * Incremental reading of an append-only JSONL file that another process may be writing right now.
+ * Only complete lines (ending in "\n") are consumed; a partial last line is left for the next read,
+ * which starts again at the first byte not yet consumed. Lines that are not JSON or fail their schema
+ * are skipped and reported, never fatal. Reads only: it never writes to the file.
+ */
+import * as fs from 'node:fs';
+import type { z } from 'zod';
+import { describeIssues } from './schema';
+
+export interface SkippedLine {
+  file: string;
+  /** 1-based line number in the file. */
+  line: number;
+  problem: string;
+}
+
+export interface TailRead<T> {
+  records: T[];
+  skipped: SkippedLine[];
+  /** The file shrank or was replaced since the last read, so it was read again from the start. */
+  restarted: boolean;
+}
+
+/** Files are read in slices so that a large log does not need one buffer of its whole size. */
+const CHUNK_BYTES = 4 * 1024 * 1024;
+
+export class JsonlTail<T> {
+  private offset = 0;
+  private lineNo = 0;
+  private identity: string | null = null;
+
+  constructor(
+    readonly file: string,
+    private readonly schema: z.ZodType<T>,
+  ) {}
+
+  /** Bytes consumed so far (the start of the first line not yet complete). */
+  get position(): number {
+    return this.offset;
+  }
+
+  read(): TailRead<T> {
+    const out: TailRead<T> = { records: [], skipped: [], restarted: false };
+    let fd: number;
+    try {
+      fd = fs.openSync(this.file, 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return out;
+      throw e;
+    }
+    try {
+      const st = fs.fstatSync(fd);
+      const identity = `${st.dev}:${st.ino}`;
+      if ((this.identity !== null && identity !== this.identity) || st.size < this.offset) {
+        // Append-only files never shrink; if this one did, it was replaced, and all of it is new.
+        this.offset = 0;
+        this.lineNo = 0;
+        out.restarted = true;
+      }
+      this.identity = identity;
+      let carry = Buffer.alloc(0);
+      let pos = this.offset;
+      while (pos < st.size) {
+        const chunk = Buffer.alloc(Math.min(CHUNK_BYTES, st.size - pos));
+        const n = fs.readSync(fd, chunk, 0, chunk.length, pos);
+        if (n === 0) break;
+        pos += n;
+        const data = carry.length ? Buffer.concat([carry, chunk.subarray(0, n)]) : chunk.subarray(0, n);
+        const lastNewline = data.lastIndexOf(0x0a);
+        if (lastNewline < 0) {
+          carry = data;
+          continue;
+        }
+        this.consume(data.subarray(0, lastNewline), out);
+        this.offset += lastNewline + 1;
+        carry = data.subarray(lastNewline + 1);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    return out;
+  }
+
+  private consume(block: Buffer, out: TailRead<T>): void {
+    for (const text of block.toString('utf8').split('\n')) {
+      this.lineNo++;
+      const line = text.endsWith('\r') ? text.slice(0, -1) : text;
+      if (line.trim() === '') continue;
+      let value: unknown;
+      try {
+        value = JSON.parse(line);
+      } catch (e) {
+        out.skipped.push({ file: this.file, line: this.lineNo, problem: describeJsonError(line, (e as Error).message) });
+        continue;
+      }
+      const parsed = this.schema.safeParse(value);
+      if (parsed.success) out.records.push(parsed.data);
+      else out.skipped.push({ file: this.file, line: this.lineNo, problem: describeIssues(parsed.error) });
+    }
+  }
+}
+
+/**
+ * Tells a record cut short (what a killed writer leaves, ended with a newline by the next writer) from
+ * a line that is garbage: JSON that breaks off at its very end is a truncated record.
+ */
+function describeJsonError(line: string, message: string): string {
+  const at = /at position (\d+)/.exec(message);
+  const truncated = /Unexpected end of JSON input|Unterminated string/.test(message) || (at !== null && Number(at[1]) >= line.length - 1);
+  return truncated && line.trimStart().startsWith('{')
+    ? `incomplete line: a record cut short, as a killed writer leaves it (${message})`
+    : `not valid JSON (${message})`;
+}
+
+/** Reads a whole JSONL file once (complete lines only). */
+export function readJsonl<T>(file: string, schema: z.ZodType<T>): { records: T[]; skipped: SkippedLine[] } {
+  const { records, skipped } = new JsonlTail(file, schema).read();
+  return { records, skipped };
+}

@@ -1,0 +1,340 @@
+/**
+ * The run directory's records as zod schemas, with their TypeScript types inferred from them.
+ * docs/run-directory.md is the contract; this file is its executable form. Unknown keys are accepted and
+ * dropped (not rejected), so a version-1 reader reads what a later version-1 writer adds to a record:
+ * only a new major version may change the meaning of what is already there.
+ *
+ * Nothing here touches Node APIs: the webviews bundle this file to validate what the host sends them.
+ */
+import { z } from 'zod';
+
+export const RUN_FORMAT = 'absp-run';
+export const FORMAT_VERSION = 1;
+
+export const ROLES = ['attacker', 'defender'] as const;
+export const RoleSchema = z.enum(ROLES);
+export type Role = z.infer<typeof RoleSchema>;
+
+/** Adapter folders inside a round: one per role, `shared` in shared-lora mode, `model` in shared-full. */
+export const AdapterSlotSchema = z.enum(['attacker', 'defender', 'shared', 'model']);
+export type AdapterSlot = z.infer<typeof AdapterSlotSchema>;
+
+export const MODES = ['bipolicy', 'shared-lora', 'shared-full', 'attacker-only', 'defender-only'] as const;
+export const ModeSchema = z.enum(MODES);
+export type Mode = z.infer<typeof ModeSchema>;
+
+export const RUN_STATUSES = ['running', 'completed', 'failed', 'paused', 'stopped'] as const;
+export const RunStatusSchema = z.enum(RUN_STATUSES);
+export type RunStatus = z.infer<typeof RunStatusSchema>;
+
+const isoTime = z.string().min(1);
+const attempt = z.number().int().min(1);
+const round = z.number().int().min(0);
+/** Metric values are numbers; null stands for "not measured in this step" (JSON has no NaN). */
+const metrics = z.record(z.string(), z.number().nullable());
+
+// ---------------------------------------------------------------------------------------------------
+// run.json and config.json
+
+export const RunInfoSchema = z.object({
+  format: z.literal(RUN_FORMAT),
+  version: z.number().int().min(1),
+  id: z.string().min(1),
+  name: z.string(),
+  created: isoTime,
+  updated: isoTime,
+  status: RunStatusSchema,
+  reason: z.string().nullable(),
+  attempt,
+  pid: z.number().int().nullable(),
+  /** The machine the pid belongs to; absent in runs written before it was added. */
+  host: z.string().optional(),
+  mode: ModeSchema,
+  engine: z.string(),
+  base_model: z.string(),
+  rounds_planned: z.number().int().min(0),
+  rounds_completed: z.number().int().min(0),
+  roles: z.array(z.string()),
+});
+export type RunInfo = z.infer<typeof RunInfoSchema>;
+
+/** The resolved trainer config: its schema belongs to the trainer, so here it is any JSON object. */
+export const RunConfigSchema = z.record(z.string(), z.unknown());
+export type RunConfig = z.infer<typeof RunConfigSchema>;
+
+// ---------------------------------------------------------------------------------------------------
+// events.jsonl
+
+export const StartEventSchema = z.object({
+  type: z.literal('start'),
+  t: isoTime,
+  attempt,
+  round,
+  config_hash: z.string(),
+});
+
+export const StepEventSchema = z.object({
+  type: z.literal('step'),
+  t: isoTime,
+  attempt,
+  round,
+  step: z.number().int().min(0),
+  phase: z.enum(['attacker', 'defender', 'both']),
+  metrics,
+});
+
+export const RoundEventSchema = z.object({
+  type: z.literal('round'),
+  t: isoTime,
+  attempt,
+  round,
+  metrics,
+});
+
+export const ResumeEventSchema = z.object({
+  type: z.literal('resume'),
+  t: isoTime,
+  attempt,
+  round,
+  from_round: round,
+});
+
+export const StatusEventSchema = z.object({
+  type: z.literal('status'),
+  t: isoTime,
+  attempt,
+  round: round.optional(),
+  status: RunStatusSchema,
+  reason: z.string().nullable().optional(),
+});
+
+export const LogEventSchema = z.object({
+  type: z.literal('log'),
+  t: isoTime,
+  attempt,
+  round: round.optional(),
+  level: z.enum(['debug', 'info', 'warn', 'error']),
+  message: z.string(),
+});
+
+export const RunEventSchema = z.discriminatedUnion('type', [
+  StartEventSchema,
+  StepEventSchema,
+  RoundEventSchema,
+  ResumeEventSchema,
+  StatusEventSchema,
+  LogEventSchema,
+]);
+export type RunEvent = z.infer<typeof RunEventSchema>;
+export type StepEvent = z.infer<typeof StepEventSchema>;
+export type RoundEvent = z.infer<typeof RoundEventSchema>;
+export type StatusEvent = z.infer<typeof StatusEventSchema>;
+export type LogEvent = z.infer<typeof LogEventSchema>;
+
+// ---------------------------------------------------------------------------------------------------
+// transcripts/round-NNNN.jsonl
+
+export const UtteranceSchema = z.object({
+  /** The hidden chain of thought (inside <think>…</think>); never shown to the opponent or the judge. */
+  thought: z.string().nullable(),
+  /** What was passed on to the opponent and the judge. */
+  text: z.string(),
+  raw: z.string(),
+});
+export type Utterance = z.infer<typeof UtteranceSchema>;
+
+export const TurnSchema = z.object({
+  attacker: UtteranceSchema.nullable(),
+  defender: UtteranceSchema,
+});
+export type Turn = z.infer<typeof TurnSchema>;
+
+export const SeedSchema = z.object({
+  prompt: z.string(),
+  harmful: z.boolean(),
+  source: z.string().optional(),
+  intent: z.string().optional(),
+});
+export type Seed = z.infer<typeof SeedSchema>;
+
+/** true, false, or null when the judge's output could not be parsed. */
+const label = z.boolean().nullable();
+
+export const JudgeSchema = z.object({
+  prompt_harmful: label,
+  refusal: label,
+  response_harmful: label,
+  faithful: label.optional(),
+  well_formed: z.object({ attacker: label.optional(), defender: label.optional() }).optional(),
+  unparsable: z.boolean(),
+});
+export type Judge = z.infer<typeof JudgeSchema>;
+
+export const RewardsSchema = z.object({
+  attacker: z.number().nullable(),
+  defender: z.number().nullable(),
+  components: z.record(z.string(), z.number()).optional(),
+});
+export type Rewards = z.infer<typeof RewardsSchema>;
+
+export const ExchangeSchema = z.object({
+  id: z.string().min(1),
+  attempt,
+  round,
+  step: z.number().int().min(0),
+  seed: SeedSchema,
+  attacked: z.boolean(),
+  turns: z.array(TurnSchema).min(1),
+  judge: JudgeSchema,
+  rewards: RewardsSchema,
+  /** Adapters that played, relative to the run directory; "base" for the frozen base. */
+  adapters: z.record(z.string(), z.string().nullable()),
+});
+export type Exchange = z.infer<typeof ExchangeSchema>;
+
+// ---------------------------------------------------------------------------------------------------
+// rounds/round-NNNN/round.json
+
+export const RoundInfoSchema = z.object({
+  round,
+  attempt,
+  completed: isoTime,
+  steps: z.tuple([z.number().int(), z.number().int()]).nullable(),
+  roles: z.array(z.string()),
+  metrics,
+  exchanges: z.number().int().min(0),
+});
+export type RoundInfo = z.infer<typeof RoundInfoSchema>;
+
+// ---------------------------------------------------------------------------------------------------
+// nashgap.jsonl
+
+export const NashGapRecordSchema = z.object({
+  attempt,
+  round,
+  method: z.enum(['exact', 'estimated']),
+  nash_gap: z.number(),
+  defender_exploitability: z.number().nullable(),
+  attacker_gap: z.number().nullable(),
+  best_response_asr: z.number().nullable(),
+  per_seed: z
+    .array(z.object({ seed: z.string(), best_prompt: z.string().nullable(), value: z.number() }))
+    .optional(),
+  /** For estimated gaps: the best-response training budget; null for exact values. */
+  budget: z.object({ steps: z.number().int(), samples: z.number().int() }).nullable(),
+});
+export type NashGapRecord = z.infer<typeof NashGapRecordSchema>;
+
+// ---------------------------------------------------------------------------------------------------
+// crossplay.json
+
+export const CrossplayPlayerSchema = z.object({
+  label: z.string(),
+  run: z.string(),
+  round: z.number().int().min(0).nullable(),
+  path: z.string(),
+});
+export type CrossplayPlayer = z.infer<typeof CrossplayPlayerSchema>;
+
+const matrix = z.array(z.array(z.number().nullable()));
+
+export const CrossplaySchema = z
+  .object({
+    version: z.number().int().min(1),
+    method: z.enum(['exact', 'estimated']),
+    attackers: z.array(CrossplayPlayerSchema),
+    defenders: z.array(CrossplayPlayerSchema),
+    asr: matrix,
+    ci95: matrix.optional(),
+    samples: z.number().int().min(0),
+  })
+  .superRefine((c, ctx) => {
+    const shapeOk = (m: (number | null)[][]) =>
+      m.length === c.attackers.length && m.every((row) => row.length === c.defenders.length);
+    if (!shapeOk(c.asr)) ctx.addIssue({ code: 'custom', path: ['asr'], message: `must be ${c.attackers.length}×${c.defenders.length} (attackers × defenders)` });
+    if (c.ci95 && !shapeOk(c.ci95)) ctx.addIssue({ code: 'custom', path: ['ci95'], message: 'must have the shape of asr' });
+  });
+export type Crossplay = z.infer<typeof CrossplaySchema>;
+
+// ---------------------------------------------------------------------------------------------------
+// eval/<name>.json
+
+export const EvalMetricSchema = z.object({
+  value: z.number().nullable(),
+  /** 95% confidence interval [low, high]. */
+  ci95: z.tuple([z.number(), z.number()]).nullable().optional(),
+  n: z.number().int().min(0).optional(),
+});
+export type EvalMetric = z.infer<typeof EvalMetricSchema>;
+
+export const EvalResultSchema = z.object({
+  version: z.number().int().min(1),
+  name: z.string().min(1),
+  created: isoTime,
+  data: z.string(),
+  adapters: z.record(z.string(), z.string().nullable()),
+  metrics: z.record(z.string(), EvalMetricSchema),
+});
+export type EvalResult = z.infer<typeof EvalResultSchema>;
+
+// ---------------------------------------------------------------------------------------------------
+// annotations.jsonl
+
+export const ANNOTATION_LABELS = ['jailbreak', 'over-refusal', 'judge-error', 'other'] as const;
+export const AnnotationLabelSchema = z.enum(ANNOTATION_LABELS);
+export type AnnotationLabel = z.infer<typeof AnnotationLabelSchema>;
+
+export const AnnotationSpanSchema = z
+  .object({ field: z.string().min(1), start: z.number().int().min(0), end: z.number().int().min(0) })
+  .refine((s) => s.end >= s.start, { message: 'span end must not precede its start' });
+export type AnnotationSpan = z.infer<typeof AnnotationSpanSchema>;
+
+export const AnnotationPutSchema = z.object({
+  op: z.literal('put'),
+  id: z.string().min(1),
+  exchange: z.string().min(1),
+  round,
+  label: AnnotationLabelSchema,
+  note: z.string(),
+  span: AnnotationSpanSchema.nullable(),
+  created: isoTime,
+  updated: isoTime,
+});
+export const AnnotationDeleteSchema = z.object({
+  op: z.literal('delete'),
+  id: z.string().min(1),
+  updated: isoTime,
+});
+export const AnnotationRecordSchema = z.discriminatedUnion('op', [AnnotationPutSchema, AnnotationDeleteSchema]);
+export type AnnotationRecord = z.infer<typeof AnnotationRecordSchema>;
+export type Annotation = z.infer<typeof AnnotationPutSchema>;
+
+/** One line of a seeds file, the format the trainer reads seeds from. */
+export const SeedLineSchema = z.object({ prompt: z.string().min(1), harmful: z.boolean() });
+export type SeedLine = z.infer<typeof SeedLineSchema>;
+
+// ---------------------------------------------------------------------------------------------------
+
+/** A short, readable account of why a value failed its schema (first few problems, with their paths). */
+export function describeIssues(error: z.ZodError, max = 3): string {
+  const parts = error.issues.slice(0, max).map((i) => {
+    const where = i.path.length ? i.path.map(String).join('.') : '(root)';
+    return `${where}: ${i.message}`;
+  });
+  if (error.issues.length > max) parts.push(`and ${error.issues.length - max} more`);
+  return parts.join('; ');
+}
+
+export function roundDirName(n: number): string {
+  return `round-${String(n).padStart(4, '0')}`;
+}
+
+export function transcriptFileName(n: number): string {
+  return `${roundDirName(n)}.jsonl`;
+}
+
+/** The round number in a name like `round-0007` or `round-0007.jsonl`, or null. */
+export function parseRoundName(name: string): number | null {
+  const m = /^round-(\d{4,})(?:\.jsonl)?$/.exec(name);
+  return m ? Number(m[1]) : null;
+}

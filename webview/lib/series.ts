@@ -1,0 +1,155 @@
+/**
+ * The dashboard's charts as data: which metrics each chart shows, and the points of every series for
+ * the runs on screen. Pure, so the numbers can be checked without a browser.
+ */
+import type { RunData } from '../protocol';
+
+export interface Point {
+  x: number;
+  y: number;
+}
+
+export interface MetricSpec {
+  metric: string;
+  /** Shown after the run's name when a chart has several metrics per run. */
+  label: string;
+  /** Line dash, so the roles of one run share its colour but stay apart. */
+  dash?: number[];
+}
+
+export interface ChartSpec {
+  id: string;
+  title: string;
+  /** Per training step (step events) or per round (round events and nashgap.jsonl). */
+  x: 'step' | 'round';
+  metrics: MetricSpec[];
+  yLabel: string;
+  yMin?: number;
+  yMax?: number;
+  hint: string;
+}
+
+const DASHED = [6, 4];
+
+export const DASHBOARD_CHARTS: ChartSpec[] = [
+  {
+    id: 'nash-gap',
+    title: 'Nash gap',
+    x: 'round',
+    metrics: [{ metric: 'nash_gap', label: 'Nash gap' }],
+    yLabel: 'NashConv',
+    yMin: 0,
+    hint: 'How much the attacker and the defender could each gain by deviating; 0 at an equilibrium. Falling is good.',
+  },
+  {
+    id: 'rewards',
+    title: 'Reward per role',
+    x: 'step',
+    metrics: [
+      { metric: 'reward/attacker', label: 'attacker' },
+      { metric: 'reward/defender', label: 'defender', dash: DASHED },
+    ],
+    yLabel: 'mean reward',
+    hint: 'Mean reward of each role per step (solid: attacker, dashed: defender).',
+  },
+  {
+    id: 'asr',
+    title: 'Attack success',
+    x: 'step',
+    metrics: [{ metric: 'asr', label: 'attack success' }],
+    yLabel: 'share of harmful seeds',
+    yMin: 0,
+    yMax: 1,
+    hint: 'Share of harmful seeds whose (attacked) prompt the defender complied with.',
+  },
+  {
+    id: 'over-refusal',
+    title: 'Over-refusal',
+    x: 'step',
+    metrics: [{ metric: 'over_refusal', label: 'over-refusal' }],
+    yLabel: 'share of benign seeds',
+    yMin: 0,
+    yMax: 1,
+    hint: 'Share of benign seeds the defender refused. A defender that refuses everything wins nothing here.',
+  },
+  {
+    id: 'kl',
+    title: 'KL to the anchor',
+    x: 'step',
+    metrics: [
+      { metric: 'kl/attacker', label: 'attacker' },
+      { metric: 'kl/defender', label: 'defender', dash: DASHED },
+    ],
+    yLabel: 'per-token KL',
+    yMin: 0,
+    hint: 'How far each role’s policy has moved from the frozen base model (solid: attacker, dashed: defender).',
+  },
+  {
+    id: 'diversity',
+    title: 'Attack diversity',
+    x: 'step',
+    metrics: [{ metric: 'self_bleu', label: 'self-BLEU' }],
+    yLabel: 'self-BLEU-4',
+    yMin: 0,
+    yMax: 1,
+    hint: 'Self-BLEU of the attacker’s prompts in a step: higher means less diverse attacks.',
+  },
+];
+
+export interface Series {
+  run: string;
+  runLabel: string;
+  metric: string;
+  label: string;
+  dash?: number[];
+  points: Point[];
+}
+
+export function runLabel(data: RunData): string {
+  return `${data.info.name} (${data.info.mode})`;
+}
+
+/** The series of one chart for the given runs: one per run and metric, points sorted by x. */
+export function seriesFor(chart: ChartSpec, runs: readonly RunData[]): Series[] {
+  const out: Series[] = [];
+  for (const data of runs) {
+    for (const m of chart.metrics) {
+      const points = chart.x === 'step' ? stepPoints(data, m.metric) : roundPoints(data, m.metric);
+      out.push({
+        run: data.run,
+        runLabel: runLabel(data),
+        metric: m.metric,
+        label: chart.metrics.length > 1 ? `${runLabel(data)} · ${m.label}` : runLabel(data),
+        dash: m.dash,
+        points,
+      });
+    }
+  }
+  return out;
+}
+
+function stepPoints(data: RunData, metric: string): Point[] {
+  const byStep = new Map<number, number>();
+  for (const e of data.events) {
+    if (e.type !== 'step') continue;
+    const y = e.metrics[metric];
+    if (typeof y === 'number' && Number.isFinite(y)) byStep.set(e.step, y);
+  }
+  return sorted(byStep);
+}
+
+/** Round metrics come from `round` events; for the Nash gap, nashgap.jsonl fills rounds they lack. */
+function roundPoints(data: RunData, metric: string): Point[] {
+  const byRound = new Map<number, number>();
+  if (metric === 'nash_gap') for (const r of data.nashgap) byRound.set(r.round, r.nash_gap);
+  for (const e of data.events) {
+    if (e.type !== 'round') continue;
+    const y = e.metrics[metric];
+    if (typeof y === 'number' && Number.isFinite(y)) byRound.set(e.round, y);
+  }
+  return sorted(byRound);
+}
+
+function sorted(m: Map<number, number>): Point[] {
+  return [...m].sort((a, b) => a[0] - b[0]).map(([x, y]) => ({ x, y }));
+}
