@@ -116,6 +116,41 @@ describe('inference engine', function () {
     assert.notDeepEqual((await run(7))[0].tokens, (await run(8))[0].tokens);
   });
 
+  it('samples from softmax(logits / T), restricted to the top-p nucleus', async () => {
+    const prompt = [11, 12, 13];
+    const all = Array.from({ length: lm.config.vocabSize }, (_, i) => i);
+    const [lp] = await lm.nextTokenLogprobs([{ ids: prompt, adapter: -1 }], all);
+    const n = 4000;
+    for (const { temperature, topP } of [{ temperature: 1, topP: 1 }, { temperature: 0.5, topP: 1 }, { temperature: 1, topP: 0.6 }]) {
+      // The exact target distribution, computed on the host in float64.
+      const scaled = lp.map((x) => x / temperature);
+      const max = Math.max(...scaled);
+      let p = scaled.map((x) => Math.exp(x - max));
+      const z = p.reduce((a, b) => a + b);
+      p = p.map((x) => x / z);
+      if (topP < 1) {
+        const order = all.slice().sort((a, b) => p[b] - p[a]);
+        let mass = 0;
+        const keep = new Set<number>();
+        for (const t of order) {
+          if (mass >= topP) break;
+          keep.add(t);
+          mass += p[t];
+        }
+        p = p.map((x, t) => (keep.has(t) ? x / mass : 0));
+      }
+      const gens = await lm.generate(Array.from({ length: n }, (_, i) => ({ prompt, adapter: -1, seed: 1000 + i })), [], { maxNewTokens: 1, temperature, topP, stopTokens: [] });
+      const counts = new Array<number>(all.length).fill(0);
+      gens.forEach((g) => counts[g.tokens[0]]++);
+      const tv = 0.5 * counts.reduce((s, c, t) => s + Math.abs(c / n - p[t]), 0);
+      // The expected total-variation distance of n draws is about sqrt(V/(2πn)) ≈ 0.05 here.
+      assert.ok(tv < 0.09, `T=${temperature} top-p=${topP}: total variation ${tv}`);
+      if (topP < 1) assert.ok(counts.every((c, t) => c === 0 || p[t] > 0), 'a token outside the nucleus was sampled');
+      // Each sampled token carries its log-probability at temperature 1.
+      gens.slice(0, 20).forEach((g) => assert.ok(Math.abs(g.logprobs[0] - lp[g.tokens[0]]) < 1e-5));
+    }
+  });
+
   it('top-p keeps only the nucleus', async () => {
     // With a tiny top-p only the most likely token survives, so sampling equals greedy decoding.
     const [greedy] = await lm.generate([{ prompt: [9, 9], adapter: -1 }], [], { maxNewTokens: 8, temperature: 0, topP: 1, stopTokens: [] });

@@ -12,7 +12,8 @@
  *     });
  *   });
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { findTorchPython } from "../../extension/util/torch-python";
+import { spawn, type ChildProcess } from "node:child_process";
 import * as path from "node:path";
 import * as readline from "node:readline";
 
@@ -39,29 +40,7 @@ export interface TorchReferenceOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-let cachedPython: string | null | undefined;
-
-/**
- * The first of $ABSP_TORCH_PYTHON, python3, /usr/bin/python3 that can `import torch, numpy`
- * (null when none can).  ABSP_TORCH_PYTHON=none disables the reference (suites skip).  The
- * answer is cached for the life of the process.
- */
-export function findTorchPython(): string | null {
-  if (cachedPython !== undefined) return cachedPython;
-  if (process.env.ABSP_TORCH_PYTHON === "none") return (cachedPython = null);
-  const candidates = [process.env.ABSP_TORCH_PYTHON, "python3", "/usr/bin/python3"].filter(
-    (c): c is string => typeof c === "string" && c.length > 0,
-  );
-  cachedPython = null;
-  for (const c of [...new Set(candidates)]) {
-    const r = spawnSync(c, ["-c", "import torch, numpy"], { stdio: "ignore", timeout: 120_000 });
-    if (r.status === 0) {
-      cachedPython = c;
-      break;
-    }
-  }
-  return cachedPython;
-}
+export { findTorchPython };
 
 interface Pending {
   resolve: (v: any) => void;

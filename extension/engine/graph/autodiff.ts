@@ -13,7 +13,7 @@ type Grads = (Tensor | null)[];
 type Rule = (g: Graph, node: OpNode, dOut: Grads, need: boolean[]) => Grads;
 
 /** Ops whose outputs carry no gradient (indices, shapes, comparisons). */
-const NON_DIFFERENTIABLE = new Set(['Shape', 'Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual', 'And', 'Not', 'Range', 'ConstantOfShape', 'CumSum']);
+const NON_DIFFERENTIABLE = new Set(['Shape', 'Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual', 'And', 'Not', 'Range', 'ConstantOfShape', 'CumSum', 'ArgMax', 'TopK']);
 
 function input(node: OpNode, i: number): Tensor {
   const t = node.inputs[i];

@@ -447,6 +447,23 @@ export class Graph {
     return this.reduce('ReduceMax', x, axes, keepdims);
   }
 
+  /** Index of the largest value along `axis` (dropped); ties go to the first index. */
+  argMax(x: Tensor, axis: number): Tensor {
+    const a = normAxis(axis, x.rank);
+    return this.one('ArgMax', [x], { axis: int(a), keepdims: int(0), select_last_index: int(0) }, 'int64', x.shape.filter((_, i) => i !== a));
+  }
+
+  /** The k largest values along `axis`, sorted, and their indices. */
+  topK(x: Tensor, k: number, axis: number): [Tensor, Tensor] {
+    const a = normAxis(axis, x.rank);
+    const shape = x.shape.map((d, i) => (i === a ? k : d));
+    const [values, indices] = this.node('TopK', [x, this.constant([k], 'int64')], { axis: int(a), largest: int(1), sorted: int(1) }, [
+      { dtype: x.dtype, shape },
+      { dtype: 'int64', shape },
+    ]);
+    return [values, indices];
+  }
+
   softmax(x: Tensor, axis = -1): Tensor {
     return this.unary('Softmax', x, { axis: int(normAxis(axis, x.rank)) });
   }

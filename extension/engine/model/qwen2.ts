@@ -27,8 +27,11 @@ export interface Qwen2GraphSpec {
   weights: { kind: 'frozen'; data: Weights } | { kind: 'trainable' };
   lora: LoraLayout | null;
   kvCache: boolean;
-  /** `last-logits`: [batch, vocab] at the last position. `token-logprobs`: log p(targets) [batch, seq]. */
-  head: 'last-logits' | 'token-logprobs';
+  /**
+   * `last-logits`: [batch, vocab] at the last position. `next-token` / `next-token-top-p`: the next
+   * token chosen in the graph (see nextTokenHead). `token-logprobs`: log p(targets) [batch, seq].
+   */
+  head: 'last-logits' | 'next-token' | 'next-token-top-p' | 'token-logprobs';
 }
 
 export interface Qwen2Graph {
@@ -192,9 +195,11 @@ export function buildQwen2(spec: Qwen2GraphSpec): Qwen2Graph {
   };
 
   let tokenLogprobs: Tensor | null = null;
-  if (spec.head === 'last-logits') {
+  if (spec.head !== 'token-logprobs') {
     const last = g.reshape(g.slice(x, [-1], [SLICE_END], [1]), [0, c.hiddenSize]); // [b, h]
-    g.output('logits', g.matmul(last, lmHead()));
+    const logits = g.matmul(last, lmHead());
+    if (spec.head === 'last-logits') g.output('logits', logits);
+    else nextTokenHead(g, logits, spec.head === 'next-token-top-p');
   } else {
     const targets = g.input('targets', 'int64', ['batch', 'seq']);
     const logits = g.matmul(x, lmHead()); // [b, s, V]
@@ -203,6 +208,44 @@ export function buildQwen2(spec: Qwen2GraphSpec): Qwen2Graph {
     g.output('token_logprobs', tokenLogprobs);
   }
   return { graph: g, tokenLogprobs, weightInputs, loraInputs };
+}
+
+/**
+ * Chooses the next token inside the graph, so a decode step costs the host O(batch), not
+ * O(batch·vocab). Greedy: ArgMax (ties to the first index). Sampling: inverse-CDF of
+ * softmax(logits / temperature) at a uniform draw per row (given as input, from the row's own seeded
+ * stream, so a row samples the same in any batch), optionally restricted to the top-p nucleus of the
+ * sorted distribution. Each choice comes with its log-probability under the model at temperature 1.
+ */
+function nextTokenHead(g: Graph, logits: Tensor, topP: boolean): void {
+  const dtype = logits.dtype;
+  const uniform = g.input('uniform', dtype, ['batch']);
+  const invTemperature = g.input('inv_temperature', dtype, []);
+  const logprobs = g.logSoftmax(logits, -1); // [b, V], temperature 1
+  const vocab = logits.shape[1] as number;
+  const pick = (tokens: Tensor) => g.reshape(g.gatherElements(logprobs, g.unsqueeze(tokens, [1]), 1), [-1]);
+
+  const greedy = g.argMax(logits, 1);
+  g.output('greedy_token', greedy);
+  g.output('greedy_logprob', pick(greedy));
+
+  let probs = g.softmax(g.mul(logits, invTemperature), -1);
+  let order: Tensor | null = null;
+  if (topP) {
+    const p = g.input('top_p', dtype, []);
+    const [sorted, indices] = g.topK(probs, vocab, 1);
+    // Keep a token while the mass before it is below p: the smallest nucleus reaching p.
+    const before = g.sub(g.cumsum(sorted, 1), sorted);
+    probs = g.mul(sorted, g.cast(g.less(before, p), dtype));
+    order = indices;
+  }
+  const total = g.reduceSum(probs, [1], true);
+  const cdf = g.div(g.cumsum(probs, 1), total);
+  const below = g.reduceSum(g.cast(g.less(cdf, g.unsqueeze(uniform, [1])), dtype), [1], false);
+  let position = g.min(g.cast(below, 'int64'), g.constant(vocab - 1, 'int64'));
+  if (order) position = g.reshape(g.gatherElements(order, g.unsqueeze(position, [1]), 1), [-1]);
+  g.output('sampled_token', position);
+  g.output('sampled_logprob', pick(position));
 }
 
 function transposeMatrix(src: Float32Array, rows: number, cols: number, dtype: FloatType): Float32Array | Float64Array {

@@ -10,7 +10,6 @@ import { LoraLayout, buildQwen2, pastName, presentName, FloatType } from '../mod
 import { LoraAdapter } from '../lora/adapter';
 import { layoutFor, layoutKey, packAdapters } from '../lora/packing';
 import { GraphSession, HostTensor, defaultThreads } from './session';
-import { SamplingOptions, chooseToken } from './sampling';
 
 /** One row of a batch: token ids and the index of its adapter in the call's list (-1 = frozen base). */
 export interface Row {
@@ -23,6 +22,13 @@ export interface GenerateRow {
   adapter: number;
   /** Seeds this row's sampling stream, so a row samples the same alone or in any batch. */
   seed?: number;
+}
+
+export interface SamplingOptions {
+  /** 0 means greedy decoding. */
+  temperature: number;
+  /** Nucleus sampling mass; 1 keeps the whole distribution. */
+  topP: number;
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -82,7 +88,7 @@ export class LanguageModel {
     for (const s of all) await (await s).release();
   }
 
-  private session(head: 'last-logits' | 'token-logprobs', kvCache: boolean, layout: LoraLayout | null): Promise<GraphSession> {
+  private session(head: 'last-logits' | 'next-token' | 'next-token-top-p' | 'token-logprobs', kvCache: boolean, layout: LoraLayout | null): Promise<GraphSession> {
     const key = `${head}|${kvCache}|${layoutKey(layout)}`;
     let s = this.sessions.get(key);
     if (!s) {
@@ -225,12 +231,16 @@ export class LanguageModel {
     });
     const c = this.config;
     const B = rows.length;
-    const V = c.vocabSize;
     const maxPrompt = Math.max(...rows.map((r) => r.prompt.length));
     const maxNew = Math.max(0, Math.min(options.maxNewTokens, c.maxPositions - maxPrompt));
     const { layout, feeds: adapterFeeds } = this.adapterFeeds(adapters, rows);
-    const session = await this.session('last-logits', true, layout);
+    const greedy = options.temperature <= 0;
+    const topP = !greedy && options.topP < 1;
+    const session = await this.session(topP ? 'next-token-top-p' : 'next-token', true, layout);
     const rngs = rows.map((r, i) => new Rng(r.seed ?? (options.seed ?? 0) + i, 1));
+    const scalar = (v: number): HostTensor => ({ dtype: this.dtype, dims: [], data: this.dtype === 'float64' ? Float64Array.from([v]) : Float32Array.from([v]) });
+    const samplingFeeds: Record<string, HostTensor> = { inv_temperature: scalar(greedy ? 1 : 1 / options.temperature) };
+    if (topP) samplingFeeds.top_p = scalar(options.topP);
     const stop = new Set(options.stopTokens);
 
     const first = leftPadded(rows.map((r) => r.prompt), maxPrompt, this.padId());
@@ -249,18 +259,24 @@ export class LanguageModel {
 
     for (let step = 0; step < maxNew; step++) {
       const total = mask.length / B;
+      // Every row draws from its own stream each step, finished or not, so streams stay aligned.
+      const uniform = this.floats(B);
+      for (let b = 0; b < B; b++) uniform[b] = rngs[b].uniform();
       const result = await session.run({
         ...adapterFeeds,
         ...past,
+        ...samplingFeeds,
+        uniform: { dtype: this.dtype, dims: [B], data: uniform },
         input_ids: { dtype: 'int64', dims: [B, stepLen], data: inputIds },
         attention_mask: { dtype: 'int64', dims: [B, total], data: BigInt64Array.from(mask, BigInt) },
         position_ids: { dtype: 'int64', dims: [B, stepLen], data: positions },
       });
-      const logits = result.logits.data as Float32Array;
+      const tokens = result[greedy ? 'greedy_token' : 'sampled_token'].data as BigInt64Array;
+      const logprobs = result[greedy ? 'greedy_logprob' : 'sampled_logprob'].data as Float32Array;
       const next = new BigInt64Array(B);
       for (let b = 0; b < B; b++) {
         if (done[b]) continue;
-        const choice = chooseToken(logits, b * V, V, options, rngs[b]);
+        const choice = { token: Number(tokens[b]), logprob: logprobs[b] };
         out[b].tokens.push(choice.token);
         out[b].logprobs.push(choice.logprob);
         next[b] = BigInt(choice.token);
