@@ -1,0 +1,84 @@
+/**
+ * The JSON schema VS Code uses for `*.absp.json` run configs (contributed as jsonValidation): it gives
+ * hovers, completion and validation in the editor, which is where the starter config's explanations
+ * live since `absp run` reads strict JSON without comments. It is generated from the trainer's own zod
+ * schema, so it cannot drift from what `absp run` accepts; test/host/config-schema.test.ts fails when
+ * the shipped media/absp-config.schema.json is stale and rewrites it with ABSP_UPDATE_SCHEMA=1.
+ * Not imported by the extension at run time.
+ */
+import { z } from 'zod';
+import { runConfigSchema } from '../trainer/config';
+
+/** What each field means, by its path in the config (docs/config.md has the long form). */
+export const FIELD_DOCS: Record<string, string> = {
+  '': 'An ABSP Lab run config: one self-play red-teaming experiment. Every field has a default; {} is the built-in sandbox experiment. Run it with "ABSP: Start Run" or `absp run FILE`.',
+  name: 'Name of the run; the run directory is <time>-<name>. Letters, digits, ".", "_" and "-".',
+  seed: 'Random seed of the whole experiment (seeds drawn, sampling, adapter initialisation).',
+  runs_dir: 'Folder for run directories, relative to this file. Runs started from VS Code go to the "abspLab.runsFolder" setting instead, so the Runs view shows them.',
+  model: 'The frozen base model: a Hugging Face Qwen2 model directory, or "builtin:sandbox" for the small model shipped with the extension.',
+  engine: 'What runs the model: "ort" (ONNX Runtime on the CPU, built in) or "torch" (PyTorch on a GPU, via Python).',
+  'engine.threads': 'CPU threads ONNX Runtime may use (default: all cores).',
+  'engine.python': 'The Python executable with PyTorch installed.',
+  'engine.device': 'PyTorch device, e.g. "cuda" or "cuda:1".',
+  'engine.dtype': 'Weights and activations type on the GPU.',
+  world: 'Where seed requests come from: the sandbox world, or a seeds JSONL of {"prompt": …, "harmful": true|false} lines (e.g. exported annotated failures).',
+  'world.file': 'The seeds JSONL file, relative to this config.',
+  'world.include_sandbox': 'Also draw the sandbox\'s own seeds.',
+  judge: 'Who labels each exchange (prompt harmful? refusal? response harmful?): the sandbox\'s exact judge, a WildGuard-style guard model run locally, or an OpenAI-compatible HTTP server.',
+  'judge.model': 'The guard model directory (guard) or the served model name (http).',
+  'judge.url': 'Base URL of the OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.',
+  'judge.api_key_env': 'Name of the environment variable holding the API key.',
+  'judge.max_failure_rate': 'Pause the run when more than this share of a step\'s exchanges cannot be judged.',
+  mode: 'bipolicy: ABSP, two LoRA adapters (attacker, defender) on the frozen base. shared-lora: one adapter plays both roles (self-play baseline). shared-full: full fine-tuning of one shared model. attacker-only / defender-only: train one role against the frozen other.',
+  rounds: 'Rounds of training; the adapters are saved, and the Nash gap measured, after each.',
+  steps_per_round: 'RL steps per round.',
+  schedule: 'simultaneous: both roles update every step. alternating: attacker_steps attacker updates, then defender_steps defender updates.',
+  game: 'The red-teaming game played each step.',
+  'game.seeds_per_step': 'Seed requests drawn per step (the rollout batch).',
+  'game.harmful_fraction': 'Share of harmful seeds (the rest are benign, to reward helpfulness and catch over-refusal).',
+  'game.pass_through_fraction': 'Share of seeds given to the defender unchanged, without an attack (Self-RedTeam uses one half).',
+  'game.turns': 'Attacker–defender turns per exchange.',
+  'game.hidden_cot': 'Whether each role thinks inside <think>…</think> first; thoughts are never shown to the opponent or the judge.',
+  'game.max_new_tokens': 'Generation length limit of each role.',
+  'game.temperature': 'Sampling temperature of both roles.',
+  'game.top_p': 'Nucleus sampling threshold of both roles.',
+  'game.reward': 'general-sum (Self-RedTeam\'s rewards) or zero-sum (the defender gets minus the attacker\'s reward).',
+  'game.reward_benign_helpfulness': 'Reward the defender for answering benign requests. Off reproduces the always-refuse equilibrium.',
+  rl: 'The policy-gradient estimator.',
+  'rl.estimator': 'reinforce++ (no critic, per-role normalised advantages) or grpo (group baseline; needs group_size ≥ 2).',
+  'rl.group_size': 'Samples per seed (GRPO\'s group).',
+  'rl.kl': 'KL penalty to the frozen base (the anchor).',
+  'rl.kl.coef': 'KL coefficient (Self-RedTeam: 0.01).',
+  'rl.clip_eps': 'PPO-style ratio clipping.',
+  optimizer: 'Optimiser of the adapters.',
+  'optimizer.lr': 'Learning rate per policy.',
+  'optimizer.clip_norm': 'Gradient norm clipping (null: off).',
+  lora: 'The LoRA adapters: rank, alpha (scale = alpha / rank) and the modules they adapt.',
+  'lora.rank': 'LoRA rank r.',
+  'lora.alpha': 'LoRA alpha; the update is scaled by alpha / rank.',
+  'lora.targets': 'Linear modules that get an adapter.',
+  evaluation: 'What is measured after each round.',
+  'evaluation.nash_gap': 'Measure the Nash gap (exact in the sandbox, estimated by best-response training elsewhere).',
+  'evaluation.crossplay': 'After the run, play every saved attacker against every saved defender (crossplay.json).',
+  baselines: 'Modes to run after the main run at the same budget, to compare with (e.g. ["shared-lora"]).',
+};
+
+type JsonSchema = { [key: string]: unknown; properties?: Record<string, JsonSchema>; oneOf?: JsonSchema[]; anyOf?: JsonSchema[] };
+
+function annotate(node: JsonSchema, at: string): void {
+  const doc = FIELD_DOCS[at];
+  if (doc && typeof node.description !== 'string') node.description = doc;
+  for (const [key, child] of Object.entries(node.properties ?? {})) annotate(child, at ? `${at}.${key}` : key);
+  for (const alt of [...(node.oneOf ?? []), ...(node.anyOf ?? [])]) annotate(alt, at);
+}
+
+export function runConfigJsonSchema(): Record<string, unknown> {
+  const schema = z.toJSONSchema(runConfigSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
+  annotate(schema, '');
+  schema.title = 'ABSP Lab run config';
+  return schema;
+}
+
+export function runConfigJsonSchemaText(): string {
+  return `${JSON.stringify(runConfigJsonSchema(), null, 2)}\n`;
+}

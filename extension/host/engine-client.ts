@@ -1,0 +1,145 @@
+/**
+ * The host's end of the engine worker (dist/engine-worker.js): replays and adapter diffs run there, one
+ * at a time, off the extension host's thread. Requests queue here, so cancelling one that has not
+ * started just drops it; the running one is cancelled through a shared flag the worker checks. A
+ * worker that dies fails its request with a message saying so, and the next request starts a new one.
+ */
+import * as fs from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import type { AdapterDiff } from '../analysis/adapter-diff';
+import type { AdapterDiffJob, ReplayJob, ReplayOutput, WorkerData, WorkerReply } from '../engine/worker';
+
+export class EngineCancelled extends Error {
+  constructor() {
+    super('cancelled');
+    this.name = 'EngineCancelled';
+  }
+}
+
+type JobInput = Omit<AdapterDiffJob, 'id'> | Omit<ReplayJob, 'id'>;
+
+interface Pending {
+  id: number;
+  input: JobInput;
+  onProgress?: (done: number, total: number) => void;
+  resolve: (value: unknown) => void;
+  reject: (e: Error) => void;
+}
+
+export interface EngineClientOptions {
+  /** Path of the bundled worker script. */
+  workerScript: string;
+  /** Extra environment for the worker thread. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export class EngineClient {
+  private worker: Worker | null = null;
+  private readonly cancelFlag = new Int32Array(new SharedArrayBuffer(4));
+  private queue: Pending[] = [];
+  private running: Pending | null = null;
+  private nextId = 1;
+  private disposed = false;
+
+  constructor(private readonly options: EngineClientOptions) {}
+
+  adapterDiff(left: string, right: string, baseModel: string | null, onProgress?: (done: number, total: number) => void): { id: number; result: Promise<AdapterDiff> } {
+    return this.submit<AdapterDiff>({ type: 'adapter-diff', left, right, baseModel }, onProgress);
+  }
+
+  replay(input: Omit<ReplayJob, 'id' | 'type'>, onProgress?: (done: number, total: number) => void): { id: number; result: Promise<ReplayOutput> } {
+    return this.submit<ReplayOutput>({ type: 'replay', ...input }, onProgress);
+  }
+
+  /** Abandons a request: it rejects with EngineCancelled. */
+  cancel(id: number): void {
+    const queued = this.queue.findIndex((p) => p.id === id);
+    if (queued >= 0) {
+      const [p] = this.queue.splice(queued, 1);
+      p.reject(new EngineCancelled());
+      return;
+    }
+    if (this.running?.id === id) Atomics.store(this.cancelFlag, 0, id);
+  }
+
+  get busy(): boolean {
+    return this.running !== null || this.queue.length > 0;
+  }
+
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    for (const p of this.queue.splice(0)) p.reject(new EngineCancelled());
+    if (this.running) {
+      this.running.reject(new EngineCancelled());
+      this.running = null;
+    }
+    const w = this.worker;
+    this.worker = null;
+    if (w) {
+      w.postMessage({ type: 'shutdown' });
+      // Give the engine a moment to release its sessions before the thread is ended.
+      const timer = setTimeout(() => void w.terminate(), 2000);
+      await new Promise<void>((resolve) => w.once('exit', () => resolve()));
+      clearTimeout(timer);
+    }
+  }
+
+  private submit<T>(input: JobInput, onProgress?: (done: number, total: number) => void): { id: number; result: Promise<T> } {
+    const id = this.nextId++;
+    const result = new Promise<T>((resolve, reject) => {
+      if (this.disposed) return reject(new Error('the engine worker has been shut down'));
+      this.queue.push({ id, input, onProgress, resolve: resolve as (v: unknown) => void, reject });
+      this.pump();
+    });
+    return { id, result };
+  }
+
+  private pump(): void {
+    if (this.running || this.queue.length === 0) return;
+    let worker: Worker;
+    try {
+      worker = this.ensureWorker();
+    } catch (e) {
+      for (const p of this.queue.splice(0)) p.reject(e as Error);
+      return;
+    }
+    this.running = this.queue.shift()!;
+    worker.postMessage({ ...this.running.input, id: this.running.id });
+  }
+
+  private ensureWorker(): Worker {
+    if (this.worker) return this.worker;
+    if (!fs.existsSync(this.options.workerScript)) {
+      throw new Error(`the engine worker ${this.options.workerScript} is missing; the extension was not built completely (npm run build)`);
+    }
+    const data: WorkerData = { cancel: this.cancelFlag.buffer as SharedArrayBuffer };
+    const worker = new Worker(this.options.workerScript, { workerData: data, env: this.options.env ?? process.env, stderr: false, stdout: false });
+    worker.on('message', (m: WorkerReply) => this.onReply(m));
+    worker.on('error', (e) => this.onWorkerGone(worker, `the engine worker failed: ${e.message}`));
+    worker.on('exit', (code) => this.onWorkerGone(worker, `the engine worker exited (code ${code})`));
+    this.worker = worker;
+    return worker;
+  }
+
+  private onReply(m: WorkerReply): void {
+    const p = this.running;
+    if (!p || p.id !== m.id) return;
+    if (m.type === 'progress') {
+      p.onProgress?.(m.done, m.total);
+      return;
+    }
+    this.running = null;
+    if (m.type === 'result') p.resolve(m.result);
+    else p.reject(m.cancelled ? new EngineCancelled() : new Error(m.message));
+    this.pump();
+  }
+
+  private onWorkerGone(worker: Worker, message: string): void {
+    if (this.worker !== worker) return;
+    this.worker = null;
+    const p = this.running;
+    this.running = null;
+    p?.reject(new Error(`${message}; try again`));
+    if (!this.disposed) this.pump();
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Finding the programs the host starts: the Node that runs `absp` and, for the torch engine, Python.
+ * A missing executable must become one clear sentence naming the setting to fix, before anything is
+ * spawned — a spawn ENOENT arrives later, asynchronously, and says nothing about settings.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export class MissingExecutableError extends Error {
+  constructor(
+    readonly what: string,
+    readonly setting: string,
+    readonly value: string,
+    why: string,
+  ) {
+    super(`The ${what} "${value}" ${why}. Set "${setting}" to the full path of a working ${what}${setting === 'abspLab.nodePath' ? ', or leave it empty to use the editor\'s own runtime' : ''}.`);
+    this.name = 'MissingExecutableError';
+  }
+}
+
+/** How to start Node: the command and what to add to its environment. */
+export interface NodeCommand {
+  command: string;
+  env: Record<string, string>;
+  /** For the log: which Node this is and why. */
+  description: string;
+}
+
+function isExecutableFile(file: string): boolean {
+  try {
+    const st = fs.statSync(file);
+    if (!st.isFile()) return false;
+    fs.accessSync(file, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The file a command name resolves to on PATH (or the path itself when it has a slash), or null. */
+export function findExecutable(command: string, envPath: string | undefined = process.env.PATH): string | null {
+  if (command.includes('/') || command.includes(path.sep)) return isExecutableFile(command) ? path.resolve(command) : null;
+  for (const dir of (envPath ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, command);
+    if (isExecutableFile(candidate)) return candidate;
+  }
+  return null;
+}
+
+function requireExecutable(what: string, setting: string, value: string, envPath: string | undefined): string {
+  const found = findExecutable(value, envPath);
+  if (found) return found;
+  const where = value.includes('/') ? (fs.existsSync(value) ? 'is not an executable file' : 'does not exist') : 'was not found on the PATH';
+  throw new MissingExecutableError(what, setting, value, where);
+}
+
+/**
+ * The Node that runs the `absp` child process. With no setting it is the editor's own executable: in
+ * VS Code that is Electron, which behaves as plain Node under ELECTRON_RUN_AS_NODE=1 (the variable is
+ * harmless where execPath already is Node, as in code-server).
+ */
+export function resolveNodeCommand(nodePath: string, runtime: { execPath: string; electron?: string } = { execPath: process.execPath, electron: process.versions.electron }, envPath?: string): NodeCommand {
+  if (nodePath) {
+    const command = requireExecutable('node executable', 'abspLab.nodePath', nodePath, envPath);
+    return { command, env: {}, description: `${command} (setting abspLab.nodePath)` };
+  }
+  if (!isExecutableFile(runtime.execPath)) {
+    throw new MissingExecutableError('node executable', 'abspLab.nodePath', runtime.execPath, 'is not an executable file');
+  }
+  return {
+    command: runtime.execPath,
+    env: { ELECTRON_RUN_AS_NODE: '1' },
+    description: runtime.electron ? `${runtime.execPath} (the editor's Electron ${runtime.electron}, run as Node)` : `${runtime.execPath} (the editor's Node ${process.version})`,
+  };
+}
+
+/** The Python of the torch engine; checked before a torch run is started. */
+export function resolvePython(pythonPath: string, envPath?: string): string {
+  return requireExecutable('python executable', 'abspLab.pythonPath', pythonPath || 'python3', envPath);
+}

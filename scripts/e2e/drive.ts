@@ -1,0 +1,223 @@
+/**
+ * The end-to-end test's browser side: drives ABSP Lab inside a real VS Code workbench (code-server,
+ * with the extension installed from the .vsix) in Debian's headless Chromium through playwright-core.
+ * It starts a run on a tiny model from the command palette, watches the Runs view fill, opens the
+ * dashboard and the stepper, annotates an exchange with the Comments API, and checks the run directory.
+ * Screenshots of each step go to the artifacts folder. Started by scripts/e2e/run.sh:
+ *
+ *   npx tsx scripts/e2e/drive.ts URL WORKSPACE ARTIFACTS
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { chromium, type Frame, type Page } from 'playwright-core';
+import { positionAt, renderExchange } from '../../extension/host/exchange-document';
+import { RunReader } from '../../extension/rundir';
+
+const [url, workspace, artifacts] = process.argv.slice(2);
+if (!url || !workspace || !artifacts) {
+  console.error('usage: drive.ts URL WORKSPACE ARTIFACTS');
+  process.exit(2);
+}
+
+const started = Date.now();
+const step = (what: string) => console.log(`e2e [${((Date.now() - started) / 1000).toFixed(1)}s] ${what}`);
+let shot = 0;
+
+async function screenshot(page: Page, name: string): Promise<void> {
+  shot += 1;
+  await page.screenshot({ path: path.join(artifacts, `${String(shot).padStart(2, '0')}-${name}.png`) });
+}
+
+async function until<T>(what: string, probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 60000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Runs a command from the command palette by its title, optionally answering its quick pick. */
+async function command(page: Page, title: string): Promise<void> {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible' });
+  await input.fill(`>${title}`);
+  const row = page.locator('.quick-input-widget .monaco-list-row', { hasText: title }).first();
+  await row.waitFor({ state: 'visible', timeout: 20000 });
+  await row.click();
+}
+
+async function pick(page: Page, label: string): Promise<void> {
+  const row = page.locator('.quick-input-widget .monaco-list-row', { hasText: label }).first();
+  await row.waitFor({ state: 'visible', timeout: 20000 });
+  await row.click();
+}
+
+/** The frame of a webview panel (VS Code nests it in two iframes); found by the page's data-panel. */
+async function panelFrame(page: Page, panel: string): Promise<Frame> {
+  return until(`the ${panel} webview`, async () => {
+    for (const f of page.frames()) {
+      try {
+        if ((await f.evaluate(() => document.body?.dataset.panel ?? null)) === panel) return f;
+      } catch {
+        /* a frame being replaced */
+      }
+    }
+    return null;
+  });
+}
+
+function runsIn(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir).filter((n) => n !== 'broken-run' && fs.existsSync(path.join(dir, n, 'run.json')));
+  } catch {
+    return [];
+  }
+}
+
+async function main(): Promise<void> {
+  fs.mkdirSync(artifacts, { recursive: true });
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  const page = await browser.newPage({ viewport: { width: 1500, height: 950 } });
+  const problems: string[] = [];
+  page.on('pageerror', (e) => problems.push(e.message));
+  try {
+    step('opening the workbench');
+    await page.goto(`${url}/?folder=${encodeURIComponent(workspace)}`);
+    await page.waitForSelector('.monaco-workbench', { timeout: 90000 });
+    const activity = page.locator('.activitybar [aria-label="ABSP Lab"]').first();
+    await activity.waitFor({ timeout: 60000 });
+    await activity.click();
+    await page.locator('.pane-header', { hasText: 'Runs' }).first().waitFor();
+    // The workspace's runs folder holds a damaged run: listed, with the reason, not hidden.
+    const broken = page.locator('.monaco-list-row', { hasText: 'broken-run' }).first();
+    await broken.waitFor({ timeout: 30000 });
+    assert.match((await broken.textContent()) ?? '', /cannot open: corrupt/);
+    await screenshot(page, 'runs-view-before');
+
+    step('starting a run from the command palette (ABSP: Start Run… → tiny.absp.json)');
+    await command(page, 'ABSP: Start Run');
+    await pick(page, 'tiny.absp.json');
+    const runsFolder = path.join(workspace, 'runs');
+    const runId = await until('the run directory', () => runsIn(runsFolder)[0], 60000);
+    const runDir = path.join(runsFolder, runId);
+    step(`run directory ${runId}`);
+    const runRow = page.locator('.monaco-list-row', { hasText: runId }).first();
+    await runRow.waitFor({ timeout: 30000 });
+    await screenshot(page, 'run-started');
+    await until('the run to complete', () => JSON.parse(fs.readFileSync(path.join(runDir, 'run.json'), 'utf8')).status === 'completed', 120000);
+    await until('the Runs view to show it completed', async () => /completed · 2\/2 rounds/.test((await runRow.textContent()) ?? ''), 30000);
+    await runRow.locator('.monaco-tl-twistie').click();
+    await page.locator('.monaco-list-row', { hasText: 'Round 2' }).first().waitFor();
+    await page.locator('.monaco-list-row', { hasText: 'Round 2' }).first().locator('.monaco-tl-twistie').click();
+    await page.locator('.monaco-list-row', { hasText: 'Transcript' }).first().waitFor();
+    await page.locator('.monaco-list-row', { hasText: /^defender/ }).first().waitFor();
+    await until('the completion notification', () => page.locator('.notification-toast', { hasText: `Run ${runId} completed (2 of 2 rounds)` }).first().isVisible(), 30000);
+    await screenshot(page, 'runs-view-filled');
+
+    step('the dashboard (opened by the run) shows its charts');
+    const dashboard = await panelFrame(page, 'dashboard');
+    await until('chart series for the run', async () => {
+      const raw = await dashboard.getAttribute('figure[data-chart="asr"]', 'data-series').catch(() => null);
+      return raw && (JSON.parse(raw) as { points: number }[]).some((s) => s.points === 6);
+    });
+    await screenshot(page, 'dashboard');
+
+    step('the dialogue stepper at round 2 (from the Runs view), j steps');
+    await page.locator('.monaco-list-row', { hasText: 'Transcript' }).first().click();
+    const stepper = await panelFrame(page, 'stepper');
+    await stepper.waitForSelector('article.exchange');
+    await until('the position', async () => /^1 \/ \d+$/.test((await stepper.textContent('#position')) ?? ''));
+    await stepper.locator('body').press('j');
+    await until('the stepper to move on j', async () => /^2 \/ \d+$/.test((await stepper.textContent('#position')) ?? ''));
+    const exchangeId = (await stepper.getAttribute('article.exchange', 'data-exchange-id'))!;
+    await screenshot(page, 'stepper');
+
+    step('replaying the exchange against the round 2 defender (ONNX Runtime in the engine worker)');
+    await stepper.click('vscode-button[data-name="replay"]');
+    await stepper.waitForSelector('[data-replay="done"], [data-replay="error"]', { timeout: 60000 });
+    const failed = stepper.locator('[data-replay="error"]');
+    if (await failed.count()) assert.fail(`the replay failed: ${await failed.textContent()}`);
+    assert.equal(await stepper.getAttribute('.replay-result', 'data-adapter-round'), '2');
+    await screenshot(page, 'replay');
+
+    step(`annotating exchange ${exchangeId} in the editor`);
+    await stepper.click('vscode-button[data-name="annotate"]');
+    const editor = page.locator('.editor-instance .monaco-editor', { hasText: `Exchange ${exchangeId}` }).first();
+    await editor.waitFor({ timeout: 30000 });
+    // Select the defender's answer: the document's layout comes from the same renderer the extension uses.
+    const x = RunReader.open(runDir).transcript(Number(/^r(\d+)/.exec(exchangeId)![1])).find((e) => e.id === exchangeId)!;
+    const doc = renderExchange(x, runId);
+    const answer = doc.fields.find((f) => f.field === 'turns.0.defender.text')!;
+    const line = positionAt(doc.text, answer.start).line + 1;
+    await editor.locator('.view-lines').click();
+    await page.keyboard.press('Control+G');
+    await page.keyboard.type(String(line));
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('Home');
+    await page.keyboard.press('Shift+End');
+    await command(page, 'Add Comment on Current Selection');
+    const commentBox = page.locator('.review-widget .comment-form textarea, .review-widget .comment-form .monaco-editor textarea').first();
+    await commentBox.waitFor({ timeout: 20000 });
+    await page.keyboard.type('role-play frame gets through');
+    await screenshot(page, 'comment-typed');
+    await page.locator('.review-widget').getByRole('button', { name: 'Jailbreak' }).first().click();
+
+    const annotation = await until('annotations.jsonl', () => {
+      const file = path.join(runDir, 'annotations.jsonl');
+      if (!fs.existsSync(file)) return null;
+      const records = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      return records.find((r) => r.op === 'put');
+    });
+    assert.equal(annotation.exchange, exchangeId);
+    assert.equal(annotation.label, 'jailbreak');
+    assert.equal(annotation.note, 'role-play frame gets through');
+    assert.equal(annotation.span?.field, 'turns.0.defender.text', `the selection became a span of the answer: ${JSON.stringify(annotation.span)}`);
+    await page.locator('.review-widget', { hasText: 'Jailbreak · Answer' }).first().waitFor({ timeout: 20000 });
+    await screenshot(page, 'annotation-saved');
+
+    step('the annotation shows in the stepper and the Annotations view');
+    await until('the stepper to list the annotation', async () => (await stepper.getAttribute('[data-part="annotations"]', 'data-count').catch(() => null)) === '1', 30000);
+    await page.locator('.monaco-list-row', { hasText: 'jailbreak: role-play frame gets through' }).first().waitFor({ timeout: 30000 });
+    await screenshot(page, 'annotations-everywhere');
+
+    step('the adapter diff computes in the engine worker');
+    await command(page, 'ABSP: Compare Adapters');
+    const diff = await panelFrame(page, 'adapter-diff');
+    await until('the comparison', async () => (await diff.locator('table tbody tr').count().catch(() => 0)) > 0, 60000);
+    await screenshot(page, 'adapter-diff');
+
+    step('a window reload restores the panels with their state');
+    await page.reload();
+    await page.waitForSelector('.monaco-workbench', { timeout: 90000 });
+    const restored = await panelFrame(page, 'stepper');
+    await until('the restored stepper at the same exchange', async () => (await restored.getAttribute('article.exchange', 'data-exchange-id').catch(() => null)) === exchangeId, 60000);
+    assert.match((await restored.textContent('#position')) ?? '', /^2 \/ \d+$/);
+    await page.locator('.tab', { hasText: 'ABSP Dashboard' }).first().waitFor({ timeout: 30000 });
+    await screenshot(page, 'restored-after-reload');
+
+    step('the run directory holds the run, untouched but for annotations.jsonl');
+    const info = JSON.parse(fs.readFileSync(path.join(runDir, 'run.json'), 'utf8'));
+    assert.equal(info.status, 'completed');
+    assert.equal(info.rounds_completed, 2);
+    for (const f of ['config.json', 'events.jsonl', 'transcripts/round-0001.jsonl', 'rounds/round-0002/defender/adapter_model.safetensors', 'annotations.jsonl']) assert.ok(fs.existsSync(path.join(runDir, f)), f);
+    assert.deepEqual(problems, [], `page errors: ${problems.join('; ')}`);
+    step(`passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  } catch (e) {
+    await screenshot(page, 'failure').catch(() => {});
+    throw e;
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((e) => {
+  console.error(`e2e: FAILED: ${(e as Error).stack ?? e}`);
+  process.exit(1);
+});

@@ -1,0 +1,31 @@
+/**
+ * The end-to-end test's workspace: a tiny random model that speaks the sandbox's vocabulary, a run
+ * config that trains on it in a few seconds, and a damaged run directory the Runs view must show as
+ * such (not hide, not crash on).
+ *
+ *   npx tsx scripts/e2e/prepare-workspace.ts WORKSPACE
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { writeTinySandboxModel } from '../../test/helpers/random-checkpoint';
+
+const workspace = path.resolve(process.argv[2] ?? '');
+if (!process.argv[2]) {
+  console.error('usage: prepare-workspace.ts WORKSPACE');
+  process.exit(2);
+}
+fs.mkdirSync(workspace, { recursive: true });
+const model = writeTinySandboxModel(path.join(workspace, 'tiny-model'));
+const config = {
+  name: 'tiny',
+  // Absolute: `absp` resolves a relative model path against its working directory.
+  model,
+  rounds: 2,
+  steps_per_round: 3,
+  game: { seeds_per_step: 4, max_new_tokens: { attacker: 5, defender: 5 } },
+  evaluation: { nash_gap: false, crossplay: false },
+};
+fs.writeFileSync(path.join(workspace, 'tiny.absp.json'), `${JSON.stringify(config, null, 2)}\n`);
+const broken = path.join(workspace, 'runs', 'broken-run');
+fs.mkdirSync(broken, { recursive: true });
+fs.writeFileSync(path.join(broken, 'run.json'), '{"format": "absp-run", "version": 1, "id": ');
