@@ -4,6 +4,7 @@
  * experiment (the main job).
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { z } from 'zod';
 import { LORA_MODULES } from '../engine/model/config';
 
@@ -109,6 +110,15 @@ const rlSchema = z
       .default({ coef: 0.01, estimator: 'k1', in_reward: true }),
     clip_eps: z.number().positive().default(0.2),
     gamma: z.number().min(0).max(1).default(1),
+    /**
+     * Auxiliary supervised loss on benign helpful answers for the defender (Self-RedTeam's recipe for
+     * keeping helpfulness): its weight, examples per step, and a JSONL of {"prompt","response"} (the
+     * sandbox has its own when no file is given).
+     */
+    helpful_sft: z
+      .object({ coef: z.number().min(0).default(0.5), batch_size: positiveInt.default(16), file: z.string().optional() })
+      .strict()
+      .default({ coef: 0.5, batch_size: 16 }),
   })
   .strict();
 
@@ -208,6 +218,22 @@ export function loadRunConfig(file: string): RunConfig {
     throw new ConfigError(`${file}: is not valid JSON (${(e as Error).message})`);
   }
   return parseRunConfig(value, file);
+}
+
+/**
+ * Makes every path of a config absolute, relative to the folder of the config file, so the resolved
+ * config a run saves (config.json) means the same thing from anywhere, including on resume.
+ */
+export function resolveConfigPaths(c: RunConfig, configDir: string): RunConfig {
+  const abs = (p: string) => (path.isAbsolute(p) ? p : path.resolve(configDir, p));
+  return {
+    ...c,
+    runs_dir: abs(c.runs_dir),
+    model: c.model.startsWith('builtin:') ? c.model : abs(c.model),
+    world: c.world.kind === 'seeds' ? { ...c.world, file: abs(c.world.file) } : c.world,
+    judge: c.judge.kind === 'guard' ? { ...c.judge, model: abs(c.judge.model) } : c.judge,
+    rl: { ...c.rl, helpful_sft: c.rl.helpful_sft.file ? { ...c.rl.helpful_sft, file: abs(c.rl.helpful_sft.file) } : c.rl.helpful_sft },
+  };
 }
 
 export function defaultRunConfig(): RunConfig {

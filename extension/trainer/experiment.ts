@@ -18,7 +18,9 @@ import { RolePrompts } from './role-prompts';
 import { Role, TrainingMode, phaseName, rolesAt } from './schedule';
 import { SeedPool } from './seeds';
 import { stepMetrics } from './step-metrics';
-import { EstimatorSettings, buildTrainingBatch } from './training-batch';
+import { EstimatorSettings, buildTrainingBatch, helpfulRows } from './training-batch';
+import { HelpfulExample } from './helpful-data';
+import { Rng } from '../util/rng';
 
 /** The policy each role plays in a mode (null: the frozen base) and the folder it is saved in. */
 export function rolePolicies(mode: TrainingMode): { attacker: PolicyName; defender: PolicyName; trained: { name: string; slot: string; kind: 'lora' | 'full' }[] } {
@@ -42,6 +44,8 @@ export interface ExperimentDeps {
   evaluator: Evaluator | null;
   prompts: RolePrompts;
   pool: SeedPool;
+  /** Benign helpful answers for the defender's auxiliary supervised loss (empty: none). */
+  helpful: readonly HelpfulExample[];
 }
 
 export interface ExperimentOptions {
@@ -178,6 +182,12 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
         exchangesInRound += play.exchanges.length;
         const policyOf = (role: Role): string | null => (role === 'attacker' ? roles.attacker : roles.defender);
         const batch = await buildTrainingBatch(engine, play.exchanges, trainingRoles, policyOf, estimatorSettings(c));
+        const defenderPolicy = roles.defender;
+        if (trainingRoles.includes('defender') && defenderPolicy !== null && deps.helpful.length > 0 && c.rl.helpful_sft.coef > 0) {
+          const rng = new Rng(c.seed, 500_000 + step);
+          const examples = Array.from({ length: c.rl.helpful_sft.batch_size }, () => rng.pick(deps.helpful));
+          batch.samples.push(...(await helpfulRows(engine, deps.prompts, examples, defenderPolicy, c.rl.helpful_sft.coef)));
+        }
         const optimizers: Record<string, OptimizerSettings> = {};
         for (const t of roles.trained) optimizers[t.name] = optimizerSettings(c, t.name);
         const report = batch.samples.length ? await engine.trainStep(batch.samples, { clipEps: c.rl.clip_eps, klK1: batch.klK1, klK3: batch.klK3, optimizers }) : null;

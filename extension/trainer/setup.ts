@@ -12,6 +12,7 @@ import { OrtEngine } from './ort-engine';
 import { rolePrompts } from './role-prompts';
 import { GameSeed, SeedPool, loadSeedsFile, sandboxSeeds } from './seeds';
 import { SandboxEvaluator } from './sandbox-evaluator';
+import { HelpfulExample, loadHelpfulData, sandboxHelpfulData } from './helpful-data';
 
 export function openEngine(c: RunConfig): Engine {
   if (c.engine.kind === 'torch') {
@@ -53,5 +54,10 @@ export function buildDeps(c: RunConfig, configDir: string, engine: Engine): Expe
       seed: c.seed,
     });
   }
-  return { engine, judge, evaluator, prompts, pool: new SeedPool(seeds) };
+  let helpful: HelpfulExample[] = [];
+  if (c.rl.helpful_sft.coef > 0) {
+    if (c.rl.helpful_sft.file) helpful = loadHelpfulData(path.resolve(configDir, c.rl.helpful_sft.file));
+    else if (c.world.kind === 'sandbox') helpful = sandboxHelpfulData();
+  }
+  return { engine, judge, evaluator, prompts, pool: new SeedPool(seeds), helpful };
 }

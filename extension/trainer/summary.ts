@@ -48,7 +48,7 @@ export function formatSummary(runs: readonly RunSummary[]): string {
     lines.push([row.label.padEnd(width), ...cells].join('  '));
   }
   lines.push('', 'Nash gap per round:');
-  for (const r of runs) lines.push(`  ${r.mode.padEnd(12)} ${r.rounds.map((x) => (x.metrics.nash_gap ?? NaN).toFixed(3)).join('  ')}`);
+  for (const r of runs) lines.push(`  ${r.mode.padEnd(12)} ${r.rounds.map((x) => (typeof x.metrics.nash_gap === 'number' ? x.metrics.nash_gap.toFixed(3) : '  -  ')).join('  ')}`);
   lines.push('');
   for (const r of runs) lines.push(`${r.mode} run directory: ${r.dir} (${r.status})`);
   return lines.join('\n');

@@ -5,6 +5,8 @@
  * Token weights make each role's loss a mean over that role's generated tokens.
  */
 import { Engine, TrainSample } from './engine';
+import { HelpfulExample } from './helpful-data';
+import { RolePrompts } from './role-prompts';
 import { grpo, reinforcePlusPlus } from './estimators';
 import { PlayedExchange, RoleTurn } from './game';
 import { Role } from './schedule';
@@ -100,4 +102,34 @@ export async function buildTrainingBatch(
     result.samples.push({ ids: [...r.gen.promptIds, ...r.gen.tokens], policy: r.policy, weights, advantages: adv, oldLogprobs: old, refLogprobs: refRow });
   });
   return result;
+}
+
+/**
+ * Rows of the auxiliary supervised loss on benign helpful answers, in the policy-gradient form the
+ * engine trains: advantage = coef and behaviour log-probs equal to the current ones, so the ratio is
+ * 1, the clip is inactive, and the gradient is exactly coef · ∇ log p of the answer (mean over its
+ * tokens). The reference equals the current log-probs, so a k3 penalty adds no gradient.
+ */
+export async function helpfulRows(
+  engine: Engine,
+  prompts: RolePrompts,
+  examples: readonly HelpfulExample[],
+  policy: string,
+  coef: number,
+): Promise<TrainSample[]> {
+  if (examples.length === 0 || coef === 0) return [];
+  const stop = engine.stopTokens()[0];
+  const rows = examples.map((ex) => {
+    const prompt = engine.encode(engine.chat(prompts.defender([ex.prompt], []), true));
+    const answer = [...engine.encode(ex.response), ...(stop === undefined ? [] : [stop])];
+    return { prompt, ids: [...prompt, ...answer] };
+  });
+  const current = await engine.logprobs(rows.map((r) => ({ ids: r.ids, policy })));
+  const tokens = rows.reduce((n, r) => n + r.ids.length - r.prompt.length, 0);
+  return rows.map((r, i) => {
+    const answerStart = r.prompt.length;
+    const weights = r.ids.map((_, t) => (t >= answerStart ? coef / tokens : 0));
+    const lp = current[i].map((x) => x ?? 0);
+    return { ids: r.ids, policy, weights, advantages: r.ids.map(() => 1), oldLogprobs: lp, refLogprobs: lp };
+  });
 }

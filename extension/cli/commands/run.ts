@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { RunConfig, defaultRunConfig, loadRunConfig, parseRunConfig } from '../../trainer/config';
+import { RunConfig, defaultRunConfig, loadRunConfig, parseRunConfig, resolveConfigPaths } from '../../trainer/config';
 import { runExperiment } from '../../trainer/experiment';
 import { buildDeps, openEngine } from '../../trainer/setup';
 import { formatSummary, summarizeRun, RunSummary } from '../../trainer/summary';
@@ -67,8 +67,8 @@ export function runCommand(): Command {
         } else {
           config = defaultRunConfig();
         }
+        config = resolveConfigPaths(config, configDir);
         if (o.runsDir) config = { ...config, runs_dir: path.resolve(o.runsDir) };
-        else config = { ...config, runs_dir: path.resolve(configDir, config.runs_dir) };
 
         const summaries: RunSummary[] = [];
         const main = await runOne(config, configDir, resumeDir, o.quiet, stop.stopRequested);
