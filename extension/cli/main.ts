@@ -3,13 +3,18 @@ import { Command, CommanderError } from 'commander';
 import { generateCommand } from './commands/generate';
 import { scoreCommand } from './commands/score';
 import { sftCommand } from './commands/sft';
+import { runCommand } from './commands/run';
+import { evalCommand } from './commands/eval';
+import { crossplayCommand } from './commands/crossplay';
+import { benchCommand } from './commands/bench';
+import { sandboxCommand } from './commands/sandbox';
 
 export function program(): Command {
   const p = new Command('absp')
     .description('Anchored Bipolicy Self-Play: self-play red teaming with attacker and defender LoRA adapters on a frozen base')
     .showHelpAfterError()
     .exitOverride();
-  for (const sub of [generateCommand(), scoreCommand(), sftCommand()]) p.addCommand(sub.exitOverride());
+  for (const sub of [generateCommand(), scoreCommand(), sftCommand(), runCommand(), crossplayCommand(), evalCommand(), sandboxCommand(), benchCommand()]) p.addCommand(sub.exitOverride());
   return p;
 }
 

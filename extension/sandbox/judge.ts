@@ -61,7 +61,7 @@ function stripTags(s: string): string {
 }
 
 /** The public answer of a model output, with turn markers handled; never throws. */
-function publicPart(text: unknown): ThoughtSplit {
+export function publicPart(text: unknown): ThoughtSplit {
   let s = typeof text === 'string' ? text : '';
   let clean = true;
   for (const m of END_MARKERS) {
