@@ -85,3 +85,8 @@ export function openSandboxEngine(options: OrtEngineOptions & { dir?: string } =
   checkSandboxModel(dir);
   return OrtEngine.open(dir, engineOptions);
 }
+
+/** Checks the shipped model when `spec` names it (a clear message and the rebuild command if damaged). */
+export function checkIfBuiltin(spec: string): void {
+  if (spec === BUILTIN_SANDBOX) checkSandboxModel(resolveModelDir(spec));
+}

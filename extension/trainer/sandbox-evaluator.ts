@@ -5,7 +5,7 @@
  */
 import { intentById } from '../sandbox/intents';
 import type { Attack } from '../sandbox/tactics';
-import { attackerValues, bestResponse, capability, complianceTable, rates, sampleRewrites, nashConv, ComplianceTable, Rewrite } from '../sandbox/gamevalues';
+import { attackerValues, bestResponse, capability, complianceTable, payoff, rates, sampleRewrites, nashConv, ComplianceTable, Rewrite } from '../sandbox/gamevalues';
 import { Engine, PolicyName } from './engine';
 import { CrossplayCell, Evaluator, Players, RoundMeasurement } from './evaluation';
 import { GameSettings } from './game';
@@ -23,15 +23,12 @@ export interface SandboxEvaluatorOptions {
 
 const plainOf = (cls: string) => (a: Attack) => a.tactics.length === 0 && intentById(a.intent).class === cls;
 
-/** Attack success on harmful seeds: a valid rewrite succeeds with P(comply), an invalid one never. */
+/**
+ * Attack success on harmful seeds: a valid rewrite succeeds with P(comply) (the game's payoff, which
+ * reads only the public part of a rewrite), an invalid one never.
+ */
 function attackSuccess(rewrites: readonly Rewrite[], table: ComplianceTable): CrossplayCell {
-  const values = rewrites
-    .filter((r) => r.seed.harmful)
-    .map((r) => {
-      if (!r.valid) return 0;
-      const i = table.indexOf(r.text);
-      return i === undefined ? 0 : table.comply[i];
-    });
+  const values = rewrites.filter((r) => r.seed.harmful).map((r) => Math.max(0, payoff(table, r.seed, r.text)));
   const n = values.length;
   const mean = n ? values.reduce((a, b) => a + b, 0) / n : 0;
   const variance = n > 1 ? values.reduce((s, x) => s + (x - mean) ** 2, 0) / (n - 1) : 0;
@@ -55,7 +52,6 @@ export class SandboxEvaluator implements Evaluator {
       seed: this.o.seed * 1000 + salt,
       temperature: this.o.game.temperature,
       maxNewTokens: this.o.game.maxNewTokens.attacker,
-      harmfulFraction: this.o.game.harmfulFraction,
     });
   }
 

@@ -12,12 +12,14 @@ import { OrtEngine } from './ort-engine';
 import { rolePrompts } from './role-prompts';
 import { GameSeed, SeedPool, loadSeedsFile, sandboxSeeds } from './seeds';
 import { SandboxEvaluator } from './sandbox-evaluator';
+import { checkIfBuiltin } from '../sandbox/builtin';
 import { HelpfulExample, loadHelpfulData, sandboxHelpfulData } from './helpful-data';
 
 export function openEngine(c: RunConfig): Engine {
   if (c.engine.kind === 'torch') {
     throw new EngineError('the torch (GPU) engine is not part of this build: set "engine": {"kind": "ort"} (the built-in ONNX Runtime engine)');
   }
+  checkIfBuiltin(c.model);
   return OrtEngine.open(c.model, { threads: c.engine.threads });
 }
 

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { openAdapters, openModel } from '../../engine/model/model-dir';
+import { checkIfBuiltin } from '../../sandbox/builtin';
 import { floatOption, intOption } from '../options';
 
 export function generateCommand(): Command {
@@ -15,6 +16,7 @@ export function generateCommand(): Command {
     .option('--seed <s>', 'random seed', intOption('--seed', 0), 0)
     .option('--json', 'print one JSON object', false)
     .action(async (o) => {
+      checkIfBuiltin(o.model);
       const { model, tokenizer } = openModel(o.model);
       const adapters = o.adapter ? openAdapters([o.adapter], model) : [];
       const text = o.chat ? tokenizer.applyChatTemplate([{ role: 'user', content: o.prompt }], true) : o.prompt;

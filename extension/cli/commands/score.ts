@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { openAdapters, openModel } from '../../engine/model/model-dir';
+import { checkIfBuiltin } from '../../sandbox/builtin';
 import { idsOption } from '../options';
 
 export function scoreCommand(): Command {
@@ -11,6 +12,7 @@ export function scoreCommand(): Command {
     .option('--ids <ids>', 'comma-separated token ids to score', idsOption)
     .option('--json', 'print {"ids":[...],"logprobs":[null,...]}', false)
     .action(async (o) => {
+      checkIfBuiltin(o.model);
       if ((o.text === undefined) === (o.ids === undefined)) throw new Error('give exactly one of --text and --ids');
       const opened = openModel(o.model);
       const model = opened.model;
