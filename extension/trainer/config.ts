@@ -79,10 +79,10 @@ export const modeSchema = z.enum(['bipolicy', 'shared-lora', 'shared-full', 'att
 
 const gameSchema = z
   .object({
-    seeds_per_step: positiveInt.default(64),
-    harmful_fraction: fraction.default(0.5),
-    /** Share of seeds given to the defender unchanged (Self-RedTeam: half). */
-    pass_through_fraction: fraction.default(0.5),
+    seeds_per_step: positiveInt.default(16),
+    harmful_fraction: fraction.default(0.6),
+    /** Share of seeds given to the defender unchanged (Self-RedTeam: half; the sandbox default a quarter). */
+    pass_through_fraction: fraction.default(0.25),
     turns: z.number().int().min(1).max(8).default(1),
     hidden_cot: z.object({ attacker: z.boolean().default(false), defender: z.boolean().default(false) }).strict().default({ attacker: false, defender: false }),
     max_new_tokens: z.object({ attacker: positiveInt.default(40), defender: positiveInt.default(40) }).strict().default({ attacker: 40, defender: 40 }),
@@ -96,18 +96,18 @@ const gameSchema = z
 
 const rlSchema = z
   .object({
-    estimator: z.enum(['reinforce++', 'grpo']).default('reinforce++'),
-    /** Samples per seed (GRPO's group); 1 for REINFORCE++. */
-    group_size: positiveInt.default(1),
+    estimator: z.enum(['reinforce++', 'grpo']).default('grpo'),
+    /** Samples per seed (GRPO's group); ignored by REINFORCE++. */
+    group_size: positiveInt.default(4),
     kl: z
       .object({
         coef: z.number().min(0).default(0.01),
-        estimator: z.enum(['k1', 'k3']).default('k1'),
-        /** REINFORCE++ folds the KL penalty into the per-token reward; GRPO puts it in the loss. */
-        in_reward: z.boolean().default(true),
+        estimator: z.enum(['k1', 'k3']).default('k3'),
+        /** In the per-token reward (REINFORCE++ as Self-RedTeam runs it) or in the loss (GRPO). */
+        in_reward: z.boolean().default(false),
       })
       .strict()
-      .default({ coef: 0.01, estimator: 'k1', in_reward: true }),
+      .default({ coef: 0.01, estimator: 'k3', in_reward: false }),
     clip_eps: z.number().positive().default(0.2),
     gamma: z.number().min(0).max(1).default(1),
     /**
@@ -126,9 +126,9 @@ const optimizerSchema = z
   .object({
     kind: z.enum(['adamw', 'sgd']).default('adamw'),
     lr: z
-      .object({ attacker: z.number().positive().default(1e-3), defender: z.number().positive().default(2e-3), shared: z.number().positive().default(1.5e-3) })
+      .object({ attacker: z.number().positive().default(7e-3), defender: z.number().positive().default(3e-3), shared: z.number().positive().default(5e-3) })
       .strict()
-      .default({ attacker: 1e-3, defender: 2e-3, shared: 1.5e-3 }),
+      .default({ attacker: 7e-3, defender: 3e-3, shared: 5e-3 }),
     weight_decay: z.number().min(0).default(0),
     clip_norm: z.number().positive().nullable().default(1),
     warmup_steps: z.number().int().min(0).default(0),
@@ -173,7 +173,7 @@ export const runConfigSchema = z
     lora: loraSchema.default(loraSchema.parse({})),
     evaluation: evaluationSchema.default(evaluationSchema.parse({})),
     /** Modes to run as baselines at the same budget after the main run (the main job compares). */
-    baselines: z.array(modeSchema).default([]),
+    baselines: z.array(modeSchema).default(['shared-lora']),
   })
   .strict();
 

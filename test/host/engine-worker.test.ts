@@ -109,9 +109,14 @@ describe('host: engine worker (replay and adapter diff off the host thread)', fu
     const x = RunReader.open(moved).transcript(1)[0];
     await assert.rejects(engine.replay({ runDir: moved, round: 1, exchange: x.id, adapterRound: 1 }).result, /the run's base model .*gone is not on this machine/);
     await assert.rejects(engine.replay({ runDir: tinyRun, round: 1, exchange: 'no-such-exchange', adapterRound: 1 }).result, /exchange no-such-exchange is not among the valid exchanges of round 1/);
+    const stale = copyDir(tinyRun, path.join(work, 'stale-config'));
+    const staleConfig = path.join(stale, 'config.json');
+    fs.writeFileSync(staleConfig, JSON.stringify({ ...JSON.parse(fs.readFileSync(staleConfig, 'utf8')), kl_coef: 0.01 }));
+    await assert.rejects(engine.replay({ runDir: stale, round: 1, exchange: x.id, adapterRound: 1 }).result, /the run's config cannot be replayed by this version of ABSP Lab: .*invalid run config.*unknown key "kl_coef"/);
+    // The recorded fixture's adapters are synthetic (hidden size 16): they do not fit the sandbox model.
     const recorded = path.join(RECORDED, BIPOLICY);
     const r = RunReader.open(recorded).transcript(1)[0];
-    await assert.rejects(engine.replay({ runDir: recorded, round: 1, exchange: r.id, adapterRound: 2 }).result, /the run's config cannot be replayed by this version of ABSP Lab: .*invalid run config/);
+    await assert.rejects(engine.replay({ runDir: recorded, round: 1, exchange: r.id, adapterRound: 2 }).result, /rounds\/round-0002\/defender does not fit the run's base model builtin:sandbox: .*has shape \[4, 16\], but rank 4 on this model needs \[4, 128\]/);
     const y = RunReader.open(tinyRun).transcript(1)[0];
     await assert.rejects(engine.replay({ runDir: tinyRun, round: 1, exchange: y.id, adapterRound: 7 }).result, /round 7 of this run is not complete/);
   });

@@ -39,6 +39,7 @@ export function writeTinyConfig(dir: string, overrides: Record<string, unknown> 
     steps_per_round: 2,
     game: { seeds_per_step: 4, max_new_tokens: { attacker: 5, defender: 5 } },
     evaluation: { nash_gap: false, crossplay: false },
+    baselines: [],
     ...overrides,
   };
   const file = path.join(dir, name);

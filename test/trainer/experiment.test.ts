@@ -30,6 +30,9 @@ function config(dir: string, model: string, extra: RunConfigInput = {}): RunConf
     game: { seeds_per_step: 6, max_new_tokens: { attacker: 6, defender: 6 } },
     evaluation: { nash_gap: false, crossplay: false, attacker_samples_per_seed: 1 },
     engine: { kind: 'ort', threads: 1 },
+    // Self-RedTeam's estimator here (one sample per seed); the mode tests cover the GRPO default.
+    rl: { estimator: 'reinforce++', kl: { coef: 0.01, estimator: 'k1', in_reward: true } },
+    baselines: [],
     ...extra,
   };
 }

@@ -34,6 +34,7 @@ describe('training modes and game variants', function () {
         game: { seeds_per_step: 4, max_new_tokens: { attacker: 5, defender: 5 } },
         evaluation: { nash_gap: false, crossplay: false, attacker_samples_per_seed: 1 },
         engine: { kind: 'ort', threads: 1 },
+        baselines: [],
         ...extra,
       },
       id,
@@ -88,7 +89,7 @@ describe('training modes and game variants', function () {
   });
 
   it('multi-turn games record every turn', async () => {
-    const r = await run('multi-turn', { game: { seeds_per_step: 4, turns: 2, pass_through_fraction: 0, max_new_tokens: { attacker: 4, defender: 4 } } });
+    const r = await run('multi-turn', { game: { seeds_per_step: 2, turns: 2, pass_through_fraction: 0, max_new_tokens: { attacker: 4, defender: 4 } } });
     const ex = r.transcript(1);
     assert.ok(ex.every((e) => e.attacked && e.turns.length === 2 && e.turns.every((t) => t.attacker !== null)));
   });
@@ -105,6 +106,8 @@ describe('training modes and game variants', function () {
     const gaps = r.nashGap();
     assert.equal(gaps[gaps.length - 1].method, 'estimated');
     assert.deepEqual(gaps[gaps.length - 1].budget, { steps: 1, samples: 4 });
+    // GRPO (the default) plays each seed as a group of four.
+    assert.equal(r.transcript(1).length, 2 * 4 * 4);
   });
 
   before(() => {
