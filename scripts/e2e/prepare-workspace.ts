@@ -24,6 +24,8 @@ const config = {
   steps_per_round: 3,
   game: { seeds_per_step: 4, max_new_tokens: { attacker: 5, defender: 5 } },
   evaluation: { nash_gap: false, crossplay: false },
+  // One run, no baseline after it: the test watches this run's completion.
+  baselines: [],
 };
 fs.writeFileSync(path.join(workspace, 'tiny.absp.json'), `${JSON.stringify(config, null, 2)}\n`);
 const broken = path.join(workspace, 'runs', 'broken-run');
