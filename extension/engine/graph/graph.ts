@@ -541,21 +541,38 @@ function slicedDim(dim: Dim, start: number, end: number): Dim | null {
   return null;
 }
 
+/** A dimension as a number times a multiset of symbol factors ("2*seq" → 2 and [seq]). */
+function factors(d: Dim): { n: number; symbols: string[] } {
+  if (typeof d === 'number') return { n: d, symbols: [] };
+  let n = 1;
+  const symbols: string[] = [];
+  for (const part of d.split('*')) {
+    const num = Number(part);
+    if (part !== '' && Number.isInteger(num)) n *= num;
+    else symbols.push(part);
+  }
+  return { n, symbols };
+}
+
 /** For Reshape's -1: the input's dims divided by the known target dims, when that cancels exactly. */
 function inferDividedDim(input: Shape, known: readonly Dim[]): Dim | null {
-  const symbols = input.filter((d): d is string => typeof d === 'string');
-  let numeric = numel(input.filter((d): d is number => typeof d === 'number'));
+  let numeric = 1;
+  const symbols: string[] = [];
+  for (const d of input) {
+    const f = factors(d);
+    numeric *= f.n;
+    symbols.push(...f.symbols);
+  }
   for (const d of known) {
-    if (typeof d === 'number') {
-      if (numeric % d !== 0) return null;
-      numeric /= d;
-    } else {
-      const i = symbols.indexOf(d);
+    const f = factors(d);
+    if (numeric % f.n !== 0) return null;
+    numeric /= f.n;
+    for (const sym of f.symbols) {
+      const i = symbols.indexOf(sym);
       if (i < 0) return null;
       symbols.splice(i, 1);
     }
   }
   if (symbols.length === 0) return numeric;
-  if (numeric === 1 && symbols.length === 1) return symbols[0];
-  return [numeric === 1 ? null : String(numeric), ...symbols].filter((s) => s !== null).join('*');
+  return [...(numeric === 1 ? [] : [String(numeric)]), ...symbols].join('*');
 }

@@ -31,7 +31,7 @@ export interface Qwen2GraphSpec {
    * `last-logits`: [batch, vocab] at the last position. `next-token` / `next-token-top-p`: the next
    * token chosen in the graph (see nextTokenHead). `token-logprobs`: log p(targets) [batch, seq].
    */
-  head: 'last-logits' | 'next-token' | 'next-token-top-p' | 'token-logprobs';
+  head: 'last-logits' | 'greedy-token' | 'next-token' | 'next-token-top-p' | 'token-logprobs';
 }
 
 export interface Qwen2Graph {
@@ -48,11 +48,13 @@ export function loraInputName(layer: number, module: LoraModule, matrix: 'A' | '
   return `lora.${layer}.${module}.${matrix}`;
 }
 
+/** This call's keys/values of a layer, [batch, kv, seq, D]: the host appends them to its cache. */
 export function presentName(layer: number, which: 'key' | 'value'): string {
-  return `present.${layer}.${which}`;
+  return `new.${layer}.${which}`;
 }
+/** A layer's cached keys/values, [batch, kv, cache, D] (cache length 0 on the first call). */
 export function pastName(layer: number, which: 'key' | 'value'): string {
-  return `past.${layer}.${which}`;
+  return `cache.${layer}.${which}`;
 }
 
 export function buildQwen2(spec: Qwen2GraphSpec): Qwen2Graph {
@@ -87,7 +89,7 @@ export function buildQwen2(spec: Qwen2GraphSpec): Qwen2Graph {
 
   // ---- inputs -----------------------------------------------------------------------------------
   const ids = g.input('input_ids', 'int64', ['batch', 'seq']);
-  const total = spec.kvCache ? 'past+seq' : 'seq';
+  const total = spec.kvCache ? 'cache+seq' : 'seq';
   const attentionMask = g.input('attention_mask', 'int64', ['batch', total]);
   const positionIds = g.input('position_ids', 'int64', ['batch', 'seq']);
 
@@ -140,6 +142,7 @@ export function buildQwen2(spec: Qwen2GraphSpec): Qwen2Graph {
   const rope = (x: Tensor): Tensor => g.add(g.mul(x, cos), g.mul(rotateHalf(x), sin));
 
   // ---- attention mask: causal within the window and the padding mask, as an additive bias -------
+  // Keys are the cached positions (if any) followed by this call's tokens; attention_mask covers both.
   const seqLen = g.dimOf(ids, 1);
   const totalLen = g.dimOf(attentionMask, 1);
   const zero = g.constant(0, 'int64');
@@ -150,33 +153,48 @@ export function buildQwen2(spec: Qwen2GraphSpec): Qwen2Graph {
   const notPadding = g.reshape(g.equal(attentionMask, one), [0, 1, 1, 1, -1]); // [b,1,1,1,T]
   const allowed = g.and(notPadding, causal); // [b,1,1,S,T]
   const mostNegative = dtype === 'float32' ? -3.4028234663852886e38 : -Number.MAX_VALUE;
-  const bias = g.where(allowed, g.scalar(0, dtype), g.scalar(mostNegative, dtype));
+  // Query rows are grouped per KV head as (group, position): repeat the mask for each of the G groups.
+  const bias5 = g.expand(g.where(allowed, g.scalar(0, dtype), g.scalar(mostNegative, dtype)), g.constant([1, 1, G, 1, 1], 'int64'), [1, 1, G, 1, 1]);
+  const biasShape = g.concat([g.shapeOf(bias5, 0, 1), g.constant([1, -1], 'int64'), g.shapeOf(bias5, 4, 5)], 0);
+  const bias = g.reshape(bias5, biasShape, ['batch', 1, `${G}*seq`, total]); // [b,1,G·S,T]
 
   // ---- the decoder ------------------------------------------------------------------------------
   const embedTable = raw('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
   let x = g.gather(embedTable, ids); // [b, s, h]
   const attnScale = 1 / Math.sqrt(D);
+  const cos4 = g.squeeze(cos, [2]); // [b,1,s,D] for keys
+  const sin4 = g.squeeze(sin, [2]);
+  const ropeKey = (k: Tensor): Tensor => g.add(g.mul(k, cos4), g.mul(rotateHalf(k), sin4));
 
   for (let layer = 0; layer < c.numLayers; layer++) {
     const p = `model.layers.${layer}`;
     const h = rmsNorm(x, `${p}.input_layernorm.weight`);
-    const q = g.transpose(g.reshape(linear(h, layer, 'q_proj'), [0, 0, KV, G, D]), [0, 2, 3, 1, 4]); // [b,kv,g,s,D]
-    let k = g.transpose(g.reshape(linear(h, layer, 'k_proj'), [0, 0, KV, 1, D]), [0, 2, 3, 1, 4]); // [b,kv,1,s,D]
-    let v = g.transpose(g.reshape(linear(h, layer, 'v_proj'), [0, 0, KV, 1, D]), [0, 2, 3, 1, 4]);
-    const qr = rope(q);
-    k = rope(k);
+    // Queries of the G heads sharing a KV head become G·S rows of one matmul against that head's keys.
+    const q5 = g.transpose(g.reshape(linear(h, layer, 'q_proj'), [0, 0, KV, G, D]), [0, 2, 3, 1, 4]); // [b,kv,g,s,D]
+    const q = g.reshape(rope(q5), [0, 0, -1, D]); // [b,kv,g·s,D]
+    const k = ropeKey(g.transpose(g.reshape(linear(h, layer, 'k_proj'), [0, 0, KV, D]), [0, 2, 1, 3])); // [b,kv,s,D]
+    const v = g.transpose(g.reshape(linear(h, layer, 'v_proj'), [0, 0, KV, D]), [0, 2, 1, 3]);
+    let attn: Tensor;
     if (spec.kvCache) {
-      const pastShape: Shape = ['batch', KV, 'past', D];
-      const pastK = g.input(pastName(layer, 'key'), dtype, pastShape);
-      const pastV = g.input(pastName(layer, 'value'), dtype, pastShape);
-      k = g.concat([g.unsqueeze(pastK, [2]), k], 3);
-      v = g.concat([g.unsqueeze(pastV, [2]), v], 3);
-      g.output(presentName(layer, 'key'), g.squeeze(k, [2]));
-      g.output(presentName(layer, 'value'), g.squeeze(v, [2]));
+      // The cache is read, never copied: scores against cached and new keys are computed apart and
+      // only the (small) score tensors are joined. The graph returns just this call's keys/values,
+      // which the host writes into its cache buffers.
+      const cacheShape: Shape = ['batch', KV, 'cache', D];
+      const cacheK = g.input(pastName(layer, 'key'), dtype, cacheShape);
+      const cacheV = g.input(pastName(layer, 'value'), dtype, cacheShape);
+      g.output(presentName(layer, 'key'), k);
+      g.output(presentName(layer, 'value'), v);
+      const scores = g.concat([g.matmul(q, g.transposeLast(cacheK)), g.matmul(q, g.transposeLast(k))], -1); // [b,kv,g·s,C+S]
+      const probs = g.softmax(g.add(g.scale(scores, attnScale), bias), -1);
+      const cached = g.dimOf(cacheK, 2);
+      const pCache = g.slice(probs, g.constant([0], 'int64'), cached, [-1], ['batch', KV, `${G}*seq`, 'cache']);
+      const pNew = g.slice(probs, cached, g.constant([SLICE_END], 'int64'), [-1], ['batch', KV, `${G}*seq`, 'seq']);
+      attn = g.add(g.matmul(pCache, cacheV), g.matmul(pNew, v));
+    } else {
+      const scores = g.add(g.scale(g.matmul(q, g.transposeLast(k)), attnScale), bias); // [b,kv,g·s,S]
+      attn = g.matmul(g.softmax(scores, -1), v);
     }
-    const scores = g.add(g.scale(g.matmul(qr, g.transposeLast(k)), attnScale), bias); // [b,kv,g,s,T]
-    const attn = g.matmul(g.softmax(scores, -1), v); // [b,kv,g,s,D]
-    const merged = g.reshape(g.transpose(attn, [0, 3, 1, 2, 4]), [0, 0, c.numHeads * D]);
+    const merged = g.reshape(g.transpose(g.reshape(attn, [0, 0, G, -1, D]), [0, 3, 1, 2, 4]), [0, 0, c.numHeads * D]);
     x = g.add(x, linear(merged, layer, 'o_proj'));
 
     const h2 = rmsNorm(x, `${p}.post_attention_layernorm.weight`);
@@ -199,7 +217,7 @@ export function buildQwen2(spec: Qwen2GraphSpec): Qwen2Graph {
     const last = g.reshape(g.slice(x, [-1], [SLICE_END], [1]), [0, c.hiddenSize]); // [b, h]
     const logits = g.matmul(last, lmHead());
     if (spec.head === 'last-logits') g.output('logits', logits);
-    else nextTokenHead(g, logits, spec.head === 'next-token-top-p');
+    else nextTokenHead(g, logits, spec.head);
   } else {
     const targets = g.input('targets', 'int64', ['batch', 'seq']);
     const logits = g.matmul(x, lmHead()); // [b, s, V]
@@ -217,17 +235,20 @@ export function buildQwen2(spec: Qwen2GraphSpec): Qwen2Graph {
  * stream, so a row samples the same in any batch), optionally restricted to the top-p nucleus of the
  * sorted distribution. Each choice comes with its log-probability under the model at temperature 1.
  */
-function nextTokenHead(g: Graph, logits: Tensor, topP: boolean): void {
+function nextTokenHead(g: Graph, logits: Tensor, head: 'greedy-token' | 'next-token' | 'next-token-top-p'): void {
   const dtype = logits.dtype;
-  const uniform = g.input('uniform', dtype, ['batch']);
-  const invTemperature = g.input('inv_temperature', dtype, []);
   const logprobs = g.logSoftmax(logits, -1); // [b, V], temperature 1
   const vocab = logits.shape[1] as number;
   const pick = (tokens: Tensor) => g.reshape(g.gatherElements(logprobs, g.unsqueeze(tokens, [1]), 1), [-1]);
-
-  const greedy = g.argMax(logits, 1);
-  g.output('greedy_token', greedy);
-  g.output('greedy_logprob', pick(greedy));
+  if (head === 'greedy-token') {
+    const greedy = g.argMax(logits, 1);
+    g.output('token', greedy);
+    g.output('token_logprob', pick(greedy));
+    return;
+  }
+  const topP = head === 'next-token-top-p';
+  const uniform = g.input('uniform', dtype, ['batch']);
+  const invTemperature = g.input('inv_temperature', dtype, []);
 
   let probs = g.softmax(g.mul(logits, invTemperature), -1);
   let order: Tensor | null = null;
@@ -244,8 +265,8 @@ function nextTokenHead(g: Graph, logits: Tensor, topP: boolean): void {
   const below = g.reduceSum(g.cast(g.less(cdf, g.unsqueeze(uniform, [1])), dtype), [1], false);
   let position = g.min(g.cast(below, 'int64'), g.constant(vocab - 1, 'int64'));
   if (order) position = g.reshape(g.gatherElements(order, g.unsqueeze(position, [1]), 1), [-1]);
-  g.output('sampled_token', position);
-  g.output('sampled_logprob', pick(position));
+  g.output('token', position);
+  g.output('token_logprob', pick(position));
 }
 
 function transposeMatrix(src: Float32Array, rows: number, cols: number, dtype: FloatType): Float32Array | Float64Array {

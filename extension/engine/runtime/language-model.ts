@@ -88,7 +88,7 @@ export class LanguageModel {
     for (const s of all) await (await s).release();
   }
 
-  private session(head: 'last-logits' | 'next-token' | 'next-token-top-p' | 'token-logprobs', kvCache: boolean, layout: LoraLayout | null): Promise<GraphSession> {
+  private session(head: 'last-logits' | 'greedy-token' | 'next-token' | 'next-token-top-p' | 'token-logprobs', kvCache: boolean, layout: LoraLayout | null): Promise<GraphSession> {
     const key = `${head}|${kvCache}|${layoutKey(layout)}`;
     let s = this.sessions.get(key);
     if (!s) {
@@ -201,6 +201,7 @@ export class LanguageModel {
       for (let l = 0; l < c.numLayers; l++) {
         for (const which of ['key', 'value'] as const) past[pastName(l, which)] = { dtype: this.dtype, dims: [B, c.numKvHeads, 0, c.headDim], data: this.floats(0) };
       }
+      // An empty cache: the mask covers only this call's tokens.
       const result = await session.run({
         ...feeds,
         ...past,
@@ -236,21 +237,40 @@ export class LanguageModel {
     const { layout, feeds: adapterFeeds } = this.adapterFeeds(adapters, rows);
     const greedy = options.temperature <= 0;
     const topP = !greedy && options.topP < 1;
-    const session = await this.session(topP ? 'next-token-top-p' : 'next-token', true, layout);
+    const session = await this.session(greedy ? 'greedy-token' : topP ? 'next-token-top-p' : 'next-token', true, layout);
     const rngs = rows.map((r, i) => new Rng(r.seed ?? (options.seed ?? 0) + i, 1));
     const scalar = (v: number): HostTensor => ({ dtype: this.dtype, dims: [], data: this.dtype === 'float64' ? Float64Array.from([v]) : Float32Array.from([v]) });
-    const samplingFeeds: Record<string, HostTensor> = { inv_temperature: scalar(greedy ? 1 : 1 / options.temperature) };
+    const samplingFeeds: Record<string, HostTensor> = {};
+    if (!greedy) samplingFeeds.inv_temperature = scalar(1 / options.temperature);
     if (topP) samplingFeeds.top_p = scalar(options.topP);
     const stop = new Set(options.stopTokens);
 
-    const first = leftPadded(rows.map((r) => r.prompt), maxPrompt, this.padId());
-    let mask = Array.from(first.mask, Number);
-    let lastPosition = rows.map((r) => r.prompt.length - 1);
-    const kvDims = [B, c.numKvHeads, 0, c.headDim];
-    let past: Record<string, HostTensor> = {};
+    // One cache buffer per layer and kind, [B, KV, capacity, D], filled in place as tokens arrive;
+    // the graph reads all of it and the mask hides positions not yet written.
+    const capacity = maxPrompt + maxNew;
+    const rowStride = capacity * c.headDim;
+    const caches: Record<string, HostTensor> = {};
     for (let l = 0; l < c.numLayers; l++) {
-      for (const which of ['key', 'value'] as const) past[pastName(l, which)] = { dtype: this.dtype, dims: kvDims, data: this.floats(0) };
+      for (const which of ['key', 'value'] as const) {
+        caches[pastName(l, which)] = { dtype: this.dtype, dims: [B, c.numKvHeads, capacity, c.headDim], data: this.floats(B * c.numKvHeads * rowStride) };
+      }
     }
+    const cacheMask = new BigInt64Array(B * capacity);
+    let cached = 0;
+    const append = (result: Record<string, HostTensor>, stepLen: number) => {
+      for (let l = 0; l < c.numLayers; l++) {
+        for (const which of ['key', 'value'] as const) {
+          const fresh = result[presentName(l, which)].data as Float32Array;
+          const cache = caches[pastName(l, which)].data as Float32Array;
+          const block = stepLen * c.headDim;
+          for (let r = 0; r < B * c.numKvHeads; r++) cache.set(fresh.subarray(r * block, (r + 1) * block), r * rowStride + cached * c.headDim);
+        }
+      }
+    };
+
+    const first = leftPadded(rows.map((r) => r.prompt), maxPrompt, this.padId());
+    let stepMask = first.mask;
+    let lastPosition = rows.map((r) => r.prompt.length - 1);
     let inputIds = first.ids;
     let positions = first.positions;
     let stepLen = maxPrompt;
@@ -258,43 +278,46 @@ export class LanguageModel {
     const done = new Array<boolean>(B).fill(false);
 
     for (let step = 0; step < maxNew; step++) {
-      const total = mask.length / B;
-      // Every row draws from its own stream each step, finished or not, so streams stay aligned.
-      const uniform = this.floats(B);
-      for (let b = 0; b < B; b++) uniform[b] = rngs[b].uniform();
-      const result = await session.run({
+      const mask = new BigInt64Array(B * (capacity + stepLen));
+      for (let b = 0; b < B; b++) {
+        mask.set(cacheMask.subarray(b * capacity, (b + 1) * capacity), b * (capacity + stepLen));
+        mask.set(stepMask.subarray(b * stepLen, (b + 1) * stepLen), b * (capacity + stepLen) + capacity);
+      }
+      const feeds: Record<string, HostTensor> = {
         ...adapterFeeds,
-        ...past,
+        ...caches,
         ...samplingFeeds,
-        uniform: { dtype: this.dtype, dims: [B], data: uniform },
         input_ids: { dtype: 'int64', dims: [B, stepLen], data: inputIds },
-        attention_mask: { dtype: 'int64', dims: [B, total], data: BigInt64Array.from(mask, BigInt) },
+        attention_mask: { dtype: 'int64', dims: [B, capacity + stepLen], data: mask },
         position_ids: { dtype: 'int64', dims: [B, stepLen], data: positions },
-      });
-      const tokens = result[greedy ? 'greedy_token' : 'sampled_token'].data as BigInt64Array;
-      const logprobs = result[greedy ? 'greedy_logprob' : 'sampled_logprob'].data as Float32Array;
+      };
+      if (!greedy) {
+        // Every row draws from its own stream each step, finished or not, so streams stay aligned.
+        const uniform = this.floats(B);
+        for (let b = 0; b < B; b++) uniform[b] = rngs[b].uniform();
+        feeds.uniform = { dtype: this.dtype, dims: [B], data: uniform };
+      }
+      const result = await session.run(feeds);
+      const tokens = result.token.data as BigInt64Array;
+      const logprobs = result.token_logprob.data as Float32Array;
       const next = new BigInt64Array(B);
       for (let b = 0; b < B; b++) {
         if (done[b]) continue;
-        const choice = { token: Number(tokens[b]), logprob: logprobs[b] };
-        out[b].tokens.push(choice.token);
-        out[b].logprobs.push(choice.logprob);
-        next[b] = BigInt(choice.token);
-        if (stop.has(choice.token)) {
+        const token = Number(tokens[b]);
+        out[b].tokens.push(token);
+        out[b].logprobs.push(logprobs[b]);
+        next[b] = BigInt(token);
+        if (stop.has(token)) {
           done[b] = true;
           out[b].finish = 'stop';
         }
       }
       if (done.every(Boolean) || step === maxNew - 1) break;
-      past = {};
-      for (let l = 0; l < c.numLayers; l++) {
-        for (const which of ['key', 'value'] as const) past[pastName(l, which)] = result[presentName(l, which)];
-      }
-      // Finished rows keep decoding a pad token whose output is ignored; their mask stays 1 so every
-      // row's cache grows by the same length.
-      const grown: number[] = [];
-      for (let b = 0; b < B; b++) grown.push(...mask.slice(b * total, (b + 1) * total), 1);
-      mask = grown;
+      append(result, stepLen);
+      for (let b = 0; b < B; b++) cacheMask.set(stepMask.subarray(b * stepLen, (b + 1) * stepLen), b * capacity + cached);
+      cached += stepLen;
+      // Finished rows keep decoding a pad token whose output is ignored, so rows stay in lockstep.
+      stepMask = new BigInt64Array(B).fill(1n);
       lastPosition = lastPosition.map((p) => p + 1);
       inputIds = next;
       positions = BigInt64Array.from(lastPosition, BigInt);
