@@ -277,18 +277,23 @@ export class LanguageModel {
     const out: Generation[] = rows.map(() => ({ tokens: [], logprobs: [], finish: 'length' }));
     const done = new Array<boolean>(B).fill(false);
 
+    // The prompt's pass reads an empty cache rather than a masked full-capacity one it would only waste work on.
+    const emptyCaches: Record<string, HostTensor> = {};
+    for (const name of Object.keys(caches)) emptyCaches[name] = { dtype: this.dtype, dims: [B, c.numKvHeads, 0, c.headDim], data: this.floats(0) };
+
     for (let step = 0; step < maxNew; step++) {
-      const mask = new BigInt64Array(B * (capacity + stepLen));
+      const window = cached === 0 ? 0 : capacity;
+      const mask = new BigInt64Array(B * (window + stepLen));
       for (let b = 0; b < B; b++) {
-        mask.set(cacheMask.subarray(b * capacity, (b + 1) * capacity), b * (capacity + stepLen));
-        mask.set(stepMask.subarray(b * stepLen, (b + 1) * stepLen), b * (capacity + stepLen) + capacity);
+        if (window) mask.set(cacheMask.subarray(b * capacity, (b + 1) * capacity), b * (window + stepLen));
+        mask.set(stepMask.subarray(b * stepLen, (b + 1) * stepLen), b * (window + stepLen) + window);
       }
       const feeds: Record<string, HostTensor> = {
         ...adapterFeeds,
-        ...caches,
+        ...(window ? caches : emptyCaches),
         ...samplingFeeds,
         input_ids: { dtype: 'int64', dims: [B, stepLen], data: inputIds },
-        attention_mask: { dtype: 'int64', dims: [B, capacity + stepLen], data: mask },
+        attention_mask: { dtype: 'int64', dims: [B, window + stepLen], data: mask },
         position_ids: { dtype: 'int64', dims: [B, stepLen], data: positions },
       };
       if (!greedy) {
