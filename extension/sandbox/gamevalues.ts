@@ -24,6 +24,7 @@ import { capabilitySeeds, gameSeeds, type Seed } from './seeds';
 import { enumerateAllAttacks, enumerateAttacks, type Attack } from './tactics';
 import { SPECIAL_TOKENS } from './tokenizer';
 import { wordKey, words } from './words';
+import { wilson, Z95, type Interval } from '../util/stats';
 
 /** A defender: the frozen base (policy null) or a policy on an engine. */
 export interface Defender {
@@ -44,10 +45,7 @@ export interface Attacker {
 export type ValueMethod = 'exact' | 'sampled';
 
 /** A 95% confidence interval. */
-export interface Interval {
-  low: number;
-  high: number;
-}
+export type { Interval };
 
 /** P(comply) and P(refuse) of a defender for every enumerated prompt, in `enumerateAllAttacks()` order. */
 export interface ComplianceTable {
@@ -328,18 +326,6 @@ export interface AttackerValues {
   method: ValueMethod;
   /** Rewrites sampled per seed (sampled values only). */
   samplesPerSeed: number | null;
-}
-
-const Z95 = 1.959963984540054;
-
-/** Wilson score interval of a binomial proportion: never degenerate at 0 or 1. */
-export function wilson(successes: number, n: number): Interval {
-  if (n === 0) return { low: 0, high: 1 };
-  const p = successes / n;
-  const z2 = Z95 * Z95;
-  const centre = (p + z2 / (2 * n)) / (1 + z2 / n);
-  const half = (Z95 * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n))) / (1 + z2 / n);
-  return { low: Math.max(0, centre - half), high: Math.min(1, centre + half) };
 }
 
 function mean(xs: readonly number[]): number {

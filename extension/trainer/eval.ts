@@ -9,7 +9,7 @@ import { Engine, PolicyName } from './engine';
 import { Judge, JudgeItem } from './judges/judge';
 import { RolePrompts } from './role-prompts';
 import { splitOutput } from './thoughts';
-import { wilson } from '../sandbox/gamevalues';
+import { wilson } from '../util/stats';
 
 export interface EvalItem {
   prompt: string;

@@ -11,6 +11,7 @@ import { playStep, GameSettings } from './game';
 import { RolePrompts } from './role-prompts';
 import { buildTrainingBatch, EstimatorSettings } from './training-batch';
 import { OptimizerSettings } from './engine';
+import { wilsonHalfWidth } from '../util/stats';
 
 export interface Players {
   attacker: PolicyName;
@@ -43,14 +44,6 @@ export interface Evaluator {
   measureRound(players: Players): Promise<RoundMeasurement>;
   /** Attack success of each attacker against each defender (rows: attackers). */
   crossplay(attackers: readonly PolicyName[], defenders: readonly PolicyName[]): Promise<{ cells: CrossplayCell[][]; samples: number }>;
-}
-
-/** Half-width of the 95% Wilson interval for a proportion p of n. */
-export function wilsonHalfWidth(p: number, n: number): number {
-  if (n === 0) return 1;
-  const z = 1.959964;
-  const denom = 1 + (z * z) / n;
-  return (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / denom;
 }
 
 export interface SampledEvaluatorOptions {

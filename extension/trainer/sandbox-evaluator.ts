@@ -7,6 +7,7 @@ import { intentById } from '../sandbox/intents';
 import type { Attack } from '../sandbox/tactics';
 import { attackerValues, bestResponse, capability, complianceTable, payoff, rates, sampleRewrites, nashConv, ComplianceTable, Rewrite } from '../sandbox/gamevalues';
 import { Engine, PolicyName } from './engine';
+import { normalHalfWidth } from '../util/stats';
 import { CrossplayCell, Evaluator, Players, RoundMeasurement } from './evaluation';
 import { GameSettings } from './game';
 import { Judge } from './judges/judge';
@@ -32,7 +33,7 @@ function attackSuccess(rewrites: readonly Rewrite[], table: ComplianceTable): Cr
   const n = values.length;
   const mean = n ? values.reduce((a, b) => a + b, 0) / n : 0;
   const variance = n > 1 ? values.reduce((s, x) => s + (x - mean) ** 2, 0) / (n - 1) : 0;
-  return { asr: mean, ci95: n ? 1.959964 * Math.sqrt(variance / n) : 1 };
+  return { asr: mean, ci95: normalHalfWidth(variance, n) };
 }
 
 export class SandboxEvaluator implements Evaluator {

@@ -13,7 +13,6 @@ import {
   openerIds,
   payoff,
   sampleRewrites,
-  wilson,
   type ComplianceTable,
   type Rewrite,
 } from '../../extension/sandbox/gamevalues';
@@ -22,6 +21,7 @@ import { defenderMessages } from '../../extension/sandbox/roles';
 import { gameSeeds, harmfulSeeds } from '../../extension/sandbox/seeds';
 import { enumerateAllAttacks, enumerateAttacks } from '../../extension/sandbox/tactics';
 import type { OrtEngine } from '../../extension/trainer/ort-engine';
+import { wilson } from '../../extension/util/stats';
 
 describe('sandbox game values (shipped model, ONNX Runtime)', function () {
   this.timeout(600_000);
