@@ -368,6 +368,16 @@ describe('panels in a browser', function () {
       assert.ok(!p.host.received.some((m) => m.type === 'adapter-diff'));
     });
 
+    it('opened on a round, shows what that round changed, and that round’s two roles', async () => {
+      const p = await panel('adapter-diff', { runsFolder: FIXTURE_DIR, focus: { runs: [BIPOLICY_ID], round: 2 } });
+      await p.page.waitForSelector('.summary:has-text("attacker · round 1 against attacker · round 2")');
+      await choose(p.page, 'kind', 'Attacker vs defender');
+      await p.page.click('vscode-button[data-name="compare"]');
+      await p.page.waitForSelector('.summary:has-text("attacker · round 2 against defender · round 2")');
+      const sent = p.host.received.filter((m) => m.type === 'adapter-diff');
+      assert.deepEqual(sent.map((m) => m.type === 'adapter-diff' && [m.left.round, m.right.round]), [[1, 2], [2, 2]]);
+    });
+
     it('explains a zero initial update, offers no attacker-vs-defender for a shared adapter, and shows a failure', async () => {
       const broken = copyRun(SHARED_ID, tmp);
       fs.writeFileSync(path.join(broken, 'rounds/round-0003/shared/adapter_model.safetensors'), 'not safetensors');

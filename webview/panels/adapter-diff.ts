@@ -65,6 +65,7 @@ function handle(msg: HostMessage): void {
       const wanted = msg.focus?.runs[0] ?? state.run;
       state.run = usable.find((s) => s.run === wanted)?.run ?? usable[0]?.run ?? null;
       fixSelection();
+      if (msg.focus?.round !== undefined && state.run === msg.focus.runs[0]) focusRound(msg.focus.round);
       renderControls();
       if (state.result && sameRequest(state.result)) renderResult(state.result);
       else if (state.run) compare();
@@ -140,6 +141,20 @@ function fixSelection(): void {
   const both = rounds.filter((r) => r.slots.includes('attacker') && r.slots.includes('defender')).map((r) => r.round);
   if (state.round === null || !both.includes(state.round)) state.round = both[both.length - 1] ?? null;
   save();
+}
+
+/**
+ * Opened on a round (from the Runs view): show what that round changed — the adapter against its
+ * previous round — and, for the roles comparison, that round's attacker against its defender.
+ */
+function focusRound(round: number): void {
+  const withSlot = roundsOf(summary()).filter((r) => state.slot && r.slots.includes(state.slot)).map((r) => r.round);
+  if (withSlot.includes(round)) {
+    state.roundB = round;
+    state.roundA = withSlot.filter((r) => r < round).pop() ?? round;
+  }
+  state.round = round;
+  fixSelection();
 }
 
 function request(): { left: AdapterRef; right: AdapterRef } | null {
