@@ -11,6 +11,7 @@ import { z } from 'zod';
 import {
   AnnotationPutSchema,
   CrossplaySchema,
+  EvalResultSchema,
   ExchangeSchema,
   ModeSchema,
   NashGapRecordSchema,
@@ -61,6 +62,8 @@ export const RunDataSchema = z.object({
   events: z.array(RunEventSchema),
   nashgap: z.array(NashGapRecordSchema),
   crossplay: CrossplaySchema.nullable(),
+  /** Results of `absp eval` on this run's defender, by file name. */
+  evals: z.array(z.object({ name: z.string().min(1), result: EvalResultSchema })),
   transcriptRounds: z.array(z.number().int().min(0)),
   /** Damage the reader worked around: skipped lines, unreadable documents. */
   issues: z.array(RunIssueSchema),
@@ -147,6 +150,8 @@ export const HostMessageSchema = z.discriminatedUnion('type', [
     events: z.array(RunEventSchema),
     nashgap: z.array(NashGapRecordSchema),
     crossplay: CrossplaySchema.nullable().optional(),
+    /** Every eval result, when one of them changed. */
+    evals: z.array(z.object({ name: z.string().min(1), result: EvalResultSchema })).optional(),
   }),
   /** The valid exchanges of one round (transcripts are paged by round). */
   z.object({ type: z.literal('transcript'), run: runKey, round: z.number().int().min(0), exchanges: z.array(ExchangeSchema) }),

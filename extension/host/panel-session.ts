@@ -131,7 +131,7 @@ export class PanelSession {
         await this.post({ type: 'annotations', run, annotations: w.reader.annotations() });
         continue;
       }
-      if (delta.info || delta.rounds.length || delta.events.length || delta.nashgap.length || delta.crossplay !== undefined) {
+      if (delta.info || delta.rounds.length || delta.events.length || delta.nashgap.length || delta.crossplay !== undefined || delta.evals !== undefined) {
         await this.post({
           type: 'run-append',
           run,
@@ -141,6 +141,7 @@ export class PanelSession {
           events: delta.events,
           nashgap: delta.nashgap,
           ...(delta.crossplay !== undefined ? { crossplay: delta.crossplay } : {}),
+          ...(delta.evals !== undefined ? { evals: delta.evals } : {}),
         });
       }
       const byRound = new Map<number, typeof delta.exchanges>();
@@ -310,6 +311,7 @@ function runData(run: string, reader: RunReader, delta: RunDelta): RunData {
     events: delta.events,
     nashgap: delta.nashgap,
     crossplay: delta.crossplay ?? null,
+    evals: delta.evals ?? reader.evals(),
     transcriptRounds: reader.transcriptRounds(),
     issues: [...delta.skipped, ...reader.issues()],
   };

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { diffAdapters, loadLoraAdapter } from '../../extension/analysis/adapter-diff';
 import { RunReader, RunWriter, outcomeOf } from '../../extension/rundir';
+import { wilson } from '../../extension/util/stats';
 import { BIPOLICY_ID, FIXTURE_DIR, SHARED_ID } from '../fixtures/make-recorded-run';
 import { launchBrowser, openPanel, type PanelPage } from './harness/browser';
 import { buildPanels } from './harness/build';
@@ -145,6 +146,33 @@ describe('panels in a browser', function () {
       await p.host.tick();
       await waitForSeries(p.page, 'nash-gap', (s) => s[0].points === 5);
       assert.ok(p.host.received.every((m) => m.type !== 'webview-error'));
+    });
+
+    it('lists the evaluations of the runs shown, and new ones as they are written', async () => {
+      const live = copyRun(BIPOLICY_ID, tmp);
+      const w = RunWriter.open(live);
+      const metric = (hits: number, n: number) => ({ value: hits / n, ci95: [wilson(hits, n).low, wilson(hits, n).high] as [number, number], n });
+      w.writeEval('harmbench-r3', { version: 1, name: 'harmbench-r3', created: '2026-11-24T10:00:00.000Z', data: '/data/harmbench.jsonl', adapters: { defender: 'rounds/round-0003/defender' }, metrics: { attack_success: metric(12, 200), over_refusal: metric(3, 100), unparsable: { value: 2, ci95: null, n: 300 } } });
+      const p = await panel('dashboard', { runsFolder: tmp, focus: { runs: [BIPOLICY_ID] } });
+      await p.page.waitForSelector('table.evals tbody tr[data-eval="harmbench-r3"]');
+      const cell = (evalName: string, metric: string) => p.page.textContent(`tr[data-eval="${evalName}"] td[data-metric="${metric}"]`);
+      // The recorded run already holds one evaluation (written by absp eval); the new one comes after it.
+      assert.deepEqual(await p.page.$$eval('table.evals tbody tr', (trs) => trs.map((tr) => tr.getAttribute('data-eval'))), ['xstest-mini', 'harmbench-r3']);
+      assert.deepEqual(await p.page.$$eval('tr[data-eval="harmbench-r3"] td', (tds) => tds.slice(1, 3).map((td) => td.textContent)), ['harmbench-r3', 'harmbench.jsonl']);
+      assert.equal(await cell('harmbench-r3', 'attack_success'), '6.0% [3.5%, 10.2%] n=200');
+      assert.equal(await cell('harmbench-r3', 'over_refusal'), '3.0% [1.0%, 8.5%] n=100');
+      assert.equal(await cell('harmbench-r3', 'unparsable'), '2 of 300');
+      assert.equal(await cell('harmbench-r3', 'refusal_harmful'), '—', 'a metric only the other evaluation has');
+      const heads = await p.page.$$eval('table.evals thead th', (ths) => ths.map((th) => th.textContent));
+      assert.deepEqual(heads.slice(0, 4), ['run', 'evaluation', 'data', 'attack success']);
+      assert.deepEqual(heads.slice(4), ['refusal (harmful)', 'over-refusal (benign)', 'unparsable judge answers']);
+      await p.screenshot('dashboard-evals');
+
+      w.writeEval('xstest-r3', { version: 1, name: 'xstest-r3', created: '2026-11-24T11:00:00.000Z', data: '/data/xstest.jsonl', adapters: { defender: 'rounds/round-0003/defender' }, metrics: { over_refusal: metric(40, 250) } });
+      await p.host.tick();
+      await p.page.waitForSelector('table.evals tbody tr[data-eval="xstest-r3"]');
+      assert.equal(await cell('xstest-r3', 'attack_success'), '—');
+      assert.equal(await cell('xstest-r3', 'over_refusal'), '16.0% [12.0%, 21.1%] n=250');
     });
 
     it('shows a newer-format run and a corrupt one as errors, and survives a malformed message', async () => {

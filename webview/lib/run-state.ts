@@ -18,6 +18,7 @@ export function applyAppend(data: RunData, msg: RunAppend): RunData {
     events: msg.events.length ? [...data.events, ...msg.events] : data.events,
     nashgap: msg.nashgap.length ? [...data.nashgap, ...msg.nashgap] : data.nashgap,
     crossplay: msg.crossplay === undefined ? data.crossplay : msg.crossplay,
+    evals: msg.evals ?? data.evals,
   };
 }
 

@@ -1,7 +1,7 @@
 /**
  * The dashboard: live line charts of the game (Nash gap, rewards, attack success, over-refusal, KL to
  * the anchor, diversity) for one or several runs overlaid — e.g. ABSP's `bipolicy` against a
- * `shared-lora` baseline — and the cross-play matrix as a heatmap.
+ * `shared-lora` baseline — the cross-play matrix as a heatmap, and the runs' evaluations.
  */
 import '../lib/csp-safe-zod';
 import { z } from 'zod';
@@ -13,6 +13,7 @@ import { announceReady, connectHost } from '../lib/host';
 import { Notices, emptyState } from '../lib/notices';
 import { runPicker } from '../lib/run-picker';
 import { applyAppend, describeIssues } from '../lib/run-state';
+import { METRIC_TITLES, evalColumns, evalRows } from '../lib/eval-table';
 import { DASHBOARD_CHARTS, runLabel, seriesFor } from '../lib/series';
 
 const StateSchema = z.object({ runs: z.array(z.string()), crossplayRun: z.string().nullable() });
@@ -44,6 +45,7 @@ const crossplaySelect = singleSelect('crossplay run', [], '', (value) => {
   renderCrossplay();
 });
 const crossplayNote = h('p', { class: 'hint' });
+const evalSection = h('section', { class: 'evals', attrs: { 'aria-label': 'Evaluations' } });
 const body = h('div', { class: 'dashboard-body' });
 
 replaceChildren(
@@ -88,6 +90,7 @@ function handle(msg: HostMessage): void {
       runs.set(msg.run, applyAppend(data, msg));
       updateCharts();
       if (msg.crossplay !== undefined) renderCrossplay();
+      if (msg.evals !== undefined) renderEvals();
       renderPicker();
       return;
     }
@@ -127,9 +130,12 @@ function renderBody(): void {
     h('h2', { text: 'Cross-play' }),
     h('div', { class: 'toolbar' }, h('label', { class: 'field' }, 'Run', crossplaySelect), crossplayNote),
     heatmap.element,
+    h('h2', { text: 'Evaluations' }),
+    evalSection,
   );
   updateCharts();
   renderCrossplay();
+  renderEvals();
 }
 
 function shownRuns(): RunData[] {
@@ -163,6 +169,33 @@ function renderCrossplay(): void {
     rowTitle: 'attacker',
     columnTitle: 'defender',
   });
+}
+
+function renderEvals(): void {
+  const shown = shownRuns();
+  const rows = evalRows(shown, runLabel);
+  if (rows.length === 0) {
+    replaceChildren(evalSection, h('p', { class: 'hint', text: 'No evaluations of the runs shown: run “ABSP: Evaluate” on a run to measure its defender on a data file.' }));
+    return;
+  }
+  const columns = evalColumns(shown);
+  const heads = ['run', 'evaluation', 'data', ...columns.map((c) => METRIC_TITLES[c] ?? c)];
+  const headClass = (i: number) => (i < 3 ? 'text' : '');
+  const body = rows.map((r) =>
+    h(
+      'tr',
+      { attrs: { 'data-run': r.run, 'data-eval': r.name } },
+      h('td', { text: r.runLabel }),
+      h('td', { class: 'text', text: r.name, attrs: { title: `written ${r.created}` } }),
+      h('td', { class: 'text', text: r.data, attrs: { title: r.dataPath } }),
+      ...columns.map((c) => h('td', { text: r.cells[c], attrs: { 'data-metric': c } })),
+    ),
+  );
+  replaceChildren(
+    evalSection,
+    h('p', { class: 'hint', text: 'The defender of each run on a data file (greedy answers, judged by the run’s judge); rates with their 95% Wilson interval.' }),
+    h('div', { class: 'table-wrap' }, h('table', { class: 'data evals' }, h('thead', null, h('tr', null, ...heads.map((t, i) => h('th', { class: headClass(i), text: t })))), h('tbody', null, ...body))),
+  );
 }
 
 function showIssues(data: RunData): void {
