@@ -38,15 +38,16 @@ export function formatEvalMetric(m: EvalMetric | undefined): string {
   return `${Number(m.value.toPrecision(4))}${n ? ` of ${m.n}` : ''}`;
 }
 
-export function evalColumns(runs: readonly RunData[]): string[] {
+function evalColumns(runs: readonly RunData[]): string[] {
   const keys = new Set(runs.flatMap((r) => r.evals.flatMap((e) => Object.keys(e.result.metrics))));
   const known = ORDER.filter((k) => keys.has(k));
   return [...known, ...[...keys].filter((k) => !ORDER.includes(k)).sort()];
 }
 
-export function evalRows(runs: readonly RunData[], labelOf: (run: RunData) => string): EvalRow[] {
+/** The table's metric columns (every metric any result has) and its rows, oldest result first per run. */
+export function evalTable(runs: readonly RunData[], labelOf: (run: RunData) => string): { columns: string[]; rows: EvalRow[] } {
   const columns = evalColumns(runs);
-  return runs.flatMap((r) =>
+  const rows = runs.flatMap((r) =>
     [...r.evals]
       .sort((a, b) => a.result.created.localeCompare(b.result.created))
       .map((e) => ({
@@ -59,4 +60,5 @@ export function evalRows(runs: readonly RunData[], labelOf: (run: RunData) => st
         cells: Object.fromEntries(columns.map((c) => [c, formatEvalMetric(e.result.metrics[c])])),
       })),
   );
+  return { columns, rows };
 }

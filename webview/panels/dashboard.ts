@@ -13,7 +13,7 @@ import { announceReady, connectHost } from '../lib/host';
 import { Notices, emptyState } from '../lib/notices';
 import { runPicker } from '../lib/run-picker';
 import { applyAppend, describeIssues } from '../lib/run-state';
-import { METRIC_TITLES, evalColumns, evalRows } from '../lib/eval-table';
+import { METRIC_TITLES, evalTable } from '../lib/eval-table';
 import { DASHBOARD_CHARTS, runLabel, seriesFor } from '../lib/series';
 
 const StateSchema = z.object({ runs: z.array(z.string()), crossplayRun: z.string().nullable() });
@@ -172,13 +172,11 @@ function renderCrossplay(): void {
 }
 
 function renderEvals(): void {
-  const shown = shownRuns();
-  const rows = evalRows(shown, runLabel);
+  const { columns, rows } = evalTable(shownRuns(), runLabel);
   if (rows.length === 0) {
     replaceChildren(evalSection, h('p', { class: 'hint', text: 'No evaluations of the runs shown: run “ABSP: Evaluate” on a run to measure its defender on a data file.' }));
     return;
   }
-  const columns = evalColumns(shown);
   const heads = ['run', 'evaluation', 'data', ...columns.map((c) => METRIC_TITLES[c] ?? c)];
   const headClass = (i: number) => (i < 3 ? 'text' : '');
   const body = rows.map((r) =>
