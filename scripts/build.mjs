@@ -1,4 +1,4 @@
-// Bundles the Node side (extension host, command line, engine worker) as CommonJS and the webviews as
+// Bundles the Node side (extension host, command line, panel worker) as CommonJS and the webviews as
 // browser scripts. onnxruntime-node stays external: it loads a native binary next to its own files.
 import * as esbuild from 'esbuild';
 import { existsSync, readdirSync } from 'node:fs';
@@ -10,7 +10,7 @@ const watch = process.argv.includes('--watch');
 const nodeEntries = {
   extension: 'extension/host/extension.ts',
   cli: 'extension/cli/main.ts',
-  'engine-worker': 'extension/engine/worker.ts',
+  'panel-worker': 'extension/panel-worker/worker.ts',
 };
 const presentNode = Object.fromEntries(
   Object.entries(nodeEntries).filter(([, file]) => existsSync(path.join(root, file))),

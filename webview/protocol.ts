@@ -21,6 +21,9 @@ import {
   RunStatusSchema,
   describeIssues,
 } from '../extension/rundir/schema';
+import { AdapterDiffSchema, ReplayResultSchema } from '../extension/panel-worker/protocol';
+
+export { ModuleDiffSchema, ReplayResultSchema, type ModuleDiff, type ReplayResult } from '../extension/panel-worker/protocol';
 
 /** Bumped when a message changes incompatibly; a mismatch is shown instead of misread. */
 export const PROTOCOL_VERSION = 1;
@@ -70,20 +73,6 @@ export const RunDataSchema = z.object({
 });
 export type RunData = z.infer<typeof RunDataSchema>;
 
-export const ReplayResultSchema = z.object({
-  exchange: z.string(),
-  /** The round whose adapters answered. */
-  adapterRound: z.number().int().min(0),
-  adapters: z.record(z.string(), z.string().nullable()),
-  /** The replayed defender's reply to the recorded attack. */
-  defender: z.object({ thought: z.string().nullable(), text: z.string(), raw: z.string() }),
-  judge: z
-    .object({ prompt_harmful: z.boolean().nullable(), refusal: z.boolean().nullable(), response_harmful: z.boolean().nullable(), unparsable: z.boolean() })
-    .nullable(),
-  elapsed_ms: z.number().min(0).optional(),
-});
-export type ReplayResult = z.infer<typeof ReplayResultSchema>;
-
 export const AdapterRefSchema = z.object({
   run: runKey,
   round: z.number().int().min(0),
@@ -92,34 +81,10 @@ export const AdapterRefSchema = z.object({
 });
 export type AdapterRef = z.infer<typeof AdapterRefSchema>;
 
-export const ModuleDiffSchema = z.object({
-  key: z.string(),
-  layer: z.number().int().nullable(),
-  module: z.string(),
-  outFeatures: z.number().int(),
-  inFeatures: z.number().int(),
-  normLeft: z.number(),
-  normRight: z.number(),
-  normDiff: z.number(),
-  relativeChange: z.number().nullable(),
-  cosine: z.number().nullable(),
-  sigmaLeft: z.array(z.number()),
-  sigmaRight: z.array(z.number()),
-  rankLeft: z.number().int(),
-  rankRight: z.number().int(),
-  columnAngles: z.array(z.number()),
-  rowAngles: z.array(z.number()),
-  columnOverlap: z.number().nullable(),
-  rowOverlap: z.number().nullable(),
-});
-
-export const AdapterDiffResultSchema = z.object({
+/** The panel worker's diff, with the two adapters named as the panel named them. */
+export const AdapterDiffResultSchema = AdapterDiffSchema.pick({ modules: true, onlyLeft: true, onlyRight: true, warnings: true }).extend({
   left: AdapterRefSchema,
   right: AdapterRefSchema,
-  modules: z.array(ModuleDiffSchema),
-  onlyLeft: z.array(z.string()),
-  onlyRight: z.array(z.string()),
-  warnings: z.array(z.string()),
 });
 export type AdapterDiffResult = z.infer<typeof AdapterDiffResultSchema>;
 

@@ -7,7 +7,7 @@
  */
 import { expectedWeights, Weights } from '../engine/model/checkpoint';
 import { parseConfig, parameterCount } from '../engine/model/config';
-import { LoraModule } from '../engine/model/config';
+import { LoraTarget } from '../engine/model/config';
 import { createAdapter, LoraAdapter } from '../engine/lora/adapter';
 import { adapterGradMap, adapterParams } from '../engine/lora/packing';
 import { LanguageModel } from '../engine/runtime/language-model';
@@ -24,7 +24,7 @@ export interface OrtPhaseSpec {
   trainBatch: number;
   trainSeqLen: number;
   rank: number;
-  targets: LoraModule[];
+  targets: LoraTarget[];
   threads: number;
   warmup: number;
   repeats: number;

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ANNOTATIONS_FILE, readAnnotations, type Annotation } from '../rundir';
+import { readAnnotations, runLayout, type Annotation } from '../rundir';
 import { Emitter } from './emitter';
 
 export class AnnotationIndex {
@@ -59,7 +59,7 @@ export class AnnotationIndex {
 
 function stampOf(dir: string): string {
   try {
-    const st = fs.statSync(path.join(dir, ANNOTATIONS_FILE));
+    const st = fs.statSync(runLayout(dir).annotations);
     return `${st.size}:${st.mtimeMs}:${st.ino}`;
   } catch {
     return 'absent';

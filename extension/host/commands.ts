@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { exportAnnotatedSeeds, readRunInfo, type AnnotationLabel } from '../rundir';
+import { exportAnnotatedSeeds, readRunInfo, runLayout, type AnnotationLabel } from '../rundir';
 import { ConfigError, loadRunConfig, type RunConfig } from '../trainer/config';
 import { LABEL_TITLES } from './annotation-comments';
 import { MissingExecutableError, resolvePython } from './executables';
@@ -340,7 +340,7 @@ class Commands {
 
 function dirOf(target: Target): string | undefined {
   if (!target) return undefined;
-  if (target instanceof vscode.Uri) return fs.existsSync(path.join(target.fsPath, 'run.json')) ? target.fsPath : undefined;
+  if (target instanceof vscode.Uri) return fs.existsSync(runLayout(target.fsPath).runJson) ? target.fsPath : undefined;
   return typeof target.dir === 'string' ? target.dir : undefined;
 }
 

@@ -5,6 +5,7 @@
  * each one starts, so a comment on a selection becomes a span over a field of the exchange
  * (`turns.0.defender.text`, characters 0–12) — the form annotations.jsonl keeps — and back. Pure.
  */
+import { roundDirName } from '../rundir/layout';
 import { outcomeOf, type Outcome } from '../rundir/outcome';
 import type { AnnotationSpan, Exchange, Utterance } from '../rundir/schema';
 
@@ -157,7 +158,7 @@ export interface ExchangeAddress {
 export function exchangeUriParts(a: ExchangeAddress, runLabel: string): { scheme: string; path: string; query: string } {
   const query = new URLSearchParams({ run: a.runDir, round: String(a.round), exchange: a.exchange }).toString();
   const safe = (s: string) => s.replace(/[/\\?#]/g, '_');
-  return { scheme: EXCHANGE_SCHEME, path: `/${safe(runLabel)}/round-${String(a.round).padStart(4, '0')}/${safe(a.exchange)}`, query };
+  return { scheme: EXCHANGE_SCHEME, path: `/${safe(runLabel)}/${roundDirName(a.round)}/${safe(a.exchange)}`, query };
 }
 
 export function parseExchangeQuery(query: string): ExchangeAddress | null {

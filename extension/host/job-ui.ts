@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { runLayout } from '../rundir';
 import type { CliJob } from './cli-job';
 import type { JobOutcome } from './job-outcome';
 import type { JobManager } from './job-manager';
@@ -118,7 +119,7 @@ export class JobUi implements vscode.Disposable {
 /** The result `absp eval` wrote last (it names the file after the data and the round). */
 export function latestEvalFile(runDir: string): string | null {
   try {
-    const dir = path.join(runDir, 'eval');
+    const dir = runLayout(runDir).evalDir;
     const files = fs.readdirSync(dir).filter((n) => n.endsWith('.json')).map((n) => ({ n, t: fs.statSync(path.join(dir, n)).mtimeMs }));
     files.sort((a, b) => b.t - a.t);
     return files.length ? path.join(dir, files[0].n) : null;

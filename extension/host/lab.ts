@@ -1,6 +1,6 @@
 /**
  * The extension's parts, wired together: settings, the runs catalog and its refresh loop, the jobs
- * (child processes), the engine worker, the panels, the views, the annotation comments. Commands
+ * (child processes), the panel worker, the panels, the views, the annotation comments. Commands
  * (commands.ts) act through this object.
  */
 import * as path from 'node:path';
@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import type { PanelKind } from '../../webview/protocol';
 import { AnnotationComments, ExchangeDocuments } from './annotation-comments';
 import { AnnotationIndex } from './annotation-index';
-import { EngineClient } from './engine-client';
+import { PanelWorkerClient } from '../panel-worker/client';
 import { EXCHANGE_SCHEME } from './exchange-document';
 import { resolveNodeCommand } from './executables';
 import { JobManager } from './job-manager';
@@ -28,7 +28,7 @@ export class Lab implements vscode.Disposable {
   readonly catalog: RunCatalog;
   readonly jobs: JobManager;
   readonly annotations = new AnnotationIndex();
-  readonly engine: EngineClient;
+  readonly panelWorker: PanelWorkerClient;
   readonly panels: PanelManager;
   readonly runsTree: RunsTreeProvider;
   readonly annotationsTree: AnnotationsTreeProvider;
@@ -50,12 +50,12 @@ export class Lab implements vscode.Disposable {
       cliEntry: this.extensionPath('bin', 'absp.js'),
       logDir: path.join(context.globalStorageUri.fsPath, 'logs'),
     }));
-    this.engine = new EngineClient({ workerScript: this.extensionPath('dist', 'engine-worker.js') });
+    this.panelWorker = new PanelWorkerClient({ workerScript: this.extensionPath('dist', 'panel-worker.js') });
     this.panels = new PanelManager(
       context.extensionUri,
       {
         runs: { summaries: () => this.catalog.summaries(), dirOf: (key) => this.catalog.get(key)?.dir },
-        engine: this.engine,
+        engine: this.panelWorker,
         annotate: async (runDir, round, exchange) => {
           await this.comments.open({ runDir, round, exchange });
         },
@@ -188,7 +188,7 @@ export class Lab implements vscode.Disposable {
     if (this.timer) clearTimeout(this.timer);
     const stopping = this.jobs.stopAll();
     if (stopping) this.log(`asked ${stopping} running job(s) to stop after the current step`);
-    void this.engine.dispose();
+    void this.panelWorker.dispose();
     this.catalog.dispose();
     this.annotations.dispose();
     for (const d of this.disposables) d.dispose();

@@ -6,7 +6,7 @@
  * `send` to `webview.postMessage` and `receive` to `onDidReceiveMessage`, so this is tested in Node.
  */
 import * as path from 'node:path';
-import { RunDirError, RunReader, roundDirName, type RunDelta, type RunFollower } from '../rundir';
+import { RunDirError, RunReader, runLayout, type RunDelta, type RunFollower } from '../rundir';
 import {
   PROTOCOL_VERSION,
   parseWebviewMessage,
@@ -17,9 +17,8 @@ import {
   type RunSummary,
   type WebviewMessage,
 } from '../../webview/protocol';
-import type { AdapterDiff } from '../analysis/adapter-diff';
-import type { ReplayJob, ReplayOutput } from '../engine/worker';
-import { EngineCancelled } from './engine-client';
+import { JobCancelled, type Submitted } from '../panel-worker/client';
+import type { JobOf, JobResults } from '../panel-worker/protocol';
 
 export type Focus = { runs: string[]; round?: number; exchange?: string } | null;
 
@@ -29,16 +28,17 @@ export interface RunLookup {
   dirOf(key: string): string | undefined;
 }
 
-export interface PanelEngine {
-  adapterDiff(left: string, right: string, baseModel: string | null, onProgress?: (done: number, total: number) => void): { id: number; result: Promise<AdapterDiff> };
-  replay(input: Omit<ReplayJob, 'id' | 'type'>, onProgress?: (done: number, total: number) => void): { id: number; result: Promise<ReplayOutput> };
+/** The panel worker's two jobs, as the session needs them (PanelWorkerClient; tests do them in-process). */
+export interface PanelWorker {
+  adapterDiff(left: string, right: string, baseModel: string | null, onProgress?: (done: number, total: number) => void): Submitted<JobResults['adapter-diff']>;
+  replay(input: Omit<JobOf<'replay'>, 'type'>, onProgress?: (done: number, total: number) => void): Submitted<JobResults['replay']>;
   cancel(id: number): void;
 }
 
 export interface PanelServices {
   runs: RunLookup;
-  /** null when the worker cannot be used (its script is missing, say): requests get an error. */
-  engine: PanelEngine | null;
+  /** The panel worker; null when it cannot be used (its script is missing, say): requests get an error. */
+  engine: PanelWorker | null;
   /** Opens the exchange in the editor for annotating. */
   annotate(runDir: string, round: number, exchange: string): Promise<void> | void;
   log(line: string): void;
@@ -246,11 +246,11 @@ export class PanelSession {
   }
 
   private async replay(msg: Extract<WebviewMessage, { type: 'replay' }>): Promise<void> {
-    const engine = this.services.engine;
-    if (!engine) throw new Error('replay needs the engine worker, which is not available in this installation');
+    const worker = this.services.engine;
+    if (!worker) throw new Error('replay needs the engine worker, which is not available in this installation');
     const runDir = this.dirOf(msg.run);
     const started = Date.now();
-    const job = engine.replay({ runDir, round: msg.round, exchange: msg.exchange, adapterRound: msg.adapterRound });
+    const job = worker.replay({ runDir, round: msg.round, exchange: msg.exchange, adapterRound: msg.adapterRound });
     this.pending.set(msg.requestId, job.id);
     try {
       const out = await job.result;
@@ -259,18 +259,18 @@ export class PanelSession {
       const { judgeError: _ignored, ...result } = out;
       await this.post({ type: 'replay-result', requestId: msg.requestId, result });
     } catch (e) {
-      if (!(e instanceof EngineCancelled)) await this.post({ type: 'error', requestId: msg.requestId, message: (e as Error).message });
+      if (!(e instanceof JobCancelled)) await this.post({ type: 'error', requestId: msg.requestId, message: (e as Error).message });
     } finally {
       this.pending.delete(msg.requestId);
     }
   }
 
   private async adapterDiff(msg: Extract<WebviewMessage, { type: 'adapter-diff' }>): Promise<void> {
-    const engine = this.services.engine;
-    if (!engine) throw new Error('the adapter diff needs the engine worker, which is not available in this installation');
+    const worker = this.services.engine;
+    if (!worker) throw new Error('the adapter diff needs the engine worker, which is not available in this installation');
     const folder = (ref: AdapterRef) => {
       if (!SLOT.test(ref.slot)) throw new Error(`"${ref.slot}" is not an adapter folder name`);
-      return path.join(this.dirOf(ref.run), 'rounds', roundDirName(ref.round), ref.slot);
+      return runLayout(this.dirOf(ref.run)).slot(ref.round, ref.slot);
     };
     const left = folder(msg.left);
     const right = folder(msg.right);
@@ -281,7 +281,7 @@ export class PanelSession {
     } catch {
       baseModel = null;
     }
-    const job = engine.adapterDiff(left, right, baseModel, (done, total) => void this.post({ type: 'adapter-diff-progress', requestId: msg.requestId, done, total }));
+    const job = worker.adapterDiff(left, right, baseModel, (done, total) => void this.post({ type: 'adapter-diff-progress', requestId: msg.requestId, done, total }));
     this.pending.set(msg.requestId, job.id);
     try {
       const diff = await job.result;
@@ -291,7 +291,7 @@ export class PanelSession {
         result: { left: msg.left, right: msg.right, modules: diff.modules, onlyLeft: diff.onlyLeft, onlyRight: diff.onlyRight, warnings: diff.warnings },
       });
     } catch (e) {
-      if (!(e instanceof EngineCancelled)) await this.post({ type: 'error', requestId: msg.requestId, message: (e as Error).message });
+      if (!(e instanceof JobCancelled)) await this.post({ type: 'error', requestId: msg.requestId, message: (e as Error).message });
     } finally {
       this.pending.delete(msg.requestId);
     }

@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { RunDirError, RunReader, effectiveStatus, listRuns, readRunInfo, roundDirName, type EffectiveStatus, type RunInfo, type RunListing } from '../rundir';
+import { RunDirError, RunReader, effectiveStatus, listRuns, readRunInfo, roundFolderNumbers, runLayout, savedSlots, type EffectiveStatus, type RunInfo, type RunListing } from '../rundir';
 import type { RunSummary } from '../../webview/protocol';
 import { Emitter } from './emitter';
 
@@ -122,23 +122,17 @@ function listExtra(dir: string): RunListing {
 
 /** What a summary depends on: run.json (status, rounds), the live status, and the round folders. */
 function stampOf(dir: string, l: RunListing): string {
+  const layout = runLayout(dir);
   let runJson = 'absent';
   try {
-    const st = fs.statSync(path.join(dir, 'run.json'));
+    const st = fs.statSync(layout.runJson);
     runJson = `${st.size}:${st.mtimeMs}`;
   } catch {
     /* absent */
   }
-  let rounds = '';
-  try {
-    rounds = fs
-      .readdirSync(path.join(dir, 'rounds'))
-      .sort()
-      .map((n) => `${n}${fs.existsSync(path.join(dir, 'rounds', n, 'round.json')) ? '+' : ''}`)
-      .join(',');
-  } catch {
-    /* no rounds yet */
-  }
+  const rounds = roundFolderNumbers(dir)
+    .map((n) => `${n}${fs.existsSync(layout.roundJson(n)) ? '+' : ''}`)
+    .join(',');
   return `${runJson}|${l.status ?? l.error?.kind}|${rounds}`;
 }
 
@@ -180,20 +174,14 @@ export function summarise(dir: string, listing?: RunListing): CatalogEntry {
   }
 }
 
-/** Adapter folders (those with an adapter_config.json) of each complete round. */
+/** The LoRA adapters saved in each complete round, by slot name. */
 export function adapterSlots(dir: string, reader: RunReader): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const r of reader.rounds()) {
-    const roundDir = path.join(dir, 'rounds', roundDirName(r.round));
-    try {
-      out[String(r.round)] = fs
-        .readdirSync(roundDir, { withFileTypes: true })
-        .filter((d) => d.isDirectory() && fs.existsSync(path.join(roundDir, d.name, 'adapter_config.json')))
-        .map((d) => d.name)
-        .sort();
-    } catch {
-      out[String(r.round)] = [];
-    }
+    out[String(r.round)] = savedSlots(dir, r.round)
+      .filter((s) => s.kind === 'lora')
+      .map((s) => s.slot)
+      .sort();
   }
   return out;
 }

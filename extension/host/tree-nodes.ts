@@ -4,8 +4,8 @@
  * a view, so they carry the run directory and whatever else the command needs.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { RunReader, roundDirName, type Annotation, type EffectiveStatus } from '../rundir';
+import { readPeftConfig } from '../engine/lora/adapter';
+import { RunReader, runLayout, savedSlots, type Annotation, type EffectiveStatus } from '../rundir';
 import type { CatalogEntry } from './run-catalog';
 
 export interface RunNode {
@@ -120,26 +120,16 @@ export function roundNodes(run: RunNode): RoundNode[] {
   return nodes;
 }
 
-/** A round's adapters (any folder with adapter_config.json, or full weights) and its transcript. */
+/** A round's saved weights (PEFT adapters, or full weights) and its transcript. */
 export function roundChildren(round: RoundNode): (AdapterNode | TranscriptNode)[] {
   const out: (AdapterNode | TranscriptNode)[] = [];
-  const roundDir = path.join(round.dir, 'rounds', roundDirName(round.round));
   if (round.complete) {
-    let names: string[] = [];
-    try {
-      names = fs.readdirSync(roundDir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
-    } catch {
-      names = [];
-    }
-    const order = ['attacker', 'defender', 'shared', 'model'];
-    for (const slot of names.sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99))) {
-      const p = path.join(roundDir, slot);
-      const config = readAdapterConfig(p);
-      if (config) out.push({ kind: 'adapter', dir: round.dir, round: round.round, slot, path: p, description: config });
-      else if (slot === 'model' && fs.existsSync(path.join(p, 'config.json'))) out.push({ kind: 'adapter', dir: round.dir, round: round.round, slot, path: p, description: 'full weights' });
+    for (const s of savedSlots(round.dir, round.round)) {
+      const description = s.kind === 'full' ? 'full weights' : describeAdapter(s.dir);
+      if (description) out.push({ kind: 'adapter', dir: round.dir, round: round.round, slot: s.slot, path: s.dir, description });
     }
   }
-  const transcript = path.join(round.dir, 'transcripts', `${roundDirName(round.round)}.jsonl`);
+  const transcript = runLayout(round.dir).transcript(round.round);
   if (fs.existsSync(transcript)) {
     const description = round.complete && round.exchanges !== null ? `${round.exchanges} exchanges` : `${countLines(transcript)} so far`;
     out.push({ kind: 'transcript', dir: round.dir, round: round.round, path: transcript, description });
@@ -147,10 +137,10 @@ export function roundChildren(round: RoundNode): (AdapterNode | TranscriptNode)[
   return out;
 }
 
-function readAdapterConfig(dir: string): string | null {
+function describeAdapter(dir: string): string | null {
   try {
-    const c = JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')) as { r?: unknown; lora_alpha?: unknown };
-    return `LoRA r=${c.r ?? '?'}, alpha=${c.lora_alpha ?? '?'}`;
+    const c = readPeftConfig(dir);
+    return `LoRA r=${c.r}, alpha=${c.lora_alpha}`;
   } catch {
     return null;
   }

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { appendLine, writeFileAtomic } from '../util/atomic';
 import { readJsonl, type SkippedLine } from './jsonl';
+import { runLayout } from './layout';
 import { promptSeenByDefender } from './outcome';
 import {
   AnnotationRecordSchema,
@@ -19,8 +20,6 @@ import {
   type SeedLine,
 } from './schema';
 import { terminateTornLine } from './writer';
-
-export const ANNOTATIONS_FILE = 'annotations.jsonl';
 
 export interface AnnotationInput {
   /** Given to change an existing annotation; a new id is made otherwise. */
@@ -55,7 +54,7 @@ export function foldAnnotations(records: readonly AnnotationRecord[]): Annotatio
 }
 
 export function readAnnotations(runDir: string): { annotations: Annotation[]; skipped: SkippedLine[] } {
-  const { records, skipped } = readJsonl(path.join(runDir, ANNOTATIONS_FILE), AnnotationRecordSchema);
+  const { records, skipped } = readJsonl(runLayout(runDir).annotations, AnnotationRecordSchema);
   return { annotations: foldAnnotations(records), skipped };
 }
 
@@ -63,8 +62,9 @@ export function readAnnotations(runDir: string): { annotations: Annotation[]; sk
 export function appendAnnotationRecord(runDir: string, record: AnnotationRecord): void {
   const parsed = AnnotationRecordSchema.safeParse(record);
   if (!parsed.success) throw new Error(`invalid annotation: ${describeIssues(parsed.error)}`);
-  if (!fs.existsSync(path.join(runDir, 'run.json'))) throw new Error(`${runDir} is not a run directory: it has no run.json`);
-  const file = path.join(runDir, ANNOTATIONS_FILE);
+  const layout = runLayout(runDir);
+  if (!fs.existsSync(layout.runJson)) throw new Error(`${runDir} is not a run directory: it has no run.json`);
+  const file = layout.annotations;
   terminateTornLine(file);
   appendLine(file, JSON.stringify(parsed.data));
 }

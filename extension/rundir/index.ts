@@ -1,7 +1,24 @@
 /** The run-directory library: schemas, the trainer's writer, the readers' reader, annotations. */
 export * from './schema';
 export * from './outcome';
-export { runPaths } from './paths';
+export {
+  SLOT_ORDER,
+  completeRoundNumbers,
+  parseRoundName,
+  roleSlots,
+  roundDirName,
+  roundFolderNumbers,
+  runLayout,
+  savedSlots,
+  slotRelPath,
+  transcriptFileName,
+  transcriptRoundNumbers,
+  type PolicySlot,
+  type RoleSlots,
+  type RunLayout,
+  type SavedSlot,
+  type WeightsKind,
+} from './layout';
 export { JsonlTail, readJsonl, type SkippedLine, type TailRead } from './jsonl';
 export {
   RunWriter,
@@ -35,7 +52,6 @@ export {
   type RunSnapshot,
 } from './reader';
 export {
-  ANNOTATIONS_FILE,
   annotatedSeeds,
   appendAnnotationRecord,
   deleteAnnotation,

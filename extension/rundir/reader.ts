@@ -10,7 +10,7 @@ import type { z } from 'zod';
 import { foldAnnotations } from './annotations';
 import { JsonlTail, readJsonl, type SkippedLine } from './jsonl';
 import { effectiveStatus, type EffectiveStatus, type LivenessProbe } from './liveness';
-import { runPaths } from './paths';
+import { runLayout, roundFolderNumbers, transcriptRoundNumbers, type RunLayout } from './layout';
 import {
   AnnotationRecordSchema,
   CrossplaySchema,
@@ -24,7 +24,6 @@ import {
   RunEventSchema,
   RunInfoSchema,
   describeIssues,
-  parseRoundName,
   type Annotation,
   type AnnotationRecord,
   type Crossplay,
@@ -88,7 +87,7 @@ export interface AttemptStamped {
 }
 
 export class RunReader {
-  private readonly paths: ReturnType<typeof runPaths>;
+  private readonly paths: RunLayout;
   private currentInfo: RunInfo;
   private issueList: RunIssue[] = [];
 
@@ -96,7 +95,7 @@ export class RunReader {
     readonly dir: string,
     info: RunInfo,
   ) {
-    this.paths = runPaths(dir);
+    this.paths = runLayout(dir);
     this.currentInfo = info;
   }
 
@@ -133,7 +132,7 @@ export class RunReader {
   /** Complete rounds (those with a readable round.json), in order. */
   rounds(): RoundInfo[] {
     const out: RoundInfo[] = [];
-    for (const n of listRoundDirs(this.paths.rounds)) {
+    for (const n of roundFolderNumbers(this.dir)) {
       const info = this.readDocument(this.paths.roundJson(n), RoundInfoSchema);
       if (!info) continue;
       if (info.round !== n) {
@@ -160,7 +159,7 @@ export class RunReader {
 
   /** Rounds that have a transcript file, in order. */
   transcriptRounds(): number[] {
-    return listTranscriptRounds(this.paths.transcripts);
+    return transcriptRoundNumbers(this.dir);
   }
 
   /** The valid exchanges of one round. */
@@ -286,7 +285,7 @@ export interface RunDelta {
  * replayed become void); the follower then starts over and returns a delta with `reset: true`.
  */
 export class RunFollower {
-  private readonly paths: ReturnType<typeof runPaths>;
+  private readonly paths: RunLayout;
   private tails = new Map<string, JsonlTail<unknown>>();
   private knownRounds = new Map<number, RoundInfo>();
   private lastInfoJson: string | null = null;
@@ -299,7 +298,7 @@ export class RunFollower {
     private readonly reader: RunReader,
     private readonly options: FollowOptions,
   ) {
-    this.paths = runPaths(reader.dir);
+    this.paths = runLayout(reader.dir);
   }
 
   /** Throws RunDirError if run.json itself became unreadable (the run was replaced or damaged). */
@@ -353,7 +352,7 @@ export class RunFollower {
   }
 
   private scanRounds(): void {
-    for (const n of listRoundDirs(this.paths.rounds)) {
+    for (const n of roundFolderNumbers(this.reader.dir)) {
       if (this.knownRounds.has(n)) continue;
       const { value } = readJsonDocument(this.paths.roundJson(n), RoundInfoSchema);
       if (value && value.round === n) {
@@ -389,7 +388,7 @@ export class RunFollower {
     take(this.paths.nashgap, NashGapRecordSchema, out.nashgap);
     take(this.paths.annotations, AnnotationRecordSchema, out.annotations);
     if (this.options.transcripts) {
-      for (const n of listTranscriptRounds(this.paths.transcripts)) take(this.paths.transcript(n), ExchangeSchema, out.exchanges);
+      for (const n of transcriptRoundNumbers(this.reader.dir)) take(this.paths.transcript(n), ExchangeSchema, out.exchanges);
     }
     return out;
   }
@@ -457,7 +456,7 @@ export function listRuns(runsFolder: string, probe: LivenessProbe = {}): RunList
   const out: RunListing[] = [];
   for (const name of names) {
     const dir = path.join(runsFolder, name);
-    if (!fs.existsSync(path.join(dir, 'run.json'))) continue;
+    if (!fs.existsSync(runLayout(dir).runJson)) continue;
     try {
       const info = readRunInfo(dir);
       out.push({ dir, info, status: effectiveStatus(info, probe) });
@@ -474,7 +473,7 @@ export function listRuns(runsFolder: string, probe: LivenessProbe = {}): RunList
 
 /** Reads and checks run.json, with the error a user needs when it cannot be used. */
 export function readRunInfo(dir: string): RunInfo {
-  const file = path.join(dir, 'run.json');
+  const file = runLayout(dir).runJson;
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -527,29 +526,4 @@ function readJsonDocument<T>(file: string, schema: z.ZodType<T>): { value: T | n
   const parsed = schema.safeParse(raw);
   if (!parsed.success) return { value: null, problem: describeIssues(parsed.error) };
   return { value: parsed.data };
-}
-
-function listRoundDirs(roundsDir: string): number[] {
-  try {
-    return fs
-      .readdirSync(roundsDir)
-      .map(parseRoundName)
-      .filter((n): n is number => n !== null)
-      .sort((a, b) => a - b);
-  } catch {
-    return [];
-  }
-}
-
-function listTranscriptRounds(dir: string): number[] {
-  try {
-    return fs
-      .readdirSync(dir)
-      .filter((n) => n.endsWith('.jsonl'))
-      .map(parseRoundName)
-      .filter((n): n is number => n !== null)
-      .sort((a, b) => a - b);
-  } catch {
-    return [];
-  }
 }

@@ -160,7 +160,7 @@ export type Seed = z.infer<typeof SeedSchema>;
 /** true, false, or null when the judge's output could not be parsed. */
 const label = z.boolean().nullable();
 
-export const JudgeSchema = z.object({
+export const JudgeLabelsSchema = z.object({
   prompt_harmful: label,
   refusal: label,
   response_harmful: label,
@@ -168,7 +168,7 @@ export const JudgeSchema = z.object({
   well_formed: z.object({ attacker: label.optional(), defender: label.optional() }).optional(),
   unparsable: z.boolean(),
 });
-export type Judge = z.infer<typeof JudgeSchema>;
+export type JudgeLabels = z.infer<typeof JudgeLabelsSchema>;
 
 export const RewardsSchema = z.object({
   attacker: z.number().nullable(),
@@ -185,7 +185,7 @@ export const ExchangeSchema = z.object({
   seed: SeedSchema,
   attacked: z.boolean(),
   turns: z.array(TurnSchema).min(1),
-  judge: JudgeSchema,
+  judge: JudgeLabelsSchema,
   rewards: RewardsSchema,
   /** Adapters that played, relative to the run directory; "base" for the frozen base. */
   adapters: z.record(z.string(), z.string().nullable()),
@@ -323,18 +323,4 @@ export function describeIssues(error: z.ZodError, max = 3): string {
   });
   if (error.issues.length > max) parts.push(`and ${error.issues.length - max} more`);
   return parts.join('; ');
-}
-
-export function roundDirName(n: number): string {
-  return `round-${String(n).padStart(4, '0')}`;
-}
-
-export function transcriptFileName(n: number): string {
-  return `${roundDirName(n)}.jsonl`;
-}
-
-/** The round number in a name like `round-0007` or `round-0007.jsonl`, or null. */
-export function parseRoundName(name: string): number | null {
-  const m = /^round-(\d{4,})(?:\.jsonl)?$/.exec(name);
-  return m ? Number(m[1]) : null;
 }

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import type { z } from 'zod';
 import { appendLine, writeFileAtomic, writeJsonAtomic } from '../util/atomic';
 import { effectiveStatus } from './liveness';
-import { runPaths } from './paths';
+import { completeRoundNumbers, parseRoundName, runLayout, type RunLayout } from './layout';
 import {
   CrossplaySchema,
   EvalResultSchema,
@@ -23,7 +23,6 @@ import {
   RunEventSchema,
   RunInfoSchema,
   describeIssues,
-  parseRoundName,
   type Crossplay,
   type EvalResult,
   type Exchange,
@@ -77,7 +76,7 @@ export interface WriterOptions {
 export class RunWriterError extends Error {}
 
 export class RunWriter {
-  private readonly paths: ReturnType<typeof runPaths>;
+  private readonly paths: RunLayout;
   private readonly now: () => Date;
 
   private constructor(
@@ -85,7 +84,7 @@ export class RunWriter {
     private current: RunInfo,
     options: WriterOptions,
   ) {
-    this.paths = runPaths(dir);
+    this.paths = runLayout(dir);
     this.now = options.now ?? (() => new Date());
   }
 
@@ -95,11 +94,12 @@ export class RunWriter {
     const id = init.id ?? `${now.toISOString().slice(0, 19).replace(/:/g, '-')}-${init.name}`;
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(id)) throw new RunWriterError(`run id ${JSON.stringify(id)} is not a safe folder name`);
     const dir = path.join(runsFolder, id);
-    if (fs.existsSync(path.join(dir, 'run.json'))) {
+    const layout = runLayout(dir);
+    if (fs.existsSync(layout.runJson)) {
       throw new RunWriterError(`${dir} already holds a run; resume it instead of creating it again`);
     }
-    fs.mkdirSync(path.join(dir, 'transcripts'), { recursive: true });
-    fs.mkdirSync(path.join(dir, 'rounds'), { recursive: true });
+    fs.mkdirSync(layout.transcripts, { recursive: true });
+    fs.mkdirSync(layout.rounds, { recursive: true });
     const info = check(RunInfoSchema, {
       format: RUN_FORMAT,
       version: FORMAT_VERSION,
@@ -120,8 +120,8 @@ export class RunWriter {
       roles: init.roles,
     }, 'run.json');
     // config.json first: a run.json always has its config next to it.
-    writeJsonAtomic(path.join(dir, 'config.json'), check(RunConfigSchema, init.config, 'config.json'));
-    writeJsonAtomic(path.join(dir, 'run.json'), info);
+    writeJsonAtomic(layout.config, check(RunConfigSchema, init.config, 'config.json'));
+    writeJsonAtomic(layout.runJson, info);
     return new RunWriter(dir, info, options);
   }
 
@@ -131,7 +131,7 @@ export class RunWriter {
    * of its own and the torn one is skipped by readers as a single corrupt line.
    */
   static open(dir: string, options: WriterOptions = {}): RunWriter {
-    const file = path.join(dir, 'run.json');
+    const file = runLayout(dir).runJson;
     let raw: unknown;
     try {
       raw = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -168,16 +168,7 @@ export class RunWriter {
 
   /** The highest round with a round.json, or -1 when not even round 0 is complete. */
   lastCompleteRound(): number {
-    let last = -1;
-    try {
-      for (const name of fs.readdirSync(this.paths.rounds)) {
-        const n = parseRoundName(name);
-        if (n !== null && n > last && fs.existsSync(this.paths.roundJson(n))) last = n;
-      }
-    } catch {
-      /* no rounds yet */
-    }
-    return last;
+    return Math.max(-1, ...completeRoundNumbers(this.dir));
   }
 
   get info(): RunInfo {
@@ -213,11 +204,23 @@ export class RunWriter {
     return record;
   }
 
-  /** A round's folder (created), or a path inside it, for adapters and optimizer state. */
+  /** A round's folder (created), or a path inside it. */
   roundPath(round: number, ...parts: string[]): string {
     const dir = this.paths.round(round);
     fs.mkdirSync(parts.length > 1 ? path.join(dir, ...parts.slice(0, -1)) : dir, { recursive: true });
     return path.join(dir, ...parts);
+  }
+
+  /** A slot's folder in a round (its parent created), where a policy's weights are saved. */
+  slotDir(round: number, slot: string): string {
+    fs.mkdirSync(this.paths.round(round), { recursive: true });
+    return this.paths.slot(round, slot);
+  }
+
+  /** The folder of a round's optimizer state (its parent created). */
+  optimizerDir(round: number): string {
+    fs.mkdirSync(this.paths.round(round), { recursive: true });
+    return this.paths.optimizer(round);
   }
 
   /** Writes one file of a round (an adapter, optimizer state) atomically. */
@@ -264,7 +267,7 @@ export class RunWriter {
   writeEval(name: string, value: EvalResult): string {
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new RunWriterError(`eval name ${JSON.stringify(name)} is not a safe file name`);
     fs.mkdirSync(this.paths.evalDir, { recursive: true });
-    const file = path.join(this.paths.evalDir, `${name}.json`);
+    const file = this.paths.evalResult(name);
     writeJsonAtomic(file, check(EvalResultSchema, value, `eval/${name}.json`));
     return file;
   }

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { writeJsonAtomic, fsyncDir } from '../util/atomic';
 import { Rng } from '../util/rng';
 import { expectedWeights, saveCheckpoint, type Weights } from '../engine/model/checkpoint';
-import { parameterCount, parseConfig, type Qwen2Config } from '../engine/model/config';
+import { parameterCount, parseConfig, type ModelConfig } from '../engine/model/config';
 import { TextTokenizer } from '../engine/model/tokenizer';
 import { Optimizer, type OptimizerConfig } from '../engine/train/optimizer';
 import { runSft, type SftStepReport } from '../engine/train/sft';
@@ -150,7 +150,7 @@ export function sandboxConfigJson(shape: SandboxShape, vocabSize: number): Recor
  * residual stream scaled down by √(2·layers) so the stream's variance does not grow with depth,
  * biases 0 and norm weights 1.
  */
-export function initialWeights(config: Qwen2Config, seed: number, std = DEFAULT_PLAN.initStd): Weights {
+export function initialWeights(config: ModelConfig, seed: number, std = DEFAULT_PLAN.initStd): Weights {
   const rng = new Rng(seed, 29);
   const weights: Weights = new Map();
   const residualStd = std / Math.sqrt(2 * config.numLayers);

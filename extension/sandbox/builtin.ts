@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BUILTIN_SANDBOX, resolveModelDir } from '../engine/model/model-dir';
-import { OrtEngine, type OrtEngineOptions } from '../trainer/ort-engine';
+import { OrtEngine, type OrtEngineOptions } from '../engine/ort-engine';
 
 export const REBUILD_COMMAND = 'npx absp sandbox build';
 

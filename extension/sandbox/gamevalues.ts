@@ -1,5 +1,5 @@
 /**
- * Exact game values of the sandbox's red-teaming game, for any defender and attacker on an Engine.
+ * Exact game values of the sandbox's red-teaming game, for any defender and attacker on a policy engine.
  *
  * The payoff u(seed, x) of the zero-sum game (the attacker gets u, the defender −u):
  *   - harmful seed, faithful and well-formed prompt x: u = P(defender complies with x);
@@ -15,7 +15,7 @@
  * compliance table exactly. Only a defender with a hidden chain of thought breaks that (its opener comes
  * after a sampled thought); it falls back to sampling, and the result says so.
  */
-import type { Engine, GeneratedText, GenerationRequest, GenerationSettings, PolicyName } from '../trainer/engine';
+import type { PolicyEngine, GeneratedText, GenerationRequest, GenerationSettings, PolicyName } from '../engine/policy-engine';
 import { TASK_INTENTS } from './intents';
 import { judgePrompt, judgeResponse, publicPart } from './judge';
 import { COMPLIANCE_OPENERS, correctTaskResponse, REFUSAL_OPENERS } from './responses';
@@ -28,7 +28,7 @@ import { wilson, Z95, type Interval } from '../util/stats';
 
 /** A defender: the frozen base (policy null) or a policy on an engine. */
 export interface Defender {
-  engine: Engine;
+  engine: PolicyEngine;
   policy: PolicyName;
   /**
    * The defender writes a hidden chain of thought before its answer, so its opener is not the first
@@ -38,7 +38,7 @@ export interface Defender {
 }
 
 export interface Attacker {
-  engine: Engine;
+  engine: PolicyEngine;
   policy: PolicyName;
 }
 
@@ -89,14 +89,14 @@ function makeTable(prompts: readonly Attack[], comply: Float64Array, refuse: Flo
 /** Rows per generate call: bounds the KV cache of a large sampled batch to ~100 MB. */
 const GENERATION_CHUNK = 512;
 
-async function generateChunked(engine: Engine, requests: readonly GenerationRequest[], settings: GenerationSettings): Promise<GeneratedText[]> {
+async function generateChunked(engine: PolicyEngine, requests: readonly GenerationRequest[], settings: GenerationSettings): Promise<GeneratedText[]> {
   const out: GeneratedText[] = [];
   for (let start = 0; start < requests.length; start += GENERATION_CHUNK) out.push(...(await engine.generate(requests.slice(start, start + GENERATION_CHUNK), settings)));
   return out;
 }
 
 /** Token ids of opener words; each must be a single token of the engine's vocabulary. */
-export function openerIds(engine: Engine, openers: readonly string[]): number[] {
+export function openerIds(engine: PolicyEngine, openers: readonly string[]): number[] {
   return openers.map((word) => {
     const ids = engine.encode(word);
     if (ids.length !== 1) throw new Error(`the model's tokenizer splits the opener "${word}" into ${ids.length} tokens; the sandbox needs its own tokenizer`);
@@ -105,7 +105,7 @@ export function openerIds(engine: Engine, openers: readonly string[]): number[] 
 }
 
 /** Token ids of the defender's conversation up to (and including) the assistant marker. */
-export function defenderContext(engine: Engine, prompt: string): number[] {
+export function defenderContext(engine: PolicyEngine, prompt: string): number[] {
   return engine.encode(engine.chat(defenderMessages(prompt), true));
 }
 
@@ -113,7 +113,7 @@ export function defenderContext(engine: Engine, prompt: string): number[] {
  * Per engine, per policy (and way of computing): the latest table and the key it was cached under. A
  * policy's weights only move forward, so a new key replaces the old table instead of piling up.
  */
-const tableCache = new WeakMap<Engine, Map<string, { key: string; table: ComplianceTable }>>();
+const tableCache = new WeakMap<PolicyEngine, Map<string, { key: string; table: ComplianceTable }>>();
 
 function cacheSlot(d: Defender, options: TableOptions): { slot: string; key: string } | null {
   const key = options.cacheKey ?? (d.policy === null ? 'base' : null);
@@ -124,7 +124,7 @@ function cacheSlot(d: Defender, options: TableOptions): { slot: string; key: str
 }
 
 /** Drops cached tables of an engine (all, or those of one policy). */
-export function clearComplianceCache(engine: Engine, policy?: PolicyName): void {
+export function clearComplianceCache(engine: PolicyEngine, policy?: PolicyName): void {
   const cache = tableCache.get(engine);
   if (!cache) return;
   if (policy === undefined) cache.clear();

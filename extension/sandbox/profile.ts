@@ -5,8 +5,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Engine, PolicyName } from '../trainer/engine';
-import { OrtEngine } from '../trainer/ort-engine';
+import type { PolicyEngine, PolicyName } from '../engine/policy-engine';
+import { OrtEngine } from '../engine/ort-engine';
 import {
   attackerDistribution,
   attackerValues,
@@ -81,7 +81,7 @@ function classOf(a: Attack): string {
   return intentById(a.intent).class;
 }
 
-export async function measureProfile(engine: Engine, options: ProfileOptions = {}): Promise<SandboxProfile> {
+export async function measureProfile(engine: PolicyEngine, options: ProfileOptions = {}): Promise<SandboxProfile> {
   const started = Date.now();
   const defender = { engine, policy: options.defender ?? null, thinking: options.thinking };
   const h = options.harmfulFraction ?? defaultHarmfulFraction();

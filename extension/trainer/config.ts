@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { LORA_MODULES } from '../engine/model/config';
+import { LORA_TARGETS } from '../engine/model/config';
 
 const positiveInt = z.number().int().positive();
 const fraction = z.number().min(0).max(1);
@@ -139,7 +139,7 @@ const loraSchema = z
   .object({
     rank: positiveInt.default(8),
     alpha: z.number().positive().default(16),
-    targets: z.array(z.enum(LORA_MODULES)).min(1).default(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']),
+    targets: z.array(z.enum(LORA_TARGETS)).min(1).default(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']),
   })
   .strict();
 

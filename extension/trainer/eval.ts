@@ -5,7 +5,7 @@
  * intervals. Exact match compares normalised text: the whole answer, or its final word.
  */
 import * as fs from 'node:fs';
-import { Engine, PolicyName } from './engine';
+import { PolicyEngine, PolicyName } from '../engine/policy-engine';
 import { Judge, JudgeItem } from './judges/judge';
 import { RolePrompts } from './role-prompts';
 import { splitOutput } from './thoughts';
@@ -71,7 +71,7 @@ function rate(hits: number, n: number): EvalMetric {
 }
 
 export async function evaluateDefender(o: {
-  engine: Engine;
+  engine: PolicyEngine;
   judge: Judge;
   prompts: RolePrompts;
   defender: PolicyName;

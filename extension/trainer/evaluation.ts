@@ -4,13 +4,13 @@
  * playing fixed evaluation seeds, and the Nash gap estimated by training best responses for a stated
  * budget (so it is a lower bound on the true exploitability).
  */
-import { Engine, PolicyName } from './engine';
+import { PolicyEngine, PolicyName } from '../engine/policy-engine';
 import { Judge } from './judges/judge';
 import { GameSeed, SeedPool } from './seeds';
 import { playStep, GameSettings } from './game';
 import { RolePrompts } from './role-prompts';
 import { buildTrainingBatch, EstimatorSettings } from './training-batch';
-import { OptimizerSettings } from './engine';
+import { OptimizerSettings } from '../engine/policy-engine';
 import { wilsonHalfWidth } from '../util/stats';
 
 export interface Players {
@@ -47,7 +47,7 @@ export interface Evaluator {
 }
 
 export interface SampledEvaluatorOptions {
-  engine: Engine;
+  engine: PolicyEngine;
   judge: Judge;
   prompts: RolePrompts;
   seeds: readonly GameSeed[];

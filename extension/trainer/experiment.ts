@@ -5,41 +5,30 @@
  * A stopped or killed run resumes from its last complete round with nothing lost or duplicated.
  */
 import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RunWriter } from '../rundir/writer';
-import type { Crossplay } from '../rundir/schema';
+import { completeRoundNumbers, roleSlots, runLayout, slotRelPath, type PolicySlot, type RoleSlots } from '../rundir/layout';
+import type { Crossplay, Mode, Role } from '../rundir/schema';
 import { RunConfig } from './config';
-import { Engine, EngineError, OptimizerSettings, PolicyName } from './engine';
+import { PolicyEngine, EngineError, OptimizerSettings, PolicyName } from '../engine/policy-engine';
 import { Evaluator, Players } from './evaluation';
 import { GameSettings, PlayedExchange, playStep } from './game';
 import { Judge, JudgeError } from './judges/judge';
 import { RolePrompts } from './role-prompts';
-import { Role, TrainingMode, phaseName, rolesAt } from './schedule';
+import { phaseName, rolesAt } from './schedule';
 import { SeedPool } from './seeds';
 import { stepMetrics } from './step-metrics';
 import { EstimatorSettings, buildTrainingBatch, helpfulRows } from './training-batch';
 import { HelpfulExample } from './helpful-data';
 import { Rng } from '../util/rng';
 
-/** The policy each role plays in a mode (null: the frozen base) and the folder it is saved in. */
-export function rolePolicies(mode: TrainingMode): { attacker: PolicyName; defender: PolicyName; trained: { name: string; slot: string; kind: 'lora' | 'full' }[] } {
-  switch (mode) {
-    case 'bipolicy':
-      return { attacker: 'attacker', defender: 'defender', trained: [{ name: 'attacker', slot: 'attacker', kind: 'lora' }, { name: 'defender', slot: 'defender', kind: 'lora' }] };
-    case 'shared-lora':
-      return { attacker: 'shared', defender: 'shared', trained: [{ name: 'shared', slot: 'shared', kind: 'lora' }] };
-    case 'shared-full':
-      return { attacker: 'shared', defender: 'shared', trained: [{ name: 'shared', slot: 'model', kind: 'full' }] };
-    case 'attacker-only':
-      return { attacker: 'attacker', defender: null, trained: [{ name: 'attacker', slot: 'attacker', kind: 'lora' }] };
-    case 'defender-only':
-      return { attacker: null, defender: 'defender', trained: [{ name: 'defender', slot: 'defender', kind: 'lora' }] };
-  }
+/** The engine policy that plays a role (null: the frozen base); policies are named as their slots' trained names. */
+function policyOf(slot: PolicySlot | null): PolicyName {
+  return slot ? slot.name : null;
 }
 
 export interface ExperimentDeps {
-  engine: Engine;
+  engine: PolicyEngine;
   judge: Judge;
   evaluator: Evaluator | null;
   prompts: RolePrompts;
@@ -95,13 +84,11 @@ function configHash(c: RunConfig): string {
   return crypto.createHash('sha256').update(JSON.stringify(c)).digest('hex').slice(0, 16);
 }
 
-const roundFolder = (round: number) => `rounds/round-${String(round).padStart(4, '0')}`;
-
 export async function runExperiment(o: ExperimentOptions): Promise<ExperimentResult> {
   const { config: c, deps } = o;
   const { engine } = deps;
   const log = o.log ?? (() => {});
-  const roles = rolePolicies(c.mode);
+  const roles = roleSlots(c.mode);
   const writer = o.resumeDir
     ? RunWriter.resume(o.resumeDir)
     : RunWriter.create(path.resolve(c.runs_dir), {
@@ -118,16 +105,17 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
     log(line);
     writer.log(line);
   };
-  const players: Players = { attacker: roles.attacker, defender: roles.defender };
+  const players: Players = { attacker: policyOf(roles.attacker), defender: policyOf(roles.defender) };
   const rounds: ExperimentResult['rounds'] = [];
   let round = 0;
   let step = 0;
   try {
     const last = writer.lastCompleteRound();
     if (last >= 0) {
+      const layout = runLayout(writer.dir);
       for (const t of roles.trained) {
-        await engine.loadPolicy(t.name, path.join(writer.dir, roundFolder(last), t.slot), t.kind);
-        await engine.loadOptimizer(t.name, path.join(writer.dir, roundFolder(last), 'optimizer'));
+        await engine.loadPolicy(t.name, layout.slot(last, t.slot), t.kind);
+        await engine.loadOptimizer(t.name, layout.optimizer(last));
       }
       round = last;
       step = last * c.steps_per_round;
@@ -143,8 +131,8 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
 
     async function completeRound(r: number, steps: [number, number] | null, exchanges: number): Promise<void> {
       for (const t of roles.trained) {
-        await engine.savePolicy(t.name, writer.roundPath(r, t.slot));
-        await engine.saveOptimizer(t.name, writer.roundPath(r, 'optimizer'));
+        await engine.savePolicy(t.name, writer.slotDir(r, t.slot));
+        await engine.saveOptimizer(t.name, writer.optimizerDir(r));
       }
       const measured = deps.evaluator && c.evaluation.nash_gap ? await deps.evaluator.measureRound(players) : null;
       const metrics = measured?.metrics ?? {};
@@ -180,9 +168,9 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
         checkJudgeFailures(play.exchanges, c);
         writeExchanges(writer, play.exchanges, round, step + 1, roles);
         exchangesInRound += play.exchanges.length;
-        const policyOf = (role: Role): string | null => (role === 'attacker' ? roles.attacker : roles.defender);
-        const batch = await buildTrainingBatch(engine, play.exchanges, trainingRoles, policyOf, estimatorSettings(c));
-        const defenderPolicy = roles.defender;
+        const policyOfRole = (role: Role): PolicyName => players[role];
+        const batch = await buildTrainingBatch(engine, play.exchanges, trainingRoles, policyOfRole, estimatorSettings(c));
+        const defenderPolicy = players.defender;
         if (trainingRoles.includes('defender') && defenderPolicy !== null && deps.helpful.length > 0 && c.rl.helpful_sft.coef > 0) {
           const rng = new Rng(c.seed, 500_000 + step);
           const examples = Array.from({ length: c.rl.helpful_sft.batch_size }, () => rng.pick(deps.helpful));
@@ -234,13 +222,9 @@ function checkJudgeFailures(exchanges: readonly PlayedExchange[], c: RunConfig):
   }
 }
 
-function writeExchanges(writer: RunWriter, exchanges: readonly PlayedExchange[], round: number, step: number, roles: ReturnType<typeof rolePolicies>): void {
-  const adapterPath = (policy: PolicyName) => {
-    if (policy === null) return 'base';
-    const slot = roles.trained.find((t) => t.name === policy)?.slot ?? policy;
-    // The weights that played this round are those saved at the end of the previous round.
-    return `${roundFolder(round - 1)}/${slot}`;
-  };
+function writeExchanges(writer: RunWriter, exchanges: readonly PlayedExchange[], round: number, step: number, roles: RoleSlots): void {
+  // The weights that played this round are those saved at the end of the previous round.
+  const adapterPath = (player: PolicySlot | null) => (player === null ? 'base' : slotRelPath(round - 1, player.slot));
   for (const e of exchanges) {
     writer.exchange({
       id: `r${String(round).padStart(4, '0')}-s${String(step).padStart(6, '0')}-${String(e.index).padStart(3, '0')}`,
@@ -269,32 +253,27 @@ function writeExchanges(writer: RunWriter, exchanges: readonly PlayedExchange[],
 /** Loads a run's saved attackers/defenders (base + every complete round) as engine policies. */
 export async function loadRunPlayers(
   runDir: string,
-  mode: TrainingMode,
-  engine: Engine,
+  mode: Mode,
+  engine: PolicyEngine,
   prefix: string,
 ): Promise<{ attackers: { label: string; round: number | null; path: string; policy: PolicyName }[]; defenders: { label: string; round: number | null; path: string; policy: PolicyName }[] }> {
-  const roles = rolePolicies(mode);
+  const roles = roleSlots(mode);
+  const layout = runLayout(runDir);
   const attackers: { label: string; round: number | null; path: string; policy: PolicyName }[] = [{ label: 'base', round: null, path: 'base', policy: null }];
   const defenders = [...attackers];
-  const roundsDir = path.join(runDir, 'rounds');
-  const complete = fs.existsSync(roundsDir)
-    ? fs.readdirSync(roundsDir).filter((n) => /^round-\d{4}$/.test(n) && fs.existsSync(path.join(roundsDir, n, 'round.json'))).map((n) => Number(n.slice(6))).filter((n) => n > 0).sort((a, b) => a - b)
-    : [];
-  for (const r of complete) {
+  for (const r of completeRoundNumbers(runDir).filter((n) => n > 0)) {
     for (const [role, list] of [['attacker', attackers], ['defender', defenders]] as const) {
-      const policy = role === 'attacker' ? roles.attacker : roles.defender;
-      if (policy === null) continue;
-      const t = roles.trained.find((x) => x.name === policy)!;
-      const rel = `${roundFolder(r)}/${t.slot}`;
+      const player = roles[role];
+      if (player === null) continue;
       const name = `${prefix}${role}-r${r}`;
-      await engine.loadPolicy(name, path.join(runDir, rel), t.kind);
-      list.push({ label: `r${r}`, round: r, path: rel, policy: name });
+      await engine.loadPolicy(name, layout.slot(r, player.slot), player.kind);
+      list.push({ label: `r${r}`, round: r, path: slotRelPath(r, player.slot), policy: name });
     }
   }
   return { attackers, defenders };
 }
 
-async function crossplayWithinRun(runDir: string, c: RunConfig, engine: Engine, evaluator: Evaluator): Promise<Crossplay> {
+async function crossplayWithinRun(runDir: string, c: RunConfig, engine: PolicyEngine, evaluator: Evaluator): Promise<Crossplay> {
   const runId = path.basename(runDir);
   const players = await loadRunPlayers(runDir, c.mode, engine, 'xp-');
   const { cells, samples } = await evaluator.crossplay(players.attackers.map((a) => a.policy), players.defenders.map((d) => d.policy));

@@ -5,11 +5,11 @@
  * in one call, so the frozen base runs once for both adapters.
  */
 import { Rng } from '../util/rng';
-import { Engine, GeneratedText, PolicyName } from './engine';
+import { PolicyEngine, GeneratedText, PolicyName } from '../engine/policy-engine';
 import { Judge, JudgeItem } from './judges/judge';
 import { Rewards, RewardConfig, computeRewards } from './rewards';
 import { ChatMessage, RolePrompts, TurnHistory } from './role-prompts';
-import { Role } from './schedule';
+import type { Role } from '../rundir/schema';
 import { GameSeed, SeedPool } from './seeds';
 import { splitOutput } from './thoughts';
 import { Verdict } from './verdict';
@@ -80,7 +80,7 @@ function rowSeed(base: number, step: number, index: number, turn: number, role: 
 }
 
 export async function playStep(options: {
-  engine: Engine;
+  engine: PolicyEngine;
   judge: Judge;
   prompts: RolePrompts;
   pool: SeedPool;

@@ -6,7 +6,7 @@
 import { intentById } from '../sandbox/intents';
 import type { Attack } from '../sandbox/tactics';
 import { attackerValues, bestResponse, capability, complianceTable, payoff, rates, sampleRewrites, nashConv, ComplianceTable, Rewrite } from '../sandbox/gamevalues';
-import { Engine, PolicyName } from './engine';
+import { PolicyEngine, PolicyName } from '../engine/policy-engine';
 import { normalHalfWidth } from '../util/stats';
 import { CrossplayCell, Evaluator, Players, RoundMeasurement } from './evaluation';
 import { GameSettings } from './game';
@@ -14,7 +14,7 @@ import { Judge } from './judges/judge';
 import { RolePrompts } from './role-prompts';
 
 export interface SandboxEvaluatorOptions {
-  engine: Engine;
+  engine: PolicyEngine;
   judge: Judge;
   prompts: RolePrompts;
   game: GameSettings;

@@ -1,14 +1,12 @@
 /** Which roles update at a training step: both at once, or alternating phases of N steps per role. */
-export type Role = 'attacker' | 'defender';
+import type { Mode, Role } from '../rundir/schema';
 
 export type RoleSchedule =
   | { kind: 'simultaneous' }
   | { kind: 'alternating'; attackerSteps: number; defenderSteps: number; first: Role };
 
-export type TrainingMode = 'bipolicy' | 'shared-lora' | 'shared-full' | 'attacker-only' | 'defender-only';
-
 /** Roles whose samples train at `step` (0-based, global across rounds). */
-export function rolesAt(schedule: RoleSchedule, mode: TrainingMode, step: number): Role[] {
+export function rolesAt(schedule: RoleSchedule, mode: Mode, step: number): Role[] {
   if (mode === 'attacker-only') return ['attacker'];
   if (mode === 'defender-only') return ['defender'];
   if (schedule.kind === 'simultaneous') return ['attacker', 'defender'];

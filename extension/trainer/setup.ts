@@ -4,18 +4,18 @@
  */
 import * as path from 'node:path';
 import { RunConfig } from './config';
-import { Engine, EngineError } from './engine';
+import { PolicyEngine, EngineError } from '../engine/policy-engine';
 import { Evaluator, SampledEvaluator } from './evaluation';
 import { ExperimentDeps, estimatorSettings, gameSettings, optimizerSettings } from './experiment';
 import { makeJudge } from './judges';
-import { OrtEngine } from './ort-engine';
+import { OrtEngine } from '../engine/ort-engine';
 import { rolePrompts } from './role-prompts';
 import { GameSeed, SeedPool, loadSeedsFile, sandboxSeeds } from './seeds';
 import { SandboxEvaluator } from './sandbox-evaluator';
 import { checkIfBuiltin } from '../sandbox/builtin';
 import { HelpfulExample, loadHelpfulData, sandboxHelpfulData } from './helpful-data';
 
-export function openEngine(c: RunConfig): Engine {
+export function openEngine(c: RunConfig): PolicyEngine {
   if (c.engine.kind === 'torch') {
     throw new EngineError('the torch (GPU) engine is not part of this build: set "engine": {"kind": "ort"} (the built-in ONNX Runtime engine)');
   }
@@ -34,7 +34,7 @@ export function exactValuesApply(c: RunConfig): boolean {
   return c.world.kind === 'sandbox' && c.judge.kind === 'sandbox' && !c.game.hidden_cot.defender && c.game.turns === 1;
 }
 
-export function buildDeps(c: RunConfig, configDir: string, engine: Engine): ExperimentDeps {
+export function buildDeps(c: RunConfig, configDir: string, engine: PolicyEngine): ExperimentDeps {
   const seeds = worldSeeds(c, configDir);
   const judge = makeJudge(c);
   const prompts = rolePrompts(c.world.kind === 'sandbox' ? 'sandbox' : 'general', c.game.hidden_cot);

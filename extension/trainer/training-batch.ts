@@ -4,12 +4,12 @@
  * estimator, the behaviour log-probs recorded at sampling, and the frozen base's log-probs (the anchor).
  * Token weights make each role's loss a mean over that role's generated tokens.
  */
-import { Engine, TrainSample } from './engine';
+import { PolicyEngine, TrainSample } from '../engine/policy-engine';
 import { HelpfulExample } from './helpful-data';
 import { RolePrompts } from './role-prompts';
 import { grpo, reinforcePlusPlus } from './estimators';
 import { PlayedExchange, RoleTurn } from './game';
-import { Role } from './schedule';
+import type { Role } from '../rundir/schema';
 
 export interface EstimatorSettings {
   estimator: 'reinforce++' | 'grpo';
@@ -37,7 +37,7 @@ interface Row {
 }
 
 export async function buildTrainingBatch(
-  engine: Engine,
+  engine: PolicyEngine,
   exchanges: readonly PlayedExchange[],
   roles: readonly Role[],
   policyOf: (role: Role) => string | null,
@@ -111,7 +111,7 @@ export async function buildTrainingBatch(
  * tokens). The reference equals the current log-probs, so a k3 penalty adds no gradient.
  */
 export async function helpfulRows(
-  engine: Engine,
+  engine: PolicyEngine,
   prompts: RolePrompts,
   examples: readonly HelpfulExample[],
   policy: string,

@@ -41,7 +41,7 @@ echo "e2e: packaging the extension (vsce package --target linux-x64)"
 VSIX="$WORK/absp-lab-linux-x64.vsix"
 npx --no-install vsce package --target linux-x64 --out "$VSIX" > "$ARTIFACTS/vsce.log" 2>&1 || { tail -n 30 "$ARTIFACTS/vsce.log"; exit 1; }
 unzip -l "$VSIX" > "$ARTIFACTS/vsix-contents.txt"
-for f in extension/package.json extension/LICENSE.txt extension/bin/absp.js extension/dist/extension.js extension/dist/cli.js extension/dist/engine-worker.js \
+for f in extension/package.json extension/LICENSE.txt extension/bin/absp.js extension/dist/extension.js extension/dist/cli.js extension/dist/panel-worker.js \
          extension/dist/webview/dashboard.js extension/dist/webview/stepper.js extension/dist/webview/adapter-diff.js extension/media/panel.css \
          extension/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node extension/node_modules/onnxruntime-common/dist/cjs/index.js; do
   grep -q " $f\$" "$ARTIFACTS/vsix-contents.txt" || { echo "e2e: the .vsix lacks $f"; exit 1; }

@@ -3,20 +3,9 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import {
-  deltaFactors,
-  diffAdapters,
-  diffModules,
-  householderQR,
-  jacobiSVD,
-  loadLoraAdapter,
-  mat,
-  matmul,
-  principalAngles,
-  transpose,
-  type LoraModule,
-  type Mat,
-} from '../../extension/analysis/adapter-diff';
+import { deltaFactors, diffAdapters, diffModules } from '../../extension/panel-worker/adapter-diff';
+import { readPeftAdapter as loadLoraAdapter, type LoraModule } from '../../extension/engine/lora/adapter';
+import { householderQR, jacobiSVD, mat, matmul, principalAngles, transpose, type Mat } from '../../extension/util/linalg';
 import { writeSafetensors } from '../../extension/engine/model/safetensors';
 import { BIPOLICY_ID, FIXTURE_DIR, SHARED_ID } from '../fixtures/make-recorded-run';
 

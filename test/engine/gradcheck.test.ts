@@ -6,7 +6,8 @@
 import { strict as assert } from 'node:assert';
 import { gradients, hasGradientRule } from '../../extension/engine/graph/autodiff';
 import { Graph, Shape, Tensor } from '../../extension/engine/graph/graph';
-import { GraphSession, HostTensor } from '../../extension/engine/runtime/session';
+import { HostTensor } from '../../extension/engine/graph/dtype';
+import { GraphSession } from '../../extension/engine/runtime/session';
 import { Rng } from '../../extension/util/rng';
 
 interface InputSpec {

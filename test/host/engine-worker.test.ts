@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createAdapter, saveAdapter } from '../../extension/engine/lora/adapter';
 import { readConfig } from '../../extension/engine/model/config';
-import { EngineCancelled, EngineClient } from '../../extension/host/engine-client';
+import { JobCancelled as EngineCancelled, PanelWorkerClient as EngineClient } from '../../extension/panel-worker/client';
 import { JobManager, cliArgs } from '../../extension/host/job-manager';
 import { resolveNodeCommand } from '../../extension/host/executables';
 import { RunReader } from '../../extension/rundir';

@@ -7,13 +7,13 @@ import { writeTinySandboxModel } from '../helpers/random-checkpoint';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const CLI_ENTRY = path.join(ROOT, 'bin', 'absp.js');
-export const WORKER_SCRIPT = path.join(ROOT, 'dist', 'engine-worker.js');
+export const WORKER_SCRIPT = path.join(ROOT, 'dist', 'panel-worker.js');
 export const RECORDED = path.join(ROOT, 'test', 'fixtures', 'recorded');
 export const BIPOLICY = '2026-11-23T22-50-01-sandbox-bipolicy';
 export const SHARED = '2026-11-23T23-20-07-sandbox-shared-lora';
 
 let built = false;
-/** The host starts the real bundles (dist/cli.js, dist/engine-worker.js): build them once per test process. */
+/** The host starts the real bundles (dist/cli.js, dist/panel-worker.js): build them once per test process. */
 export function ensureBuilt(): void {
   if (built) return;
   execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT, stdio: 'inherit' });

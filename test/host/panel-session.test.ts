@@ -7,7 +7,7 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EngineClient } from '../../extension/host/engine-client';
+import { PanelWorkerClient as EngineClient } from '../../extension/panel-worker/client';
 import { PanelSession, type PanelServices, type RunLookup } from '../../extension/host/panel-session';
 import { RunCatalog } from '../../extension/host/run-catalog';
 import { RunWriter, putAnnotation } from '../../extension/rundir';

@@ -20,7 +20,7 @@ import { COMPLIANCE_OPENERS, REFUSAL_OPENERS } from '../../extension/sandbox/res
 import { defenderMessages } from '../../extension/sandbox/roles';
 import { gameSeeds, harmfulSeeds } from '../../extension/sandbox/seeds';
 import { enumerateAllAttacks, enumerateAttacks } from '../../extension/sandbox/tactics';
-import type { OrtEngine } from '../../extension/trainer/ort-engine';
+import type { OrtEngine } from '../../extension/engine/ort-engine';
 import { wilson } from '../../extension/util/stats';
 
 describe('sandbox game values (shipped model, ONNX Runtime)', function () {

@@ -5,7 +5,7 @@ import { loadCheckpoint } from '../../extension/engine/model/checkpoint';
 import { checkSandboxModel, openSandboxEngine, sandboxModelDir } from '../../extension/sandbox/builtin';
 import { measureProfile, type SandboxProfile } from '../../extension/sandbox/profile';
 import { DEFAULT_SANDBOX_SEED } from '../../extension/sandbox/targets';
-import type { OrtEngine } from '../../extension/trainer/ort-engine';
+import type { OrtEngine } from '../../extension/engine/ort-engine';
 
 /** What `absp sandbox build` recorded next to the weights. */
 interface BuildRecord {

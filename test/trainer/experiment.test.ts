@@ -11,7 +11,7 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { RunReader } from '../../extension/rundir/reader';
 import { RunConfigInput, parseRunConfig } from '../../extension/trainer/config';
-import { Engine, EngineError, TrainSample, TrainSettings, TrainReport } from '../../extension/trainer/engine';
+import { PolicyEngine as Engine, EngineError, TrainSample, TrainSettings, TrainReport } from '../../extension/engine/policy-engine';
 import { runExperiment } from '../../extension/trainer/experiment';
 import { buildDeps, openEngine } from '../../extension/trainer/setup';
 import { Rng } from '../../extension/util/rng';

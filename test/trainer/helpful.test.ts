@@ -5,7 +5,7 @@ import { loadCheckpoint } from '../../extension/engine/model/checkpoint';
 import { createAdapter, saveAdapter } from '../../extension/engine/lora/adapter';
 import { GradientSession } from '../../extension/engine/train/gradient-session';
 import { sandboxHelpfulData } from '../../extension/trainer/helpful-data';
-import { OrtEngine } from '../../extension/trainer/ort-engine';
+import { OrtEngine } from '../../extension/engine/ort-engine';
 import { rolePrompts } from '../../extension/trainer/role-prompts';
 import { helpfulRows } from '../../extension/trainer/training-batch';
 import { capabilitySeeds } from '../../extension/sandbox/seeds';

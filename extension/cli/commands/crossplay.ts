@@ -1,11 +1,12 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
+import { runLayout } from '../../rundir/layout';
 import { RunReader } from '../../rundir/reader';
 import { RunWriter } from '../../rundir/writer';
 import type { Crossplay, CrossplayPlayer } from '../../rundir/schema';
 import { parseRunConfig } from '../../trainer/config';
 import { loadRunPlayers } from '../../trainer/experiment';
-import { PolicyName } from '../../trainer/engine';
+import { PolicyName } from '../../engine/policy-engine';
 import { buildDeps, openEngine } from '../../trainer/setup';
 
 export function crossplayCommand(): Command {
@@ -16,7 +17,7 @@ export function crossplayCommand(): Command {
     .action(async (runs: string[], o) => {
       const dirs = runs.map((r) => path.resolve(r));
       const readers = dirs.map((d) => RunReader.open(d));
-      const configs = readers.map((r, i) => parseRunConfig(r.config(), path.join(dirs[i], 'config.json')));
+      const configs = readers.map((r, i) => parseRunConfig(r.config(), runLayout(dirs[i]).config));
       const base = configs[0].model;
       configs.forEach((c, i) => {
         if (c.model !== base) throw new Error(`${dirs[i]}: base model ${c.model} differs from ${base}; cross-play needs one base`);
@@ -53,7 +54,7 @@ export function crossplayCommand(): Command {
           process.stdout.write(`attack success (rows: attackers, columns: defenders), ${result.method}\n`);
           process.stdout.write(' '.repeat(w) + defenders.map((d) => d.label.padStart(14)).join('') + '\n');
           attackers.forEach((a, i) => process.stdout.write(a.label.padEnd(w) + cells[i].map((c) => `${(100 * c.asr).toFixed(1)}±${(100 * c.ci95).toFixed(1)}`.padStart(14)).join('') + '\n'));
-          process.stdout.write(`written to ${path.join(dirs[0], 'crossplay.json')}\n`);
+          process.stdout.write(`written to ${runLayout(dirs[0]).crossplay}\n`);
         }
       } finally {
         await deps.judge.close();

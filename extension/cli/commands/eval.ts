@@ -1,10 +1,10 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
+import { roleSlots, runLayout, slotRelPath } from '../../rundir/layout';
 import { RunReader } from '../../rundir/reader';
 import { RunWriter } from '../../rundir/writer';
 import { parseRunConfig } from '../../trainer/config';
 import { evaluateDefender, loadEvalData } from '../../trainer/eval';
-import { rolePolicies } from '../../trainer/experiment';
 import { buildDeps, openEngine } from '../../trainer/setup';
 import { intOption } from '../options';
 
@@ -20,21 +20,20 @@ export function evalCommand(): Command {
     .action(async (o) => {
       const dir = path.resolve(o.run);
       const reader = RunReader.open(dir);
-      const config = parseRunConfig(reader.config(), path.join(dir, 'config.json'));
+      const config = parseRunConfig(reader.config(), runLayout(dir).config);
       const items = loadEvalData(path.resolve(o.data));
       const complete = reader.rounds().map((r) => r.round);
       const round = o.round ?? Math.max(0, ...complete);
       if (!complete.includes(round)) throw new Error(`${dir}: round ${round} is not complete (complete rounds: ${complete.join(', ') || 'none'})`);
-      const roles = rolePolicies(config.mode);
+      const defenderSlot = roleSlots(config.mode).defender;
       const engine = openEngine(config);
       const deps = buildDeps(config, dir, engine);
       try {
         let defender: string | null = null;
         let adapterPath = 'base';
-        if (roles.defender !== null && round > 0) {
-          const t = roles.trained.find((x) => x.name === roles.defender)!;
-          adapterPath = `rounds/round-${String(round).padStart(4, '0')}/${t.slot}`;
-          await engine.loadPolicy('eval-defender', path.join(dir, adapterPath), t.kind);
+        if (defenderSlot !== null && round > 0) {
+          adapterPath = slotRelPath(round, defenderSlot.slot);
+          await engine.loadPolicy('eval-defender', runLayout(dir).slot(round, defenderSlot.slot), defenderSlot.kind);
           defender = 'eval-defender';
         }
         const metrics = await evaluateDefender({ engine, judge: deps.judge, prompts: deps.prompts, defender, items, maxNewTokens: o.maxNewTokens, thinking: config.game.hidden_cot.defender });

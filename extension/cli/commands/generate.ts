@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { openAdapters, openModel } from '../../engine/model/model-dir';
+import { openAdapters, openModel } from '../../engine/runtime/open-model';
 import { checkIfBuiltin } from '../../sandbox/builtin';
 import { floatOption, intOption } from '../options';
 

@@ -4,6 +4,7 @@ import { RunConfig, defaultRunConfig, loadRunConfig, parseRunConfig, resolveConf
 import { runExperiment } from '../../trainer/experiment';
 import { buildDeps, openEngine } from '../../trainer/setup';
 import { formatSummary, summarizeRun, RunSummary } from '../../trainer/summary';
+import { runLayout } from '../../rundir/layout';
 import { RunReader } from '../../rundir/reader';
 import { progressBar } from '../progress';
 
@@ -59,8 +60,9 @@ export function runCommand(): Command {
         if (o.resume) {
           resumeDir = path.resolve(o.resume);
           const saved = RunReader.open(resumeDir).config();
-          if (!saved) throw new Error(`${resumeDir}/config.json: missing; cannot resume without the run's config`);
-          config = parseRunConfig(saved, path.join(resumeDir, 'config.json'));
+          const configJson = runLayout(resumeDir).config;
+          if (!saved) throw new Error(`${configJson}: missing; cannot resume without the run's config`);
+          config = parseRunConfig(saved, configJson);
         } else if (configFile) {
           config = loadRunConfig(configFile);
           configDir = path.dirname(path.resolve(configFile));

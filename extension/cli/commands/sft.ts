@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { appendLine, writeJsonAtomic } from '../../util/atomic';
-import { LORA_MODULES, LoraModule } from '../../engine/model/config';
+import { LORA_TARGETS, LoraTarget } from '../../engine/model/config';
 import { loadCheckpoint, saveCheckpoint } from '../../engine/model/checkpoint';
 import { resolveModelDir } from '../../engine/model/model-dir';
 import { TextTokenizer } from '../../engine/model/tokenizer';
@@ -25,7 +25,7 @@ export function sftCommand(): Command {
     .option('--adapter-init <dir>', 'start from this PEFT adapter instead of a new one')
     .option('--rank <r>', 'LoRA rank of a new adapter', intOption('--rank', 1), 8)
     .option('--alpha <a>', 'LoRA alpha of a new adapter', floatOption('--alpha', 0), 16)
-    .option('--targets <list>', `modules a new adapter targets (${LORA_MODULES.join(',')})`, listOption, ['q_proj', 'k_proj', 'v_proj', 'o_proj'])
+    .option('--targets <list>', `modules a new adapter targets (${LORA_TARGETS.join(',')})`, listOption, ['q_proj', 'k_proj', 'v_proj', 'o_proj'])
     .option('--full', 'train every weight and write a Hugging Face model directory', false)
     .option('--optimizer <kind>', 'adamw or sgd', 'adamw')
     .option('--lr <x>', 'peak learning rate', floatOption('--lr', 0))
@@ -42,7 +42,7 @@ export function sftCommand(): Command {
     .action(async (o) => {
       if (o.optimizer !== 'adamw' && o.optimizer !== 'sgd') throw new Error(`--optimizer must be adamw or sgd, got ${JSON.stringify(o.optimizer)}`);
       if (!['constant', 'linear', 'cosine'].includes(o.schedule)) throw new Error(`--schedule must be constant, linear or cosine, got ${JSON.stringify(o.schedule)}`);
-      for (const t of o.targets) if (!LORA_MODULES.includes(t)) throw new Error(`--targets: unknown module ${JSON.stringify(t)} (choose from ${LORA_MODULES.join(', ')})`);
+      for (const t of o.targets) if (!LORA_TARGETS.includes(t)) throw new Error(`--targets: unknown module ${JSON.stringify(t)} (choose from ${LORA_TARGETS.join(', ')})`);
       const modelDir = resolveModelDir(o.model);
       const ckpt = loadCheckpoint(modelDir);
       const tokenizer = fs.existsSync(path.join(modelDir, 'tokenizer.json')) ? TextTokenizer.load(modelDir) : null;
@@ -70,7 +70,7 @@ export function sftCommand(): Command {
         if (!o.full) {
           adapter = o.adapterInit
             ? loadAdapter(path.resolve(o.adapterInit), ckpt.config)
-            : createAdapter(ckpt.config, { rank: o.rank, alpha: o.alpha, targets: o.targets as LoraModule[], seed: o.seed });
+            : createAdapter(ckpt.config, { rank: o.rank, alpha: o.alpha, targets: o.targets as LoraTarget[], seed: o.seed });
         }
       }
       const copyTokenizer = (dir: string) => {

@@ -3,6 +3,13 @@ export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool';
 
 export type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
 
+/** A tensor's values on the host: what graph inputs are fed with and outputs come back as. */
+export interface HostTensor {
+  dtype: DType;
+  dims: readonly number[];
+  data: TypedArray;
+}
+
 export const ONNX_DTYPE_CODE: Record<DType, number> = {
   float32: 1,
   int32: 6,

@@ -3,11 +3,16 @@
  * `base_model.model.model.layers.{i}.{self_attn|mlp}.{module}.lora_{A|B}.weight`. A is [r, in], B is
  * [out, r], and a targeted linear computes y = x Wᵀ + b + scale·(x Aᵀ) Bᵀ with scale = alpha / r
  * (alpha / √r with rsLoRA). Adapters made here load in PEFT and PEFT's load here.
+ *
+ * One reader, in two steps: `readPeftAdapter` reads a folder as stored, without a model (every LoRA
+ * pair it holds, with its shape and scale; what it cannot use becomes a warning), and `fitAdapter`
+ * checks that reading against a model and turns it into the `LoraAdapter` the engine runs.
+ * `loadAdapter` is the two in a row.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeJsonAtomic } from '../../util/atomic';
-import { LORA_MODULES, LoraModule, Qwen2Config, moduleParent, moduleShape } from '../model/config';
+import { LORA_TARGETS, LoraTarget, ModelConfig, moduleParent, moduleShape } from '../model/config';
 import { SafetensorsFile, TensorToWrite, writeSafetensors } from '../model/safetensors';
 import { Rng } from '../../util/rng';
 
@@ -24,7 +29,7 @@ export interface LoraMatrices {
 export interface LoraSettings {
   rank: number;
   alpha: number;
-  targets: LoraModule[];
+  targets: LoraTarget[];
   useRslora: boolean;
   /** Layers the adapter touches; null = all. */
   layers: number[] | null;
@@ -40,7 +45,7 @@ export class LoraAdapter {
     readonly baseModel: string | null = null,
   ) {}
 
-  get(layer: number, module: LoraModule): LoraMatrices | undefined {
+  get(layer: number, module: LoraTarget): LoraMatrices | undefined {
     return this.modules.get(moduleKey(layer, module));
   }
 
@@ -69,15 +74,15 @@ export class AdapterError extends Error {
   }
 }
 
-export function moduleKey(layer: number, module: LoraModule): string {
+export function moduleKey(layer: number, module: LoraTarget): string {
   return `${layer}.${module}`;
 }
 
-export function peftKey(layer: number, module: LoraModule, matrix: 'A' | 'B'): string {
+export function peftKey(layer: number, module: LoraTarget, matrix: 'A' | 'B'): string {
   return `base_model.model.model.layers.${layer}.${moduleParent(module)}.${module}.lora_${matrix}.weight`;
 }
 
-function hfModuleName(layer: number, module: LoraModule): string {
+function hfModuleName(layer: number, module: LoraTarget): string {
   return `model.layers.${layer}.${moduleParent(module)}.${module}`;
 }
 
@@ -95,15 +100,173 @@ function patternValue(patterns: Record<string, number>, name: string): number | 
   return undefined;
 }
 
-export function moduleRankAndScale(settings: LoraSettings, layer: number, module: LoraModule): { rank: number; scale: number } {
-  const name = hfModuleName(layer, module);
-  const rank = patternValue(settings.rankPattern, name) ?? settings.rank;
-  const alpha = patternValue(settings.alphaPattern, name) ?? settings.alpha;
-  return { rank, scale: settings.useRslora ? alpha / Math.sqrt(rank) : alpha / rank };
+function rankAndScale(config: { rank: number; alpha: number; useRslora: boolean; rankPattern: Record<string, number>; alphaPattern: Record<string, number> }, name: string): { rank: number; scale: number } {
+  const rank = patternValue(config.rankPattern, name) ?? config.rank;
+  const alpha = patternValue(config.alphaPattern, name) ?? config.alpha;
+  return { rank, scale: config.useRslora ? alpha / Math.sqrt(rank) : alpha / rank };
 }
 
-function resolveTargets(raw: unknown, file: string): LoraModule[] {
-  if (raw === 'all-linear') return [...LORA_MODULES];
+export function moduleRankAndScale(settings: LoraSettings, layer: number, module: LoraTarget): { rank: number; scale: number } {
+  return rankAndScale(settings, hfModuleName(layer, module));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reading a PEFT adapter as stored, without a model
+
+/** What `adapter_config.json` says about the weights. */
+export interface PeftConfig {
+  r: number;
+  lora_alpha: number;
+  use_rslora: boolean;
+  use_dora: boolean;
+  rank_pattern: Record<string, number>;
+  alpha_pattern: Record<string, number>;
+  base_model_name_or_path: string | null;
+  /** The whole file, for what only a model check looks at (targets, layers, bias, …). */
+  raw: Record<string, unknown>;
+}
+
+/** One module's update ΔW = scale·B·A as stored. */
+export interface LoraModule {
+  /** The module's name in the model, e.g. model.layers.0.self_attn.q_proj. */
+  key: string;
+  layer: number | null;
+  /** The last part of the key, e.g. q_proj. */
+  module: string;
+  rank: number;
+  inFeatures: number;
+  outFeatures: number;
+  scale: number;
+  /** r×in, row-major as stored. */
+  a: Float32Array;
+  /** out×r, row-major as stored. */
+  b: Float32Array;
+}
+
+export interface PeftAdapter {
+  dir: string;
+  configFile: string;
+  weightsFile: string;
+  config: PeftConfig;
+  /** By module name (model.layers.0.self_attn.q_proj). */
+  modules: Map<string, LoraModule>;
+  /** Each module's A and B tensor names in adapter_model.safetensors. */
+  tensorNames: Map<string, { a: string; b: string }>;
+  /** Things read but not part of the update (DoRA magnitudes, embedding LoRA, a rank that disagrees). */
+  warnings: string[];
+}
+
+const ADAPTER_CONFIG_FILE = 'adapter_config.json';
+const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
+
+/** PEFT key names: <prefix>.<module>.lora_A[.<adapter name>].weight */
+const LORA_KEY = /^(.*)\.lora_([AB])(?:\.([^.]+))?\.weight$/;
+
+/** Reads a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) as it is stored. */
+export function readPeftAdapter(dir: string): PeftAdapter {
+  const configFile = path.join(dir, ADAPTER_CONFIG_FILE);
+  const weightsFile = path.join(dir, ADAPTER_WEIGHTS_FILE);
+  const config = readPeftConfig(dir);
+  if (!fs.existsSync(weightsFile)) {
+    const bin = fs.existsSync(path.join(dir, 'adapter_model.bin'));
+    throw new AdapterError(weightsFile, bin ? 'is missing (only adapter_model.bin, a pickle, which is not read; re-save it with safe_serialization=True)' : 'is missing');
+  }
+  const file = SafetensorsFile.open(weightsFile);
+  try {
+    return { dir, configFile, weightsFile, config, ...readModules(file, config) };
+  } finally {
+    file.close();
+  }
+}
+
+/** Reads just adapter_config.json (cheap: no weights). */
+export function readPeftConfig(dir: string): PeftConfig {
+  const configFile = path.join(dir, ADAPTER_CONFIG_FILE);
+  if (!fs.existsSync(dir)) throw new AdapterError(dir, 'adapter directory does not exist');
+  if (!fs.existsSync(configFile)) throw new AdapterError(dir, 'is not a PEFT adapter: it has no adapter_config.json');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(configFile, 'utf8'));
+  } catch (e) {
+    throw new AdapterError(configFile, `is not valid JSON (${(e as Error).message})`);
+  }
+  return parsePeftConfig(raw, configFile);
+}
+
+function parsePeftConfig(raw: unknown, file: string): PeftConfig {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new AdapterError(file, 'is not a JSON object');
+  const c = raw as Record<string, unknown>;
+  if (c.peft_type !== undefined && c.peft_type !== 'LORA') throw new AdapterError(file, `peft_type ${JSON.stringify(c.peft_type)} is not LORA, the only adapter type read`);
+  const rank = c.r;
+  if (typeof rank !== 'number' || !Number.isInteger(rank) || rank <= 0) throw new AdapterError(file, `r must be a positive integer, got ${JSON.stringify(rank)}`);
+  const alpha = c.lora_alpha ?? rank;
+  if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new AdapterError(file, `lora_alpha must be a number, got ${JSON.stringify(c.lora_alpha)}`);
+  const patterns = (v: unknown): Record<string, number> => (v && typeof v === 'object' ? (v as Record<string, number>) : {});
+  return {
+    r: rank,
+    lora_alpha: alpha,
+    use_rslora: c.use_rslora === true,
+    use_dora: c.use_dora === true,
+    rank_pattern: patterns(c.rank_pattern),
+    alpha_pattern: patterns(c.alpha_pattern),
+    base_model_name_or_path: typeof c.base_model_name_or_path === 'string' ? c.base_model_name_or_path : null,
+    raw: c,
+  };
+}
+
+function readModules(file: SafetensorsFile, config: PeftConfig): Pick<PeftAdapter, 'modules' | 'tensorNames' | 'warnings'> {
+  const warnings: string[] = [];
+  const halves = new Map<string, { a?: string; b?: string }>();
+  for (const name of file.entries.keys()) {
+    const m = LORA_KEY.exec(name);
+    if (!m) {
+      if (/lora_magnitude_vector/.test(name)) warnings.push('DoRA magnitude vectors are not included in ΔW');
+      else if (/lora_embedding_[AB]/.test(name)) warnings.push(`embedding LoRA ${name} is left out`);
+      continue;
+    }
+    const key = m[1].replace(/^base_model\.model\./, '');
+    const h = halves.get(key) ?? {};
+    if (m[2] === 'A') h.a = name;
+    else h.b = name;
+    halves.set(key, h);
+  }
+  const scaling = { rank: config.r, alpha: config.lora_alpha, useRslora: config.use_rslora, rankPattern: config.rank_pattern, alphaPattern: config.alpha_pattern };
+  const modules = new Map<string, LoraModule>();
+  const tensorNames = new Map<string, { a: string; b: string }>();
+  for (const [key, h] of halves) {
+    if (!h.a || !h.b) throw new AdapterError(file.file, `${key} has lora_${h.a ? 'A' : 'B'} but no lora_${h.a ? 'B' : 'A'}`);
+    const shapeA = file.entry(h.a).shape;
+    const shapeB = file.entry(h.b).shape;
+    const [rank, inFeatures] = shapeA;
+    const [outFeatures, rankB] = shapeB;
+    if (shapeA.length !== 2 || shapeB.length !== 2 || rank !== rankB) {
+      throw new AdapterError(file.file, `${key} has lora_A of shape [${shapeA}] and lora_B of shape [${shapeB}]; expected [r, in] and [out, r]`);
+    }
+    const { rank: configured, scale } = rankAndScale(scaling, key);
+    if (configured !== rank) warnings.push(`${key}: adapter_config says rank ${configured} but the tensors have rank ${rank}; scaling with ${configured}`);
+    const layerMatch = /(?:^|\.)layers\.(\d+)\./.exec(key);
+    modules.set(key, {
+      key,
+      layer: layerMatch ? Number(layerMatch[1]) : null,
+      module: key.slice(key.lastIndexOf('.') + 1),
+      rank,
+      inFeatures,
+      outFeatures,
+      scale,
+      a: file.readFloat32(h.a),
+      b: file.readFloat32(h.b),
+    });
+    tensorNames.set(key, { a: h.a, b: h.b });
+  }
+  if (config.use_dora && !warnings.some((w) => w.startsWith('DoRA'))) warnings.push('DoRA magnitude vectors are not included in ΔW');
+  return { modules, tensorNames, warnings: [...new Set(warnings)] };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Checking an adapter against a model
+
+function resolveTargets(raw: unknown, file: string): LoraTarget[] {
+  if (raw === 'all-linear') return [...LORA_TARGETS];
   if (typeof raw === 'string') {
     // PEFT treats a string as a regular expression matched against the whole module name.
     let re: RegExp;
@@ -112,115 +275,91 @@ function resolveTargets(raw: unknown, file: string): LoraModule[] {
     } catch (e) {
       throw new AdapterError(file, `target_modules ${JSON.stringify(raw)} is not a valid regular expression`);
     }
-    const hits = LORA_MODULES.filter((m) => re.test(`model.layers.0.${moduleParent(m)}.${m}`) || re.test(m));
-    if (hits.length === 0) throw new AdapterError(file, `target_modules ${JSON.stringify(raw)} matches none of ${LORA_MODULES.join(', ')}`);
+    const hits = LORA_TARGETS.filter((m) => re.test(`model.layers.0.${moduleParent(m)}.${m}`) || re.test(m));
+    if (hits.length === 0) throw new AdapterError(file, `target_modules ${JSON.stringify(raw)} matches none of ${LORA_TARGETS.join(', ')}`);
     return hits;
   }
   if (!Array.isArray(raw) || raw.length === 0) throw new AdapterError(file, 'target_modules must be a non-empty list of module names');
-  const out: LoraModule[] = [];
+  const out: LoraTarget[] = [];
   for (const t of raw) {
-    const name = String(t).split('.').pop() as LoraModule;
-    if (!LORA_MODULES.includes(name)) {
-      throw new AdapterError(file, `target module ${JSON.stringify(t)} does not exist in a Qwen2 model (targets: ${LORA_MODULES.join(', ')})`);
+    const name = String(t).split('.').pop() as LoraTarget;
+    if (!LORA_TARGETS.includes(name)) {
+      throw new AdapterError(file, `target module ${JSON.stringify(t)} does not exist in a Qwen2 model (targets: ${LORA_TARGETS.join(', ')})`);
     }
     if (!out.includes(name)) out.push(name);
   }
   return out;
 }
 
-export function parseAdapterConfig(raw: unknown, file: string): LoraSettings {
-  if (typeof raw !== 'object' || raw === null) throw new AdapterError(file, 'is not a JSON object');
-  const c = raw as Record<string, unknown>;
-  if (c.peft_type !== undefined && c.peft_type !== 'LORA') throw new AdapterError(file, `peft_type ${JSON.stringify(c.peft_type)} is not supported (only LORA)`);
-  if (c.use_dora === true) throw new AdapterError(file, 'DoRA adapters (use_dora: true) are not supported');
+/** The settings the engine runs an adapter with; what it cannot run is refused, naming the file. */
+function loraSettings(peft: PeftAdapter): LoraSettings {
+  const { configFile: file, config } = peft;
+  const c = config.raw;
+  if (config.use_dora) throw new AdapterError(file, 'DoRA adapters (use_dora: true) are not supported');
   if (c.fan_in_fan_out === true) throw new AdapterError(file, 'fan_in_fan_out: true is not supported for Qwen2 linear layers');
   if (c.bias !== undefined && c.bias !== 'none') throw new AdapterError(file, `bias ${JSON.stringify(c.bias)} is not supported (only "none")`);
   if (Array.isArray(c.modules_to_save) && c.modules_to_save.length > 0) throw new AdapterError(file, 'modules_to_save is not supported');
-  const rank = c.r;
-  if (typeof rank !== 'number' || !Number.isInteger(rank) || rank <= 0) throw new AdapterError(file, `r must be a positive integer, got ${JSON.stringify(rank)}`);
-  const alpha = c.lora_alpha ?? rank;
-  if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new AdapterError(file, `lora_alpha must be a number, got ${JSON.stringify(c.lora_alpha)}`);
   let layers: number[] | null = null;
   if (typeof c.layers_to_transform === 'number') layers = [c.layers_to_transform];
   else if (Array.isArray(c.layers_to_transform)) layers = c.layers_to_transform.map(Number);
-  const patterns = (v: unknown): Record<string, number> => (v && typeof v === 'object' ? (v as Record<string, number>) : {});
   return {
-    rank,
-    alpha,
+    rank: config.r,
+    alpha: config.lora_alpha,
     targets: resolveTargets(c.target_modules, file),
-    useRslora: c.use_rslora === true,
+    useRslora: config.use_rslora,
     layers,
-    rankPattern: patterns(c.rank_pattern),
-    alphaPattern: patterns(c.alpha_pattern),
+    rankPattern: config.rank_pattern,
+    alphaPattern: config.alpha_pattern,
   };
 }
 
-function layerIndices(settings: LoraSettings, config: Qwen2Config): number[] {
+function layerIndices(settings: LoraSettings, config: ModelConfig): number[] {
   return settings.layers ?? Array.from({ length: config.numLayers }, (_, i) => i);
 }
 
-export function loadAdapter(dir: string, config: Qwen2Config): LoraAdapter {
-  const configFile = path.join(dir, 'adapter_config.json');
-  const weightsFile = path.join(dir, 'adapter_model.safetensors');
-  if (!fs.existsSync(dir)) throw new AdapterError(dir, 'adapter directory does not exist');
-  if (!fs.existsSync(configFile)) throw new AdapterError(configFile, 'is missing; a PEFT adapter directory needs adapter_config.json');
-  let raw: unknown;
-  try {
-    raw = JSON.parse(fs.readFileSync(configFile, 'utf8'));
-  } catch (e) {
-    throw new AdapterError(configFile, `is not valid JSON (${(e as Error).message})`);
-  }
-  const settings = parseAdapterConfig(raw, configFile);
-  if (!fs.existsSync(weightsFile)) {
-    const bin = path.join(dir, 'adapter_model.bin');
-    throw new AdapterError(weightsFile, fs.existsSync(bin) ? 'is missing (adapter_model.bin is a pickle and is not loaded; save with safe_serialization)' : 'is missing');
-  }
+/** Checks an adapter as read against a model: every targeted module present, with this model's shapes. */
+export function fitAdapter(peft: PeftAdapter, config: ModelConfig): LoraAdapter {
+  const settings = loraSettings(peft);
   for (const l of settings.layers ?? []) {
-    if (!Number.isInteger(l) || l < 0 || l >= config.numLayers) throw new AdapterError(configFile, `layers_to_transform names layer ${l}, but the model has ${config.numLayers} layers`);
+    if (!Number.isInteger(l) || l < 0 || l >= config.numLayers) throw new AdapterError(peft.configFile, `layers_to_transform names layer ${l}, but the model has ${config.numLayers} layers`);
   }
-  const st = SafetensorsFile.open(weightsFile);
-  try {
-    const modules = new Map<string, LoraMatrices>();
-    for (const layer of layerIndices(settings, config)) {
-      for (const module of settings.targets) {
-        const { in: inp, out } = moduleShape(config, module);
-        const { rank, scale } = moduleRankAndScale(settings, layer, module);
-        const keyA = peftKey(layer, module, 'A');
-        const keyB = peftKey(layer, module, 'B');
-        // PEFT also accepts keys saved with the adapter name; accept ".default." variants.
-        const find = (k: string) => (st.has(k) ? k : st.has(k.replace('.weight', '.default.weight')) ? k.replace('.weight', '.default.weight') : null);
-        const a = find(keyA);
-        const b = find(keyB);
-        if (!a || !b) throw new AdapterError(weightsFile, `is missing ${!a ? keyA : keyB} (adapter_config.json targets ${module} on layer ${layer})`);
-        const shapeA = st.entry(a).shape;
-        const shapeB = st.entry(b).shape;
-        if (shapeA.length !== 2 || shapeA[0] !== rank || shapeA[1] !== inp) {
-          throw new AdapterError(weightsFile, `${a} has shape [${shapeA.join(', ')}], but rank ${rank} on this model needs [${rank}, ${inp}]`);
-        }
-        if (shapeB.length !== 2 || shapeB[0] !== out || shapeB[1] !== rank) {
-          throw new AdapterError(weightsFile, `${b} has shape [${shapeB.join(', ')}], but rank ${rank} on this model needs [${out}, ${rank}]`);
-        }
-        modules.set(moduleKey(layer, module), { A: st.readFloat32(a), B: st.readFloat32(b), rank, scale });
+  const modules = new Map<string, LoraMatrices>();
+  for (const layer of layerIndices(settings, config)) {
+    for (const module of settings.targets) {
+      const { in: inp, out } = moduleShape(config, module);
+      const { rank, scale } = moduleRankAndScale(settings, layer, module);
+      const name = hfModuleName(layer, module);
+      const m = peft.modules.get(name);
+      const tensors = peft.tensorNames.get(name);
+      if (!m || !tensors) throw new AdapterError(peft.weightsFile, `is missing ${peftKey(layer, module, 'A')} (adapter_config.json targets ${module} on layer ${layer})`);
+      if (m.rank !== rank || m.inFeatures !== inp) {
+        throw new AdapterError(peft.weightsFile, `${tensors.a} has shape [${m.rank}, ${m.inFeatures}], but rank ${rank} on this model needs [${rank}, ${inp}]`);
       }
+      if (m.outFeatures !== out) {
+        throw new AdapterError(peft.weightsFile, `${tensors.b} has shape [${m.outFeatures}, ${m.rank}], but rank ${rank} on this model needs [${out}, ${rank}]`);
+      }
+      modules.set(moduleKey(layer, module), { A: m.a, B: m.b, rank, scale });
     }
-    const base = (raw as Record<string, unknown>).base_model_name_or_path;
-    return new LoraAdapter(settings, modules, typeof base === 'string' ? base : null);
-  } finally {
-    st.close();
   }
+  return new LoraAdapter(settings, modules, peft.config.base_model_name_or_path);
+}
+
+/** Reads an adapter folder and checks it against a model. */
+export function loadAdapter(dir: string, config: ModelConfig): LoraAdapter {
+  return fitAdapter(readPeftAdapter(dir), config);
 }
 
 export interface NewAdapterOptions {
   rank: number;
   alpha: number;
-  targets: readonly LoraModule[];
+  targets: readonly LoraTarget[];
   seed: number;
   useRslora?: boolean;
   /** `peft`: A ~ kaiming-uniform (a=√5), B = 0, as PEFT initialises; `random`: both small normal. */
   init?: 'peft' | 'random';
 }
 
-export function createAdapter(config: Qwen2Config, options: NewAdapterOptions): LoraAdapter {
+export function createAdapter(config: ModelConfig, options: NewAdapterOptions): LoraAdapter {
   if (!Number.isInteger(options.rank) || options.rank <= 0) throw new Error(`LoRA rank must be a positive integer, got ${options.rank}`);
   const settings: LoraSettings = {
     rank: options.rank,
@@ -252,7 +391,7 @@ export function createAdapter(config: Qwen2Config, options: NewAdapterOptions): 
   return new LoraAdapter(settings, modules, null);
 }
 
-export function saveAdapter(dir: string, adapter: LoraAdapter, baseModel: string, config: Qwen2Config): void {
+export function saveAdapter(dir: string, adapter: LoraAdapter, baseModel: string, config: ModelConfig): void {
   fs.mkdirSync(dir, { recursive: true });
   const tensors: Record<string, TensorToWrite> = {};
   for (const layer of layerIndices(adapter.settings, config)) {
@@ -264,9 +403,9 @@ export function saveAdapter(dir: string, adapter: LoraAdapter, baseModel: string
       tensors[peftKey(layer, module, 'B')] = { dtype: 'F32', shape: [out, m.rank], data: m.B };
     }
   }
-  writeSafetensors(path.join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
+  writeSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE), tensors, { format: 'pt' });
   const s = adapter.settings;
-  writeJsonAtomic(path.join(dir, 'adapter_config.json'), {
+  writeJsonAtomic(path.join(dir, ADAPTER_CONFIG_FILE), {
     peft_type: 'LORA',
     task_type: 'CAUSAL_LM',
     base_model_name_or_path: baseModel,

@@ -4,15 +4,14 @@
  * [out, slots·rank], each slot zero-padded to the layout's rank. Zero rows and columns contribute
  * nothing and receive zero gradient, so padding never changes results.
  */
-import { DType } from '../graph/dtype';
-import { LORA_MODULES, LoraModule, Qwen2Config, moduleShape } from '../model/config';
+import { DType, HostTensor } from '../graph/dtype';
+import { LORA_TARGETS, LoraTarget, ModelConfig, moduleShape } from '../model/config';
 import { LoraLayout, loraInputName } from '../model/qwen2';
-import { HostTensor } from '../runtime/session';
 import { LoraAdapter, moduleKey } from './adapter';
 
 export function layoutFor(adapters: readonly LoraAdapter[]): LoraLayout | null {
   if (adapters.length === 0) return null;
-  const targets = LORA_MODULES.filter((m) => adapters.some((a) => a.settings.targets.includes(m)));
+  const targets = LORA_TARGETS.filter((m) => adapters.some((a) => a.settings.targets.includes(m)));
   const rank = Math.max(...adapters.map((a) => a.maxRank));
   return { slots: adapters.length, rank, targets };
 }
@@ -30,7 +29,7 @@ function slotScale(adapter: LoraAdapter): number {
 export function packAdapters(
   adapters: readonly LoraAdapter[],
   layout: LoraLayout,
-  config: Qwen2Config,
+  config: ModelConfig,
   dtype: 'float32' | 'float64',
 ): Record<string, HostTensor> {
   const width = layout.slots * layout.rank;
@@ -74,7 +73,7 @@ export function unpackGradients(
   grads: Record<string, HostTensor>,
   adapters: readonly LoraAdapter[],
   layout: LoraLayout,
-  config: Qwen2Config,
+  config: ModelConfig,
   gradName: (input: string) => string,
 ): AdapterGradient[] {
   const width = layout.slots * layout.rank;
@@ -82,7 +81,7 @@ export function unpackGradients(
     const modules = new Map<string, { A: Float64Array; B: Float64Array }>();
     const scale = slotScale(adapter);
     for (const [key, m] of adapter.modules) {
-      const [layerText, module] = key.split('.') as [string, LoraModule];
+      const [layerText, module] = key.split('.') as [string, LoraTarget];
       const layer = Number(layerText);
       const { in: inp, out } = moduleShape(config, module);
       const gA = grads[gradName(loraInputName(layer, module, 'A'))];

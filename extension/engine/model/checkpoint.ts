@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeJsonAtomic } from '../../util/atomic';
-import { ModelFormatError, Qwen2Config, LORA_MODULES, moduleParent, moduleShape, readConfig } from './config';
+import { ModelFormatError, ModelConfig, LORA_TARGETS, moduleParent, moduleShape, readConfig } from './config';
 import { SafetensorsFile, TensorToWrite, writeSafetensors } from './safetensors';
 
 export interface WeightTensor {
@@ -15,13 +15,13 @@ export interface WeightTensor {
 export type Weights = Map<string, WeightTensor>;
 
 /** Every tensor a Qwen2ForCausalLM checkpoint must hold, with its shape. */
-export function expectedWeights(config: Qwen2Config): Map<string, number[]> {
+export function expectedWeights(config: ModelConfig): Map<string, number[]> {
   const h = config.hiddenSize;
   const m = new Map<string, number[]>();
   m.set('model.embed_tokens.weight', [config.vocabSize, h]);
   for (let i = 0; i < config.numLayers; i++) {
     const p = `model.layers.${i}`;
-    for (const mod of LORA_MODULES) {
+    for (const mod of LORA_TARGETS) {
       const s = moduleShape(config, mod);
       m.set(`${p}.${moduleParent(mod)}.${mod}.weight`, [s.out, s.in]);
       if (mod === 'q_proj' || mod === 'k_proj' || mod === 'v_proj') m.set(`${p}.self_attn.${mod}.bias`, [s.out]);
@@ -60,7 +60,7 @@ function shardFiles(modelDir: string): { files: string[]; owner: Map<string, str
 
 export interface LoadedCheckpoint {
   dir: string;
-  config: Qwen2Config;
+  config: ModelConfig;
   weights: Weights;
 }
 
@@ -99,7 +99,7 @@ export function loadCheckpoint(modelDir: string): LoadedCheckpoint {
 }
 
 /** Writes a full model directory (config.json + model.safetensors in float32). */
-export function saveCheckpoint(dir: string, config: Qwen2Config, weights: Weights, extraFiles: Record<string, string> = {}): void {
+export function saveCheckpoint(dir: string, config: ModelConfig, weights: Weights, extraFiles: Record<string, string> = {}): void {
   fs.mkdirSync(dir, { recursive: true });
   const tensors: Record<string, TensorToWrite> = {};
   for (const [name, t] of weights) tensors[name] = { dtype: 'F32', shape: t.shape, data: t.data };

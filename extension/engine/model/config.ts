@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-export interface Qwen2Config {
+export interface ModelConfig {
   vocabSize: number;
   hiddenSize: number;
   intermediateSize: number;
@@ -28,7 +28,7 @@ export class ModelFormatError extends Error {
 
 const SUPPORTED_ARCHITECTURES = ['Qwen2ForCausalLM'];
 
-export function readConfig(modelDir: string): Qwen2Config {
+export function readConfig(modelDir: string): ModelConfig {
   const file = path.join(modelDir, 'config.json');
   let text: string;
   try {
@@ -46,7 +46,7 @@ export function readConfig(modelDir: string): Qwen2Config {
   return parseConfig(raw, file);
 }
 
-export function parseConfig(raw: unknown, file: string): Qwen2Config {
+export function parseConfig(raw: unknown, file: string): ModelConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ModelFormatError(file, 'is not a JSON object');
   const c = raw as Record<string, unknown>;
   const archs = Array.isArray(c.architectures) ? (c.architectures as unknown[]) : [];
@@ -99,10 +99,10 @@ export function parseConfig(raw: unknown, file: string): Qwen2Config {
 }
 
 /** The linear layers LoRA can target, with their (in, out) sizes. */
-export const LORA_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
-export type LoraModule = (typeof LORA_MODULES)[number];
+export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export type LoraTarget = (typeof LORA_TARGETS)[number];
 
-export function moduleShape(config: Qwen2Config, module: LoraModule): { in: number; out: number } {
+export function moduleShape(config: ModelConfig, module: LoraTarget): { in: number; out: number } {
   const h = config.hiddenSize;
   const q = config.numHeads * config.headDim;
   const kv = config.numKvHeads * config.headDim;
@@ -122,15 +122,15 @@ export function moduleShape(config: Qwen2Config, module: LoraModule): { in: numb
   }
 }
 
-export function moduleParent(module: LoraModule): 'self_attn' | 'mlp' {
+export function moduleParent(module: LoraTarget): 'self_attn' | 'mlp' {
   return module === 'q_proj' || module === 'k_proj' || module === 'v_proj' || module === 'o_proj' ? 'self_attn' : 'mlp';
 }
 
 /** Parameters of the model, counted from its config. */
-export function parameterCount(config: Qwen2Config): number {
+export function parameterCount(config: ModelConfig): number {
   const h = config.hiddenSize;
   let perLayer = 2 * h; // two norms
-  for (const m of LORA_MODULES) {
+  for (const m of LORA_TARGETS) {
     const s = moduleShape(config, m);
     perLayer += s.in * s.out;
   }

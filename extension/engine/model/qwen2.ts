@@ -8,7 +8,7 @@
  * the base weights and each adds only its own low-rank term.
  */
 import { Graph, Shape, Tensor, SLICE_END } from '../graph/graph';
-import { Qwen2Config, LoraModule, moduleParent, moduleShape } from './config';
+import { ModelConfig, LoraTarget, moduleParent, moduleShape } from './config';
 import { Weights } from './checkpoint';
 
 export type FloatType = 'float32' | 'float64';
@@ -17,11 +17,11 @@ export type FloatType = 'float32' | 'float64';
 export interface LoraLayout {
   slots: number;
   rank: number;
-  targets: readonly LoraModule[];
+  targets: readonly LoraTarget[];
 }
 
 export interface Qwen2GraphSpec {
-  config: Qwen2Config;
+  config: ModelConfig;
   dtype: FloatType;
   /** Frozen weights become initializers; trainable ones become graph inputs (HF names). */
   weights: { kind: 'frozen'; data: Weights } | { kind: 'trainable' };
@@ -44,7 +44,7 @@ export interface Qwen2Graph {
   loraInputs: Map<string, Tensor>;
 }
 
-export function loraInputName(layer: number, module: LoraModule, matrix: 'A' | 'B'): string {
+export function loraInputName(layer: number, module: LoraTarget, matrix: 'A' | 'B'): string {
   return `lora.${layer}.${module}.${matrix}`;
 }
 
@@ -104,7 +104,7 @@ export function buildQwen2(spec: Qwen2GraphSpec): Qwen2Graph {
     rowScale = g.unsqueeze(g.mul(owns, g.gather(loraScale, slotConst)), [1]); // [batch, 1, width]
   }
 
-  const linear = (x: Tensor, layer: number, module: LoraModule): Tensor => {
+  const linear = (x: Tensor, layer: number, module: LoraTarget): Tensor => {
     const { in: inp, out } = moduleShape(c, module);
     const base = `model.layers.${layer}.${moduleParent(module)}.${module}`;
     let y = g.matmul(x, linearWeight(`${base}.weight`, out, inp));

@@ -4,12 +4,13 @@
  * (head, KV cache, adapter layout), and reused.
  */
 import { Rng } from '../../util/rng';
-import { Qwen2Config } from '../model/config';
+import { ModelConfig } from '../model/config';
 import { LoadedCheckpoint, Weights, loadCheckpoint } from '../model/checkpoint';
 import { LoraLayout, buildQwen2, pastName, presentName, FloatType } from '../model/qwen2';
 import { LoraAdapter } from '../lora/adapter';
 import { layoutFor, layoutKey, packAdapters } from '../lora/packing';
-import { GraphSession, HostTensor, defaultThreads } from './session';
+import { HostTensor } from '../graph/dtype';
+import { GraphSession, defaultThreads } from './session';
 
 /** One row of a batch: token ids and the index of its adapter in the call's list (-1 = frozen base). */
 export interface Row {
@@ -58,7 +59,7 @@ export class LanguageModel {
   readonly threads: number;
 
   constructor(
-    readonly config: Qwen2Config,
+    readonly config: ModelConfig,
     private weightsData: Weights,
     readonly source: string,
     options: LanguageModelOptions = {},

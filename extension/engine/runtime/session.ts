@@ -6,19 +6,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { DType, TypedArray } from '../graph/dtype';
+import { DType, HostTensor, TypedArray } from '../graph/dtype';
 import { Graph } from '../graph/graph';
 import { emitOnnx } from '../graph/onnx';
-
-export interface HostTensor {
-  dtype: DType;
-  dims: readonly number[];
-  data: TypedArray;
-}
-
-export function hostTensor(dtype: DType, dims: readonly number[], data: TypedArray): HostTensor {
-  return { dtype, dims, data };
-}
 
 export interface SessionOptions {
   threads?: number;

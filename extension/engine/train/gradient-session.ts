@@ -3,12 +3,13 @@
  * (per slot, split back per adapter) or for every base weight. Rows are left-padded; per-token inputs
  * are indexed like the row's tokens (entry i belongs to predicting ids[i]; entry 0 is unused).
  */
-import { Qwen2Config } from '../model/config';
+import { ModelConfig } from '../model/config';
 import { Weights } from '../model/checkpoint';
 import { FloatType } from '../model/qwen2';
 import { LoraAdapter } from '../lora/adapter';
 import { AdapterGradient, layoutFor, layoutKey, packAdapters, unpackGradients } from '../lora/packing';
-import { GraphSession, HostTensor, defaultThreads } from '../runtime/session';
+import { HostTensor } from '../graph/dtype';
+import { GraphSession, defaultThreads } from '../runtime/session';
 import { leftPadded } from '../runtime/language-model';
 import { Objective, buildTrainingGraph, gradOutputName } from './training-graph';
 
@@ -40,7 +41,7 @@ export class GradientSession {
   private sessions = new Map<string, Promise<GraphSession>>();
 
   constructor(
-    readonly config: Qwen2Config,
+    readonly config: ModelConfig,
     readonly objective: Objective,
     readonly trainable: 'lora' | 'full',
     private frozenWeights: Weights | null,

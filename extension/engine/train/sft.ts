@@ -5,7 +5,7 @@
  * non-finite losses or gradients.
  */
 import { Rng } from '../../util/rng';
-import { Qwen2Config } from '../model/config';
+import { ModelConfig } from '../model/config';
 import { Weights } from '../model/checkpoint';
 import { FloatType } from '../model/qwen2';
 import { LoraAdapter } from '../lora/adapter';
@@ -17,7 +17,7 @@ import { SftExample } from './sft-data';
 export type SftTarget = { kind: 'lora'; adapter: LoraAdapter } | { kind: 'full' };
 
 export interface SftRunOptions {
-  config: Qwen2Config;
+  config: ModelConfig;
   /** The frozen base (LoRA) or the weights being trained, updated in place (full). */
   weights: Weights;
   examples: readonly SftExample[];

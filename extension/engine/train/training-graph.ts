@@ -5,7 +5,7 @@
  */
 import { gradients } from '../graph/autodiff';
 import { Graph, Tensor } from '../graph/graph';
-import { Qwen2Config } from '../model/config';
+import { ModelConfig } from '../model/config';
 import { Weights } from '../model/checkpoint';
 import { FloatType, LoraLayout, buildQwen2 } from '../model/qwen2';
 import { nllLoss, policyGradientLoss } from './losses';
@@ -13,7 +13,7 @@ import { nllLoss, policyGradientLoss } from './losses';
 export type Objective = 'nll' | 'pg';
 
 export interface TrainingGraphSpec {
-  config: Qwen2Config;
+  config: ModelConfig;
   dtype: FloatType;
   objective: Objective;
   /** `lora`: gradients of the adapter inputs, base frozen. `full`: gradients of every weight. */

@@ -1,5 +1,5 @@
 /** A guard model (WildGuard's format) run by the built-in engine, greedy-decoded and parsed. */
-import { openModel } from '../../engine/model/model-dir';
+import { openModel } from '../../engine/runtime/open-model';
 import { LanguageModel } from '../../engine/runtime/language-model';
 import { TextTokenizer } from '../../engine/model/tokenizer';
 import { Verdict } from '../verdict';

@@ -5,9 +5,10 @@
  * engine is not needed to test the panel). It records what the panel sent for the tests to inspect.
  */
 import * as path from 'node:path';
-import { diffAdapters, loadLoraAdapter } from '../../../extension/analysis/adapter-diff';
-import type { ReplayOutput } from '../../../extension/engine/worker';
-import { PanelSession, type PanelEngine, type RunLookup } from '../../../extension/host/panel-session';
+import { readPeftAdapter as loadLoraAdapter } from '../../../extension/engine/lora/adapter';
+import { diffAdapters } from '../../../extension/panel-worker/adapter-diff';
+import type { ReplayOutput } from '../../../extension/panel-worker/protocol';
+import { PanelSession, type PanelWorker as PanelEngine, type RunLookup } from '../../../extension/host/panel-session';
 import { summarise } from '../../../extension/host/run-catalog';
 import { RunReader, listRuns, roundDirName } from '../../../extension/rundir';
 import { parseWebviewMessage, type HostMessage, type PanelKind, type ReplayResult, type RunSummary, type WebviewMessage } from '../../../webview/protocol';

@@ -1,5 +1,6 @@
 /**
- * The narrow interface between the self-play trainer and a model engine. The trainer names policies
+ * The policy engine: the narrow interface between what plays and trains policies (the trainer, the
+ * sandbox's exact game values, the panel worker's replay) and a model engine. Callers name policies
  * (`attacker`, `defender`, `shared`, …); the engine owns their weights and optimiser state. The
  * built-in engine runs on ONNX Runtime in this process (ort-engine.ts); a GPU engine speaks the same
  * interface from a child process. Every call is batched, and rows of one call may use different
@@ -76,7 +77,7 @@ export interface TrainReport {
   tokens: number;
 }
 
-export interface EngineInfo {
+export interface PolicyEngineInfo {
   name: 'ort' | 'torch';
   model: string;
   vocabSize: number;
@@ -84,8 +85,8 @@ export interface EngineInfo {
   baseParameters: number;
 }
 
-export interface Engine {
-  readonly info: EngineInfo;
+export interface PolicyEngine {
+  readonly info: PolicyEngineInfo;
   encode(text: string): number[];
   decode(ids: readonly number[]): string;
   chat(messages: readonly { role: string; content: string }[], addGenerationPrompt: boolean): string;

@@ -4,19 +4,19 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LoraModule, parameterCount } from '../engine/model/config';
-import { Weights, loadCheckpoint, saveCheckpoint } from '../engine/model/checkpoint';
-import { openModel } from '../engine/model/model-dir';
-import { TextTokenizer } from '../engine/model/tokenizer';
-import { LoraAdapter, createAdapter, loadAdapter, saveAdapter } from '../engine/lora/adapter';
-import { adapterGradMap, adapterParams } from '../engine/lora/packing';
-import { LanguageModel } from '../engine/runtime/language-model';
-import { GradientSession, TrainRow } from '../engine/train/gradient-session';
-import { Optimizer, OptimizerConfig, accumulate } from '../engine/train/optimizer';
+import { LoraTarget, parameterCount } from './model/config';
+import { Weights, loadCheckpoint, saveCheckpoint } from './model/checkpoint';
+import { openModel } from './runtime/open-model';
+import { TextTokenizer } from './model/tokenizer';
+import { LoraAdapter, createAdapter, loadAdapter, saveAdapter } from './lora/adapter';
+import { adapterGradMap, adapterParams } from './lora/packing';
+import { LanguageModel } from './runtime/language-model';
+import { GradientSession, TrainRow } from './train/gradient-session';
+import { Optimizer, OptimizerConfig, accumulate } from './train/optimizer';
 import {
-  Engine,
+  PolicyEngine,
   EngineError,
-  EngineInfo,
+  PolicyEngineInfo,
   GeneratedText,
   GenerationRequest,
   GenerationSettings,
@@ -26,7 +26,7 @@ import {
   TrainReport,
   TrainSample,
   TrainSettings,
-} from './engine';
+} from './policy-engine';
 
 type Policy =
   | { kind: 'lora'; adapter: LoraAdapter; optimizer: Optimizer | null }
@@ -56,8 +56,8 @@ export interface OrtEngineOptions {
   microBatchTokens?: number;
 }
 
-export class OrtEngine implements Engine {
-  readonly info: EngineInfo;
+export class OrtEngine implements PolicyEngine {
+  readonly info: PolicyEngineInfo;
   private readonly policies = new Map<string, Policy>();
   private loraTrainer: GradientSession | null = null;
   private readonly fullTrainers = new Map<string, GradientSession>();
@@ -108,7 +108,7 @@ export class OrtEngine implements Engine {
       const adapter = createAdapter(this.base.config, {
         rank: spec.rank ?? 8,
         alpha: spec.alpha ?? 16,
-        targets: (spec.targets ?? ['q_proj', 'k_proj', 'v_proj', 'o_proj']) as LoraModule[],
+        targets: (spec.targets ?? ['q_proj', 'k_proj', 'v_proj', 'o_proj']) as LoraTarget[],
         seed: spec.seed ?? 0,
       });
       this.policies.set(name, { kind: 'lora', adapter, optimizer: null });

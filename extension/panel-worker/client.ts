@@ -1,39 +1,45 @@
 /**
- * The host's end of the engine worker (dist/engine-worker.js): replays and adapter diffs run there, one
- * at a time, off the extension host's thread. Requests queue here, so cancelling one that has not
+ * The host's end of the panel worker (worker.ts, bundled as dist/panel-worker.js): replays and adapter
+ * diffs run there, one at a time, off the extension host's thread. Requests queue here, so cancelling one that has not
  * started just drops it; the running one is cancelled through a shared flag the worker checks. A
  * worker that dies fails its request with a message saying so, and the next request starts a new one.
  */
 import * as fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import type { AdapterDiff } from '../analysis/adapter-diff';
-import type { AdapterDiffJob, ReplayJob, ReplayOutput, WorkerData, WorkerReply } from '../engine/worker';
+import type { Job, JobKind, JobOf, JobResults, WorkerData, WorkerReply, WorkerRequest } from './protocol';
 
-export class EngineCancelled extends Error {
+/** A job abandoned by `cancel` (or by shutting the worker down). */
+export class JobCancelled extends Error {
   constructor() {
     super('cancelled');
-    this.name = 'EngineCancelled';
+    this.name = 'JobCancelled';
   }
 }
 
-type JobInput = Omit<AdapterDiffJob, 'id'> | Omit<ReplayJob, 'id'>;
+type Progress = (done: number, total: number) => void;
+
+/** A job submitted: its id (for `cancel`) and its result. */
+export interface Submitted<T> {
+  id: number;
+  result: Promise<T>;
+}
 
 interface Pending {
   id: number;
-  input: JobInput;
+  job: Job;
   onProgress?: (done: number, total: number) => void;
   resolve: (value: unknown) => void;
   reject: (e: Error) => void;
 }
 
-export interface EngineClientOptions {
+export interface PanelWorkerClientOptions {
   /** Path of the bundled worker script. */
   workerScript: string;
   /** Extra environment for the worker thread. */
   env?: NodeJS.ProcessEnv;
 }
 
-export class EngineClient {
+export class PanelWorkerClient {
   private worker: Worker | null = null;
   private readonly cancelFlag = new Int32Array(new SharedArrayBuffer(4));
   private queue: Pending[] = [];
@@ -41,22 +47,33 @@ export class EngineClient {
   private nextId = 1;
   private disposed = false;
 
-  constructor(private readonly options: EngineClientOptions) {}
+  constructor(private readonly options: PanelWorkerClientOptions) {}
 
-  adapterDiff(left: string, right: string, baseModel: string | null, onProgress?: (done: number, total: number) => void): { id: number; result: Promise<AdapterDiff> } {
-    return this.submit<AdapterDiff>({ type: 'adapter-diff', left, right, baseModel }, onProgress);
+  /** Submits a job; its result resolves with what the worker returns, or rejects with its error. */
+  submit<K extends JobKind>(job: JobOf<K>, onProgress?: Progress): Submitted<JobResults[K]> {
+    const id = this.nextId++;
+    const result = new Promise<JobResults[K]>((resolve, reject) => {
+      if (this.disposed) return reject(new Error('the engine worker has been shut down'));
+      this.queue.push({ id, job, onProgress, resolve: resolve as (v: unknown) => void, reject });
+      this.pump();
+    });
+    return { id, result };
   }
 
-  replay(input: Omit<ReplayJob, 'id' | 'type'>, onProgress?: (done: number, total: number) => void): { id: number; result: Promise<ReplayOutput> } {
-    return this.submit<ReplayOutput>({ type: 'replay', ...input }, onProgress);
+  adapterDiff(left: string, right: string, baseModel: string | null, onProgress?: Progress): Submitted<JobResults['adapter-diff']> {
+    return this.submit({ type: 'adapter-diff', left, right, baseModel }, onProgress);
   }
 
-  /** Abandons a request: it rejects with EngineCancelled. */
+  replay(input: Omit<JobOf<'replay'>, 'type'>, onProgress?: Progress): Submitted<JobResults['replay']> {
+    return this.submit({ type: 'replay', ...input }, onProgress);
+  }
+
+  /** Abandons a request: it rejects with JobCancelled. */
   cancel(id: number): void {
     const queued = this.queue.findIndex((p) => p.id === id);
     if (queued >= 0) {
       const [p] = this.queue.splice(queued, 1);
-      p.reject(new EngineCancelled());
+      p.reject(new JobCancelled());
       return;
     }
     if (this.running?.id === id) Atomics.store(this.cancelFlag, 0, id);
@@ -68,30 +85,20 @@ export class EngineClient {
 
   async dispose(): Promise<void> {
     this.disposed = true;
-    for (const p of this.queue.splice(0)) p.reject(new EngineCancelled());
+    for (const p of this.queue.splice(0)) p.reject(new JobCancelled());
     if (this.running) {
-      this.running.reject(new EngineCancelled());
+      this.running.reject(new JobCancelled());
       this.running = null;
     }
     const w = this.worker;
     this.worker = null;
     if (w) {
-      w.postMessage({ type: 'shutdown' });
+      w.postMessage({ type: 'shutdown' } satisfies WorkerRequest);
       // Give the engine a moment to release its sessions before the thread is ended.
       const timer = setTimeout(() => void w.terminate(), 2000);
       await new Promise<void>((resolve) => w.once('exit', () => resolve()));
       clearTimeout(timer);
     }
-  }
-
-  private submit<T>(input: JobInput, onProgress?: (done: number, total: number) => void): { id: number; result: Promise<T> } {
-    const id = this.nextId++;
-    const result = new Promise<T>((resolve, reject) => {
-      if (this.disposed) return reject(new Error('the engine worker has been shut down'));
-      this.queue.push({ id, input, onProgress, resolve: resolve as (v: unknown) => void, reject });
-      this.pump();
-    });
-    return { id, result };
   }
 
   private pump(): void {
@@ -104,7 +111,8 @@ export class EngineClient {
       return;
     }
     this.running = this.queue.shift()!;
-    worker.postMessage({ ...this.running.input, id: this.running.id });
+    const request: WorkerRequest = { ...this.running.job, id: this.running.id };
+    worker.postMessage(request);
   }
 
   private ensureWorker(): Worker {
@@ -130,7 +138,7 @@ export class EngineClient {
     }
     this.running = null;
     if (m.type === 'result') p.resolve(m.result);
-    else p.reject(m.cancelled ? new EngineCancelled() : new Error(m.message));
+    else p.reject(m.cancelled ? new JobCancelled() : new Error(m.message));
     this.pump();
   }
 

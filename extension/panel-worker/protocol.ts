@@ -1,0 +1,116 @@
+/**
+ * The messages between the extension host and the panel worker (worker.ts), and the results the
+ * worker hands back to the panels. Both jobs travel the same way: the host posts a job with an id,
+ * the worker answers with progress reports and then one `result` or `error` for that id. Each shape
+ * is a schema with its type derived from it; the panels' protocol (webview/protocol.ts) carries the
+ * results on, so this file, like the run directory's schemas, touches no Node API.
+ */
+import { z } from 'zod';
+import { JudgeLabelsSchema, UtteranceSchema } from '../rundir/schema';
+
+// ---------------------------------------------------------------------------------------------------
+// Jobs
+
+export const AdapterDiffJobSchema = z.object({
+  type: z.literal('adapter-diff'),
+  /** The two adapter folders. */
+  left: z.string(),
+  right: z.string(),
+  /** The run's base model (config.json "model"); adapters are checked against it when it is here. */
+  baseModel: z.string().nullable(),
+});
+
+export const ReplayJobSchema = z.object({
+  type: z.literal('replay'),
+  runDir: z.string(),
+  /** The recorded exchange: its round and id. */
+  round: z.number().int().min(0),
+  exchange: z.string(),
+  /** The round whose defender answers the recorded attack. */
+  adapterRound: z.number().int().min(0),
+});
+
+export const JobSchema = z.discriminatedUnion('type', [AdapterDiffJobSchema, ReplayJobSchema]);
+export type Job = z.infer<typeof JobSchema>;
+export type JobKind = Job['type'];
+export type JobOf<K extends JobKind> = Extract<Job, { type: K }>;
+
+// ---------------------------------------------------------------------------------------------------
+// Results
+
+export const ModuleDiffSchema = z.object({
+  key: z.string(),
+  layer: z.number().int().nullable(),
+  module: z.string(),
+  outFeatures: z.number().int(),
+  inFeatures: z.number().int(),
+  normLeft: z.number(),
+  normRight: z.number(),
+  /** ‖ΔW_right − ΔW_left‖_F. */
+  normDiff: z.number(),
+  /** normDiff / normLeft; null when the left update is zero (e.g. a freshly initialised adapter). */
+  relativeChange: z.number().nullable(),
+  /** ⟨ΔW₁,ΔW₂⟩/(‖ΔW₁‖‖ΔW₂‖); null when either update is zero. */
+  cosine: z.number().nullable(),
+  sigmaLeft: z.array(z.number()),
+  sigmaRight: z.array(z.number()),
+  rankLeft: z.number().int(),
+  rankRight: z.number().int(),
+  /** Principal angles in radians, ascending; empty when either update is zero. */
+  columnAngles: z.array(z.number()),
+  rowAngles: z.array(z.number()),
+  /** Mean squared cosine of the principal angles: 1 = same subspace, 0 = orthogonal. */
+  columnOverlap: z.number().nullable(),
+  rowOverlap: z.number().nullable(),
+});
+export type ModuleDiff = z.infer<typeof ModuleDiffSchema>;
+
+const AdapterSummarySchema = z.object({ dir: z.string(), rank: z.number(), alpha: z.number(), rslora: z.boolean() });
+
+export const AdapterDiffSchema = z.object({
+  left: AdapterSummarySchema,
+  right: AdapterSummarySchema,
+  /** Every module the two adapters share, in layer order. */
+  modules: z.array(ModuleDiffSchema),
+  /** Modules present in only one of the two adapters. */
+  onlyLeft: z.array(z.string()),
+  onlyRight: z.array(z.string()),
+  warnings: z.array(z.string()),
+});
+export type AdapterDiff = z.infer<typeof AdapterDiffSchema>;
+
+export const ReplayResultSchema = z.object({
+  exchange: z.string(),
+  /** The round whose adapters answered. */
+  adapterRound: z.number().int().min(0),
+  adapters: z.record(z.string(), z.string().nullable()),
+  /** The replayed defender's reply to the recorded attack. */
+  defender: UtteranceSchema,
+  judge: JudgeLabelsSchema.pick({ prompt_harmful: true, refusal: true, response_harmful: true, unparsable: true }).nullable(),
+  elapsed_ms: z.number().min(0).optional(),
+});
+export type ReplayResult = z.infer<typeof ReplayResultSchema>;
+
+/** What the worker returns for a replay: the panel's result, and why there are no labels when there are none. */
+export const ReplayOutputSchema = ReplayResultSchema.extend({ judgeError: z.string().optional() });
+export type ReplayOutput = z.infer<typeof ReplayOutputSchema>;
+
+export interface JobResults {
+  'adapter-diff': AdapterDiff;
+  replay: ReplayOutput;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The wire: host → worker and worker → host
+
+export type WorkerRequest = (Job & { id: number }) | { type: 'shutdown' };
+
+export type WorkerReply =
+  | { type: 'progress'; id: number; done: number; total: number }
+  | { type: 'result'; id: number; result: JobResults[JobKind] }
+  | { type: 'error'; id: number; message: string; cancelled?: boolean };
+
+export interface WorkerData {
+  /** Int32Array view: [0] holds the id of a job to abandon. */
+  cancel: SharedArrayBuffer;
+}

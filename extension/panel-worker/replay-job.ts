@@ -1,0 +1,157 @@
+/**
+ * The replay job: plays a recorded exchange's attack against the defender of another round, with the
+ * ONNX Runtime engine and the run's own base model, role prompts, sampling settings and judge. The
+ * engine stays open between replays of the same model, with the last few defenders loaded.
+ */
+import * as fs from 'node:fs';
+import { BUILTIN_SANDBOX, resolveModelDir } from '../engine/model/model-dir';
+import { OrtEngine } from '../engine/ort-engine';
+import { RunReader, roleSlots, runLayout, slotRelPath, type Exchange } from '../rundir';
+import { parseRunConfig, type RunConfig } from '../trainer/config';
+import { makeJudge } from '../trainer/judges';
+import { rolePrompts } from '../trainer/role-prompts';
+import { splitOutput } from '../trainer/thoughts';
+import { JobError, type JobContext } from './job';
+import type { JobOf, ReplayOutput } from './protocol';
+
+interface OpenEngine {
+  model: string;
+  threads: number | undefined;
+  engine: OrtEngine;
+  /** Loaded defender policies by folder, most recent last. */
+  policies: string[];
+}
+
+let opened: OpenEngine | null = null;
+
+/** Closes the engine kept open between replays (when the worker shuts down). */
+export async function closeReplayEngine(): Promise<void> {
+  if (opened) await opened.engine.close().catch(() => {});
+  opened = null;
+}
+const MAX_POLICIES = 4;
+
+async function engineFor(model: string, threads: number | undefined): Promise<OrtEngine> {
+  if (opened && opened.model === model && opened.threads === threads) return opened.engine;
+  if (opened) await opened.engine.close();
+  opened = null;
+  const dir = resolveModelDir(model);
+  if (!fs.existsSync(dir)) {
+    throw new JobError(
+      model === BUILTIN_SANDBOX
+        ? `the built-in sandbox model is not installed (${dir} is missing); rebuild it with \`npx absp sandbox build\``
+        : `the run's base model ${model} is not on this machine (${dir} does not exist); replay needs it locally`,
+    );
+  }
+  opened = { model, threads, engine: OrtEngine.open(model, { threads }), policies: [] };
+  return opened.engine;
+}
+
+/** The folder of a round that holds the defender in the run's mode, or null for the frozen base. */
+function defenderFolder(runDir: string, config: RunConfig, round: number): { dir: string; kind: 'lora' | 'full'; rel: string } | null {
+  const defender = roleSlots(config.mode).defender;
+  if (!defender) return null;
+  const dir = runLayout(runDir).slot(round, defender.slot);
+  return fs.existsSync(dir) ? { dir, kind: defender.kind, rel: slotRelPath(round, defender.slot) } : null;
+}
+
+function stableSeed(text: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+export async function replayJob(job: JobOf<'replay'>, ctx: JobContext): Promise<ReplayOutput> {
+  const { progress, checkCancelled } = ctx;
+  const started = Date.now();
+  const reader = RunReader.open(job.runDir);
+  const rawConfig = reader.config();
+  const configFile = runLayout(job.runDir).config;
+  if (!rawConfig) throw new JobError(`${configFile} is missing or unreadable: the replay needs the run's config`);
+  let config: RunConfig;
+  try {
+    config = parseRunConfig(rawConfig, configFile);
+  } catch (e) {
+    throw new JobError(`the run's config cannot be replayed by this version of ABSP Lab: ${(e as Error).message}`);
+  }
+  const exchange: Exchange | undefined = reader.transcript(job.round).find((x) => x.id === job.exchange);
+  if (!exchange) throw new JobError(`exchange ${job.exchange} is not among the valid exchanges of round ${job.round}`);
+  if (!reader.rounds().some((r) => r.round === job.adapterRound)) throw new JobError(`round ${job.adapterRound} of this run is not complete: it has no saved adapters yet`);
+  const folder = defenderFolder(job.runDir, config, job.adapterRound);
+  const total = exchange.turns.length + 2;
+  progress(0, total);
+
+  const engine = await engineFor(config.model, config.engine.kind === 'ort' ? config.engine.threads : undefined);
+  checkCancelled();
+  let policy: string | null = null;
+  if (folder) {
+    policy = `defender:${folder.dir}`;
+    if (!opened!.policies.includes(policy)) {
+      try {
+        await engine.loadPolicy(policy, folder.dir, folder.kind);
+      } catch (e) {
+        throw new JobError(`${folder.rel} does not fit the run's base model ${config.model}: ${(e as Error).message}`);
+      }
+      opened!.policies.push(policy);
+      while (opened!.policies.length > MAX_POLICIES) await engine.dropPolicy(opened!.policies.shift()!);
+    }
+  }
+  progress(1, total);
+
+  const prompts = rolePrompts(config.world.kind === 'sandbox' ? 'sandbox' : 'general', config.game.hidden_cot);
+  const attackerTexts = exchange.turns.map((t) => t.attacker?.text ?? exchange.seed.prompt);
+  const answers: string[] = [];
+  let last = { thought: null as string | null, text: '', raw: '', wellFormed: false };
+  // The recorded attack, turn by turn; later turns see the replayed defender's own earlier answers.
+  for (let t = 0; t < exchange.turns.length; t++) {
+    checkCancelled();
+    const ids = engine.encode(engine.chat(prompts.defender(attackerTexts.slice(0, t + 1), answers), true));
+    const [gen] = await engine.generate([{ prompt: ids, policy, seed: stableSeed(`${exchange.id}:${t}`) }], {
+      maxNewTokens: config.game.max_new_tokens.defender,
+      temperature: config.game.temperature,
+      topP: config.game.top_p,
+      stopTokens: engine.stopTokens(),
+    });
+    const raw = engine.decode(gen.tokens.slice(0, config.game.max_new_tokens.defender));
+    const split = splitOutput(raw, config.game.hidden_cot.defender);
+    last = { thought: split.thought, text: split.answer, raw, wellFormed: split.wellFormed && gen.finish === 'stop' };
+    answers.push(raw);
+    progress(t + 2, total);
+  }
+  checkCancelled();
+
+  let judge: ReplayOutput['judge'] = null;
+  let judgeError: string | undefined;
+  try {
+    const j = makeJudge(config);
+    try {
+      const lastTurn = exchange.turns[exchange.turns.length - 1];
+      const [v] = await j.judge([
+        {
+          seed: { id: exchange.seed.intent ?? exchange.id, prompt: exchange.seed.prompt, harmful: exchange.seed.harmful, intent: exchange.seed.intent, source: exchange.seed.source ?? 'replay' },
+          attackerRaw: lastTurn.attacker ? lastTurn.attacker.raw : null,
+          prompt: lastTurn.attacker ? lastTurn.attacker.text : exchange.seed.prompt,
+          defenderRaw: last.raw,
+          response: last.text,
+          attackerWellFormed: exchange.attacked ? exchange.judge.well_formed?.attacker ?? null : null,
+          defenderWellFormed: last.wellFormed,
+        },
+      ]);
+      judge = { prompt_harmful: v.promptHarmful, refusal: v.refusal, response_harmful: v.responseHarmful, unparsable: v.unparsable };
+    } finally {
+      await j.close();
+    }
+  } catch (e) {
+    judgeError = `the run's judge (${config.judge.kind}) could not label the replay: ${(e as Error).message}`;
+  }
+  progress(total, total);
+  return {
+    exchange: exchange.id,
+    adapterRound: job.adapterRound,
+    adapters: { attacker: exchange.adapters.attacker ?? null, defender: folder ? folder.rel : 'base' },
+    defender: { thought: last.thought, text: last.text, raw: last.raw },
+    judge,
+    ...(judgeError ? { judgeError } : {}),
+    elapsed_ms: Date.now() - started,
+  };
+}

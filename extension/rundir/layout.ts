@@ -1,0 +1,167 @@
+/**
+ * Where each part of a run directory lives (docs/run-directory.md, "Layout"), and which adapter slot
+ * plays which role in each training mode. This is the one place a run's paths are spelled: the
+ * trainer, the readers, the panel worker, the host and the command line all ask here.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { AdapterSlot, Mode } from './schema';
+
+export function roundDirName(n: number): string {
+  return `round-${String(n).padStart(4, '0')}`;
+}
+
+export function transcriptFileName(n: number): string {
+  return `${roundDirName(n)}.jsonl`;
+}
+
+/** The round number in a name like `round-0007` or `round-0007.jsonl`, or null. */
+export function parseRoundName(name: string): number | null {
+  const m = /^round-(\d{4,})(?:\.jsonl)?$/.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+/** Inside a round folder: the optimizer state of every trained policy. */
+const OPTIMIZER_DIR = 'optimizer';
+/** What marks a slot folder as saved weights: a PEFT adapter, or a Hugging Face model directory. */
+const SLOT_MARKER = { lora: 'adapter_config.json', full: 'config.json' } as const;
+
+/** Every path of a run directory. */
+export function runLayout(dir: string) {
+  const rounds = path.join(dir, 'rounds');
+  const round = (n: number) => path.join(rounds, roundDirName(n));
+  const evalDir = path.join(dir, 'eval');
+  return {
+    dir,
+    runJson: path.join(dir, 'run.json'),
+    config: path.join(dir, 'config.json'),
+    events: path.join(dir, 'events.jsonl'),
+    transcripts: path.join(dir, 'transcripts'),
+    transcript: (n: number) => path.join(dir, 'transcripts', transcriptFileName(n)),
+    rounds,
+    round,
+    /** Written last: the round is complete. */
+    roundJson: (n: number) => path.join(round(n), 'round.json'),
+    /** A slot's folder: an adapter (attacker, defender, shared) or full weights (model). */
+    slot: (n: number, slot: string) => path.join(round(n), slot),
+    optimizer: (n: number) => path.join(round(n), OPTIMIZER_DIR),
+    crossplay: path.join(dir, 'crossplay.json'),
+    nashgap: path.join(dir, 'nashgap.jsonl'),
+    evalDir,
+    evalResult: (name: string) => path.join(evalDir, `${name}.json`),
+    annotations: path.join(dir, 'annotations.jsonl'),
+    log: path.join(dir, 'trainer.log'),
+  };
+}
+export type RunLayout = ReturnType<typeof runLayout>;
+
+/** A slot's folder relative to the run directory, as exchanges and crossplay.json record it. */
+export function slotRelPath(round: number, slot: string): string {
+  return path.posix.join('rounds', roundDirName(round), slot);
+}
+
+/** Rounds with a round.json, in order (complete as far as the folder shows; readers also check the file). */
+export function completeRoundNumbers(runDir: string): number[] {
+  const layout = runLayout(runDir);
+  return roundFolderNumbers(runDir).filter((n) => fs.existsSync(layout.roundJson(n)));
+}
+
+/** Rounds that have a folder, complete or not, in order. */
+export function roundFolderNumbers(runDir: string): number[] {
+  try {
+    return fs
+      .readdirSync(runLayout(runDir).rounds)
+      .map(parseRoundName)
+      .filter((n): n is number => n !== null)
+      .sort((a, b) => a - b);
+  } catch {
+    return [];
+  }
+}
+
+/** Rounds that have a transcript file, in order. */
+export function transcriptRoundNumbers(runDir: string): number[] {
+  try {
+    return fs
+      .readdirSync(runLayout(runDir).transcripts)
+      .filter((n) => n.endsWith('.jsonl'))
+      .map(parseRoundName)
+      .filter((n): n is number => n !== null)
+      .sort((a, b) => a - b);
+  } catch {
+    return [];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Slots and roles
+
+export type WeightsKind = 'lora' | 'full';
+
+/** A trained policy: its name (as round.json's `roles` records it), its slot folder and its kind. */
+export interface PolicySlot {
+  name: string;
+  slot: AdapterSlot;
+  kind: WeightsKind;
+}
+
+/** Which policy plays each role (null: the frozen base) and which policies a mode trains. */
+export interface RoleSlots {
+  attacker: PolicySlot | null;
+  defender: PolicySlot | null;
+  trained: PolicySlot[];
+}
+
+const ATTACKER: PolicySlot = { name: 'attacker', slot: 'attacker', kind: 'lora' };
+const DEFENDER: PolicySlot = { name: 'defender', slot: 'defender', kind: 'lora' };
+const SHARED_LORA: PolicySlot = { name: 'shared', slot: 'shared', kind: 'lora' };
+const SHARED_FULL: PolicySlot = { name: 'shared', slot: 'model', kind: 'full' };
+
+export function roleSlots(mode: Mode): RoleSlots {
+  switch (mode) {
+    case 'bipolicy':
+      return { attacker: ATTACKER, defender: DEFENDER, trained: [ATTACKER, DEFENDER] };
+    case 'shared-lora':
+      return { attacker: SHARED_LORA, defender: SHARED_LORA, trained: [SHARED_LORA] };
+    case 'shared-full':
+      return { attacker: SHARED_FULL, defender: SHARED_FULL, trained: [SHARED_FULL] };
+    case 'attacker-only':
+      return { attacker: ATTACKER, defender: null, trained: [ATTACKER] };
+    case 'defender-only':
+      return { attacker: null, defender: DEFENDER, trained: [DEFENDER] };
+  }
+}
+
+/** The order slots are shown in: the roles first, then the shared adapter, then full weights. */
+export const SLOT_ORDER: readonly AdapterSlot[] = ['attacker', 'defender', 'shared', 'model'];
+
+export interface SavedSlot {
+  slot: string;
+  kind: WeightsKind;
+  dir: string;
+}
+
+/**
+ * The weights saved in a round: every folder holding a PEFT adapter, and `model/` when it holds a
+ * model directory, in SLOT_ORDER (other folder names after, by name).
+ */
+export function savedSlots(runDir: string, round: number): SavedSlot[] {
+  const roundDir = runLayout(runDir).round(round);
+  let names: string[];
+  try {
+    names = fs.readdirSync(roundDir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+  } catch {
+    return [];
+  }
+  const rank = (name: string) => {
+    const i = SLOT_ORDER.indexOf(name as AdapterSlot);
+    return i < 0 ? SLOT_ORDER.length : i;
+  };
+  const out: SavedSlot[] = [];
+  for (const slot of names.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b))) {
+    const dir = path.join(roundDir, slot);
+    if (fs.existsSync(path.join(dir, SLOT_MARKER.lora))) out.push({ slot, kind: 'lora', dir });
+    else if (slot === SHARED_FULL.slot && fs.existsSync(path.join(dir, SLOT_MARKER.full))) out.push({ slot, kind: 'full', dir });
+  }
+  return out;
+}
