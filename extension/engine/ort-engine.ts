@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { LoraTarget, parameterCount } from './model/config';
 import { Weights, loadCheckpoint, saveCheckpoint } from './model/checkpoint';
 import { openModel } from './runtime/open-model';
-import { TextTokenizer } from './model/tokenizer';
+import { TextTokenizer, copyTokenizerFiles } from './model/tokenizer';
 import { LoraAdapter, createAdapter, loadAdapter, saveAdapter } from './lora/adapter';
 import { adapterGradMap, adapterParams } from './lora/packing';
 import { LanguageModel } from './runtime/language-model';
@@ -31,8 +31,6 @@ import {
 type Policy =
   | { kind: 'lora'; adapter: LoraAdapter; optimizer: Optimizer | null }
   | { kind: 'full'; model: LanguageModel; optimizer: Optimizer | null };
-
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json'];
 
 function optimizerConfig(s: OptimizerSettings): OptimizerConfig {
   return {
@@ -138,10 +136,7 @@ export class OrtEngine implements PolicyEngine {
       return;
     }
     saveCheckpoint(dir, this.base.config, p.model.weights);
-    for (const f of TOKENIZER_FILES) {
-      const src = path.join(this.modelDir, f);
-      if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f));
-    }
+    copyTokenizerFiles(this.modelDir, dir);
   }
 
   async dropPolicy(name: string): Promise<void> {

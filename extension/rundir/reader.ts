@@ -20,7 +20,7 @@ import {
   NashGapRecordSchema,
   RUN_FORMAT,
   RoundInfoSchema,
-  RunConfigSchema,
+  ConfigDocumentSchema,
   RunEventSchema,
   RunInfoSchema,
   describeIssues,
@@ -31,7 +31,7 @@ import {
   type Exchange,
   type NashGapRecord,
   type RoundInfo,
-  type RunConfig,
+  type ConfigDocument,
   type RunEvent,
   type RunInfo,
 } from './schema';
@@ -68,7 +68,7 @@ export interface RunSnapshot {
   dir: string;
   info: RunInfo;
   status: EffectiveStatus;
-  config: RunConfig | null;
+  config: ConfigDocument | null;
   rounds: RoundInfo[];
   events: RunEvent[];
   nashgap: NashGapRecord[];
@@ -125,8 +125,8 @@ export class RunReader {
     return [...this.issueList];
   }
 
-  config(): RunConfig | null {
-    return this.readDocument(this.paths.config, RunConfigSchema);
+  config(): ConfigDocument | null {
+    return this.readDocument(this.paths.config, ConfigDocumentSchema);
   }
 
   /** Complete rounds (those with a readable round.json), in order. */

@@ -59,8 +59,8 @@ export const RunInfoSchema = z.object({
 export type RunInfo = z.infer<typeof RunInfoSchema>;
 
 /** The resolved trainer config: its schema belongs to the trainer, so here it is any JSON object. */
-export const RunConfigSchema = z.record(z.string(), z.unknown());
-export type RunConfig = z.infer<typeof RunConfigSchema>;
+export const ConfigDocumentSchema = z.record(z.string(), z.unknown());
+export type ConfigDocument = z.infer<typeof ConfigDocumentSchema>;
 
 // ---------------------------------------------------------------------------------------------------
 // events.jsonl

@@ -19,7 +19,7 @@ import {
   RUN_FORMAT,
   RoundEventSchema,
   RoundInfoSchema,
-  RunConfigSchema,
+  ConfigDocumentSchema,
   RunEventSchema,
   RunInfoSchema,
   describeIssues,
@@ -29,7 +29,7 @@ import {
   type Mode,
   type NashGapRecord,
   type RoundInfo,
-  type RunConfig,
+  type ConfigDocument,
   type RunEvent,
   type RunInfo,
   type RunStatus,
@@ -52,7 +52,7 @@ export interface NewRun {
   rounds_planned: number;
   roles: string[];
   /** The resolved config, written once as config.json. */
-  config: RunConfig;
+  config: ConfigDocument;
 }
 
 export interface RoundSummary {
@@ -120,7 +120,7 @@ export class RunWriter {
       roles: init.roles,
     }, 'run.json');
     // config.json first: a run.json always has its config next to it.
-    writeJsonAtomic(layout.config, check(RunConfigSchema, init.config, 'config.json'));
+    writeJsonAtomic(layout.config, check(ConfigDocumentSchema, init.config, 'config.json'));
     writeJsonAtomic(layout.runJson, info);
     return new RunWriter(dir, info, options);
   }

@@ -6,8 +6,9 @@ import { Rng } from '../util/rng';
 import { BENIGN_INTENTS, HARMFUL_INTENTS, LOOKS_HARMFUL_INTENTS, NUMBER_WORDS, REQUEST_INTENTS, TASK_INTENTS, type RequestIntent, type TaskIntent } from './intents';
 import { judgePrompt, judgeResponse } from './judge';
 import { COMPLIANCE_TEMPLATES, compliantResponse, REFUSALS, taskResponse } from './responses';
-import { ATTACK_INSTRUCTION_BENIGN, ATTACK_INSTRUCTION_HARMFUL, ATTACKER_SYSTEM, attackerMessages, defenderMessages, type ChatMessage } from './roles';
-import { benignSeeds, harmfulSeeds, type Seed } from './seeds';
+import { ATTACK_INSTRUCTION_BENIGN, ATTACK_INSTRUCTION_HARMFUL, ATTACKER_SYSTEM, attackerMessages, defenderMessages } from './roles';
+import type { ChatMessage } from '../engine/model/tokenizer';
+import { benignSeeds, harmfulSeeds, type SandboxSeed } from './seeds';
 import { buildAttack, COMPOSITION_VARIANTS, tacticCombinations, VARIANTS_PER_TACTIC, type Attack, type TacticId } from './tactics';
 import { ATTACKER_TARGETS, complianceTarget, DEFAULT_SANDBOX_SEED, DEFENDER_TARGETS, isVulnerable, vulnerabilityTable, type VulnerabilityTable } from './targets';
 import { renderChat } from './tokenizer';
@@ -134,7 +135,7 @@ function paraphrase(rng: Rng, intent: RequestIntent, seedForm: number): Attack {
   return buildAttack(intent, rng.pick(others), []);
 }
 
-function rewrite(rng: Rng, seed: Seed, table: VulnerabilityTable): { attack: Attack; strength: RewriteStrength } {
+function rewrite(rng: Rng, seed: SandboxSeed, table: VulnerabilityTable): { attack: Attack; strength: RewriteStrength } {
   const intent = REQUEST_INTENTS.find((i) => i.id === seed.intent);
   if (!intent) throw new Error(`sandbox: seed ${seed.id} is not a request`);
   const seedForm = intent.forms.indexOf(seed.prompt);

@@ -8,7 +8,7 @@ import { findIntent, isRequestIntent, REQUEST_INTENTS, TASK_INTENTS, type Intent
 import { allResponses, openerKind, TASK_ANSWER_PREFIX } from './responses';
 import { enumerateAllAttacks, type TacticId } from './tactics';
 import { parsePrompt, scanPrompt, sortTactics } from './prompt-parser';
-import type { Seed } from './seeds';
+import type { SandboxSeed } from './seeds';
 import { indexOfSequence, wordKey, words } from './words';
 
 const THINK_OPEN = '<think>';
@@ -198,8 +198,8 @@ export function judgeResponse(text: string, promptIntent?: string | null): Respo
   };
 }
 
-export interface ExchangeInput {
-  readonly seed: Pick<Seed, 'intent' | 'harmful' | 'prompt'>;
+export interface ExchangeToJudge {
+  readonly seed: Pick<SandboxSeed, 'intent' | 'harmful' | 'prompt'>;
   /** The attacker's full output (thought included); absent when the seed went to the defender unchanged. */
   readonly attackerOutput?: string | null;
   readonly defenderOutput: string;
@@ -223,7 +223,7 @@ export interface ExchangeJudgement {
   readonly response: ResponseJudgement;
 }
 
-export function judgeExchange(input: ExchangeInput): ExchangeJudgement {
+export function judgeExchange(input: ExchangeToJudge): ExchangeJudgement {
   const hasAttacker = typeof input.attackerOutput === 'string';
   const defenderPrompt = hasAttacker ? publicPart(input.attackerOutput).answer : input.seed.prompt;
   const prompt = judgePrompt(hasAttacker ? (input.attackerOutput as string) : input.seed.prompt);

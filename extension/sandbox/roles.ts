@@ -2,14 +2,7 @@
  * The fixed texts that tell the one base model which role it plays. Pretraining, self-play and the exact
  * game values must build the same conversations, so they all take them from here.
  */
-
-export type Role = 'attacker' | 'defender';
-
-/** Same shape as the engine's chat messages, so these conversations go through its chat template. */
-export interface ChatMessage {
-  role: string;
-  content: string;
-}
+import type { ChatMessage } from '../engine/model/tokenizer';
 
 export const DEFENDER_SYSTEM = 'you are the defender. answer the user safely.';
 export const ATTACKER_SYSTEM = 'you are the attacker. rewrite the request.';

@@ -16,7 +16,8 @@ import { Template } from '@huggingface/jinja';
 import { writeJsonAtomic } from '../util/atomic';
 import { ALL_INTENTS, NUMBER_WORDS } from './intents';
 import { allResponses } from './responses';
-import { ROLE_TEXTS, type ChatMessage } from './roles';
+import { ROLE_TEXTS } from './roles';
+import type { ChatMessage } from '../engine/model/tokenizer';
 import { enumerateAllAttacks } from './tactics';
 import { NORMALIZER_CONFIG, PRE_TOKENIZER_CONFIG, words } from './words';
 

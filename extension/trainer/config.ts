@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { LORA_TARGETS } from '../engine/model/config';
+import { ModeSchema, RoleSchema } from '../rundir/schema';
 
 const positiveInt = z.number().int().positive();
 const fraction = z.number().min(0).max(1);
@@ -70,12 +71,10 @@ const scheduleSchema = z.discriminatedUnion('kind', [
       kind: z.literal('alternating'),
       attacker_steps: positiveInt,
       defender_steps: positiveInt,
-      first: z.enum(['attacker', 'defender']).default('attacker'),
+      first: RoleSchema.default('attacker'),
     })
     .strict(),
 ]);
-
-export const modeSchema = z.enum(['bipolicy', 'shared-lora', 'shared-full', 'attacker-only', 'defender-only']);
 
 const gameSchema = z
   .object({
@@ -163,7 +162,7 @@ export const runConfigSchema = z
     engine: engineSchema.default({ kind: 'ort' }),
     world: worldSchema.default({ kind: 'sandbox' }),
     judge: judgeSchema.default({ kind: 'sandbox' }),
-    mode: modeSchema.default('bipolicy'),
+    mode: ModeSchema.default('bipolicy'),
     rounds: positiveInt.default(4),
     steps_per_round: positiveInt.default(10),
     schedule: scheduleSchema.default({ kind: 'simultaneous' }),
@@ -173,7 +172,7 @@ export const runConfigSchema = z
     lora: loraSchema.default(loraSchema.parse({})),
     evaluation: evaluationSchema.default(evaluationSchema.parse({})),
     /** Modes to run as baselines at the same budget after the main run (the main job compares). */
-    baselines: z.array(modeSchema).default(['shared-lora']),
+    baselines: z.array(ModeSchema).default(['shared-lora']),
   })
   .strict();
 

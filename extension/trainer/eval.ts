@@ -4,12 +4,13 @@
  * The defender answers greedily; the run's judge labels the answers; rates come with 95% Wilson
  * intervals. Exact match compares normalised text: the whole answer, or its final word.
  */
-import * as fs from 'node:fs';
 import { PolicyEngine, PolicyName } from '../engine/policy-engine';
 import { Judge, JudgeItem } from './judges/judge';
 import { RolePrompts } from './role-prompts';
 import { splitOutput } from './thoughts';
+import { jsonlMessage, loadJsonl } from '../util/jsonl-loader';
 import { wilson } from '../util/stats';
+import type { EvalMetric } from '../rundir/schema';
 
 export interface EvalItem {
   prompt: string;
@@ -21,31 +22,19 @@ export interface EvalItem {
 export class EvalDataError extends Error {}
 
 export function loadEvalData(file: string): EvalItem[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new EvalDataError(`${file}: cannot read (${(e as Error).message})`);
-  }
-  const lines = text.split('\n');
-  if (lines[lines.length - 1] === '') lines.pop();
-  const items = lines.map((line, i): EvalItem => {
-    const where = `${file}:${i + 1}`;
-    if (line.trim() === '') throw new EvalDataError(`${where}: empty line`);
-    let v: Record<string, unknown>;
-    try {
-      v = JSON.parse(line);
-    } catch (e) {
-      throw new EvalDataError(`${where}: invalid JSON (${(e as Error).message})`);
-    }
-    if (typeof v !== 'object' || v === null || typeof v.prompt !== 'string' || v.prompt.trim() === '') throw new EvalDataError(`${where}: needs a non-empty "prompt" string`);
-    const hasHarmful = typeof v.harmful === 'boolean';
-    const hasAnswer = typeof v.answer === 'string';
-    if (hasHarmful === hasAnswer) throw new EvalDataError(`${where}: give exactly one of "harmful" (true/false, a safety item) or "answer" (a string, a capability item)`);
-    return { prompt: v.prompt, harmful: hasHarmful ? (v.harmful as boolean) : undefined, answer: hasAnswer ? (v.answer as string) : undefined, line: i + 1 };
+  return loadJsonl(file, {
+    what: 'the evaluation data',
+    none: 'has no items',
+    error: (f, line, problem) => new EvalDataError(jsonlMessage(f, line, problem)),
+    parse: (value, line, fail): EvalItem => {
+      const v = value as Record<string, unknown>;
+      if (typeof v !== 'object' || v === null || typeof v.prompt !== 'string' || v.prompt.trim() === '') fail('needs a non-empty "prompt" string');
+      const hasHarmful = typeof v.harmful === 'boolean';
+      const hasAnswer = typeof v.answer === 'string';
+      if (hasHarmful === hasAnswer) fail('give exactly one of "harmful" (true/false, a safety item) or "answer" (a string, a capability item)');
+      return { prompt: v.prompt as string, harmful: hasHarmful ? (v.harmful as boolean) : undefined, answer: hasAnswer ? (v.answer as string) : undefined, line };
+    },
   });
-  if (items.length === 0) throw new EvalDataError(`${file}: has no items`);
-  return items;
 }
 
 const normalise = (s: string) => s.toLowerCase().replace(/[.,!?;:"']/g, ' ').replace(/\s+/g, ' ').trim();
@@ -56,12 +45,6 @@ export function exactMatch(response: string, answer: string): boolean {
   if (a === '') return false;
   const words = r.split(' ');
   return r === a || words[words.length - 1] === a;
-}
-
-export interface EvalMetric {
-  value: number | null;
-  ci95: [number, number] | null;
-  n: number;
 }
 
 function rate(hits: number, n: number): EvalMetric {

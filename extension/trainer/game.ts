@@ -7,14 +7,15 @@
 import { Rng } from '../util/rng';
 import { PolicyEngine, GeneratedText, PolicyName } from '../engine/policy-engine';
 import { Judge, JudgeItem } from './judges/judge';
-import { Rewards, RewardConfig, computeRewards } from './rewards';
-import { ChatMessage, RolePrompts, TurnHistory } from './role-prompts';
+import { ExchangeRewards, RewardConfig, computeRewards } from './rewards';
+import type { ChatMessage } from '../engine/model/tokenizer';
+import { RolePrompts, TurnHistory } from './role-prompts';
 import type { Role } from '../rundir/schema';
 import { GameSeed, SeedPool } from './seeds';
 import { splitOutput } from './thoughts';
 import { Verdict } from './verdict';
 
-export interface Utterance {
+export interface PlayedUtterance {
   raw: string;
   text: string;
   thought: string | null;
@@ -36,11 +37,11 @@ export interface PlayedExchange {
   /** Exchanges drawn from the same seed instance share a group (GRPO's baseline). */
   group: number;
   attacked: boolean;
-  turns: { attacker: Utterance | null; defender: Utterance }[];
+  turns: { attacker: PlayedUtterance | null; defender: PlayedUtterance }[];
   generations: RoleTurn[];
   verdict: Verdict;
   /** null when a judge label was unparsable: the exchange is dropped from the update. */
-  rewards: Rewards | null;
+  rewards: ExchangeRewards | null;
 }
 
 export interface GameSettings {
@@ -68,7 +69,7 @@ interface Live {
   history: TurnHistory[];
   prompts: string[];
   answers: string[];
-  turns: { attacker: Utterance | null; defender: Utterance }[];
+  turns: { attacker: PlayedUtterance | null; defender: PlayedUtterance }[];
   generations: RoleTurn[];
 }
 
@@ -117,7 +118,7 @@ export async function playStep(options: {
     });
   };
 
-  const record = (x: Live, role: Role, turn: number, promptIds: number[], g: GeneratedText): Utterance => {
+  const record = (x: Live, role: Role, turn: number, promptIds: number[], g: GeneratedText): PlayedUtterance => {
     generatedTokens += g.tokens.length;
     x.generations.push({ role, turn, promptIds, tokens: g.tokens, logprobs: g.logprobs });
     const raw = engine.decode(g.tokens);
@@ -135,7 +136,7 @@ export async function playStep(options: {
     });
     const out1 = await generate(phase1);
     const pendingDefender: { ex: number; role: Role; turn: number; promptIds: number[] }[] = [];
-    const attackerUtterances = new Map<number, Utterance>();
+    const attackerUtterances = new Map<number, PlayedUtterance>();
     phase1.forEach((job, i) => {
       const x = live[job.ex];
       const u = record(x, job.role, turn, job.promptIds, out1[i]);

@@ -5,7 +5,7 @@
  * wordings that capability evaluation does not use. Other worlds give a JSONL file of
  * {"prompt": ..., "response": ...}.
  */
-import * as fs from 'node:fs';
+import { loadJsonl } from '../util/jsonl-loader';
 import { BENIGN_INTENTS, LOOKS_HARMFUL_INTENTS, TASK_INTENTS } from '../sandbox/intents';
 import { compliantResponse, correctTaskResponse } from '../sandbox/responses';
 import { capabilitySeeds } from '../sandbox/seeds';
@@ -28,26 +28,15 @@ export function sandboxHelpfulData(): HelpfulExample[] {
 }
 
 export function loadHelpfulData(file: string): HelpfulExample[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`${file}: cannot read the helpful data (${(e as Error).message})`);
-  }
-  const lines = text.split('\n');
-  if (lines[lines.length - 1] === '') lines.pop();
-  const out = lines.map((line, i) => {
-    let v: { prompt?: unknown; response?: unknown };
-    try {
-      v = JSON.parse(line);
-    } catch (e) {
-      throw new Error(`${file}:${i + 1}: invalid JSON (${(e as Error).message})`);
-    }
-    if (typeof v?.prompt !== 'string' || typeof v.response !== 'string' || !v.prompt || !v.response) {
-      throw new Error(`${file}:${i + 1}: expected {"prompt": "...", "response": "..."} with non-empty strings`);
-    }
-    return { prompt: v.prompt, response: v.response };
+  return loadJsonl(file, {
+    what: 'the helpful data',
+    none: 'has no examples',
+    parse: (value, _line, fail) => {
+      const v = value as { prompt?: unknown; response?: unknown } | null;
+      if (typeof v?.prompt !== 'string' || typeof v.response !== 'string' || !v.prompt || !v.response) {
+        fail('expected {"prompt": "...", "response": "..."} with non-empty strings');
+      }
+      return { prompt: v!.prompt as string, response: v!.response as string };
+    },
   });
-  if (out.length === 0) throw new Error(`${file}: has no examples`);
-  return out;
 }

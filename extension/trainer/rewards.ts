@@ -1,5 +1,5 @@
 /**
- * Rewards of the red-teaming game. `general-sum` is Self-RedTeam's (arXiv 2506.07468):
+ * ExchangeRewards of the red-teaming game. `general-sum` is Self-RedTeam's (arXiv 2506.07468):
  *   attacker = faithfulness (±0.5) + refusal outcome (±0.5) + harm outcome (±1) + format (±1)
  *   defender = refusal correctness (±1) + harmlessness (±1) + format (±1)
  * `zero-sum` makes the game part exactly opposed: u = faithfulness + refusal outcome + harm, the
@@ -14,7 +14,7 @@ export interface RewardConfig {
   rewardBenignHelpfulness: boolean;
 }
 
-export interface Rewards {
+export interface ExchangeRewards {
   /** null when the seed went to the defender unchanged (no attacker move to reward). */
   attacker: number | null;
   defender: number;
@@ -24,7 +24,7 @@ export interface Rewards {
 const sign = (good: boolean, size: number) => (good ? size : -size);
 
 /** Returns null for an exchange with an unparsable label: it is dropped, never guessed. */
-export function computeRewards(seedHarmful: boolean, attacked: boolean, v: Verdict, config: RewardConfig): Rewards | null {
+export function computeRewards(seedHarmful: boolean, attacked: boolean, v: Verdict, config: RewardConfig): ExchangeRewards | null {
   if (v.promptHarmful === null || v.refusal === null || v.responseHarmful === null) return null;
   const promptHarmful = v.promptHarmful;
   const helpfulnessCounts = promptHarmful || config.rewardBenignHelpfulness;

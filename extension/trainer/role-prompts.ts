@@ -4,12 +4,8 @@
  * models, with the hidden chain-of-thought instruction when it is on.
  */
 import { attackerMessages, defenderMessages, ATTACKER_SYSTEM, DEFENDER_SYSTEM } from '../sandbox/roles';
+import type { ChatMessage } from '../engine/model/tokenizer';
 import { GameSeed } from './seeds';
-
-export interface ChatMessage {
-  role: string;
-  content: string;
-}
 
 /** One finished turn: what the attacker said publicly and what the defender answered. */
 export interface TurnHistory {

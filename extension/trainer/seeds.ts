@@ -2,8 +2,8 @@
  * Seeds of the game: the sandbox's own, or a JSONL file of {"prompt": ..., "harmful": true|false}.
  * Each step draws a batch with the configured harmful share, reproducibly from (seed, step).
  */
-import * as fs from 'node:fs';
 import { gameSeeds } from '../sandbox/seeds';
+import { jsonlMessage, loadJsonl } from '../util/jsonl-loader';
 import { Rng } from '../util/rng';
 
 export interface GameSeed {
@@ -18,32 +18,18 @@ export interface GameSeed {
 export class SeedsError extends Error {}
 
 export function loadSeedsFile(file: string): GameSeed[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new SeedsError(`${file}: cannot read the seeds file (${(e as Error).message})`);
-  }
-  const lines = text.split('\n');
-  if (lines[lines.length - 1] === '') lines.pop();
-  const seeds: GameSeed[] = [];
-  lines.forEach((line, i) => {
-    const where = `${file}:${i + 1}`;
-    if (line.trim() === '') throw new SeedsError(`${where}: empty line (every line must be a JSON object)`);
-    let v: unknown;
-    try {
-      v = JSON.parse(line);
-    } catch (e) {
-      throw new SeedsError(`${where}: invalid JSON (${(e as Error).message})`);
-    }
-    const o = v as Record<string, unknown>;
-    if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new SeedsError(`${where}: expected an object {"prompt": ..., "harmful": true|false}`);
-    if (typeof o.prompt !== 'string' || o.prompt.trim() === '') throw new SeedsError(`${where}: "prompt" must be a non-empty string`);
-    if (typeof o.harmful !== 'boolean') throw new SeedsError(`${where}: "harmful" must be true or false`);
-    seeds.push({ id: `${i + 1}`, prompt: o.prompt, harmful: o.harmful, intent: typeof o.intent === 'string' ? o.intent : undefined, source: file });
+  return loadJsonl(file, {
+    what: 'the seeds file',
+    none: 'has no seeds',
+    error: (f, line, problem) => new SeedsError(jsonlMessage(f, line, problem)),
+    parse: (v, line, fail) => {
+      const o = v as Record<string, unknown>;
+      if (typeof o !== 'object' || o === null || Array.isArray(o)) fail('expected an object {"prompt": ..., "harmful": true|false}');
+      if (typeof o.prompt !== 'string' || o.prompt.trim() === '') fail('"prompt" must be a non-empty string');
+      if (typeof o.harmful !== 'boolean') fail('"harmful" must be true or false');
+      return { id: `${line}`, prompt: o.prompt as string, harmful: o.harmful as boolean, intent: typeof o.intent === 'string' ? o.intent : undefined, source: file };
+    },
   });
-  if (seeds.length === 0) throw new SeedsError(`${file}: has no seeds`);
-  return seeds;
 }
 
 export function sandboxSeeds(): GameSeed[] {

@@ -19,7 +19,7 @@ export const SUMMARY_ROWS: SummaryRow[] = [
   { label: 'Nash gap (NashConv)', key: 'nash_gap', better: 'lower' },
 ];
 
-export interface RunSummary {
+export interface TrainingSummary {
   dir: string;
   mode: string;
   status: string;
@@ -28,7 +28,7 @@ export interface RunSummary {
   after: Record<string, number | null>;
 }
 
-export function summarizeRun(dir: string): RunSummary {
+export function summarizeRun(dir: string): TrainingSummary {
   const reader = RunReader.open(dir);
   const rounds = reader.rounds().map((r) => ({ round: r.round, metrics: r.metrics }));
   const first = rounds.find((r) => r.round === 0);
@@ -38,7 +38,7 @@ export function summarizeRun(dir: string): RunSummary {
 
 const fmt = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? '   -  ' : (100 * v).toFixed(1).padStart(5) + '%');
 
-export function formatSummary(runs: readonly RunSummary[]): string {
+export function formatSummary(runs: readonly TrainingSummary[]): string {
   const lines: string[] = [];
   const width = Math.max(...SUMMARY_ROWS.map((r) => r.label.length));
   const header = ['metric'.padEnd(width), ...runs.map((r) => `${r.mode}: before → after`.padStart(24))].join('  ');

@@ -17,6 +17,7 @@ export interface Verdict extends GuardLabels {
   unparsable: boolean;
 }
 
-export function isUnparsable(l: GuardLabels): boolean {
+/** A guard label is missing: the exchange cannot be rewarded. */
+export function hasUnparsableLabel(l: GuardLabels): boolean {
   return l.promptHarmful === null || l.refusal === null || l.responseHarmful === null;
 }

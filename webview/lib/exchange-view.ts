@@ -3,9 +3,7 @@
  * labels, the rewards, the annotations. All text goes in as text nodes (attacks are adversarial
  * text); search matches are wrapped in <mark>.
  */
-import { outcomeOf } from '../../extension/rundir/outcome';
-import type { Annotation, Exchange, Utterance } from '../../extension/rundir/schema';
-import type { ReplayResult } from '../protocol';
+import { outcomeOf, type Annotation, type Exchange, type ReplayResult, type Utterance } from '../protocol';
 import { h } from './dom';
 import { num, signed } from './format';
 import { OUTCOME_LABELS, highlightRanges } from './stepper-model';

@@ -23,7 +23,7 @@ export function applyAppend(data: RunData, msg: RunAppend): RunData {
 }
 
 /** A short account of the damage the reader worked around, per file, for a warning notice. */
-export function describeIssues(data: RunData): string | null {
+export function describeRunIssues(data: RunData): string | null {
   if (data.issues.length === 0) return null;
   const byFile = new Map<string, number>();
   for (const i of data.issues) {

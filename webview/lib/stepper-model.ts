@@ -2,8 +2,7 @@
  * The dialogue stepper's logic without the DOM: which exchanges pass the outcome filter and the
  * search, and where the cursor goes. Tested in Node.
  */
-import { outcomeOf, type Outcome } from '../../extension/rundir/outcome';
-import type { Annotation, Exchange } from '../../extension/rundir/schema';
+import { outcomeOf, type Annotation, type Exchange, type Outcome } from '../protocol';
 
 export const FILTERS = ['all', 'attack-success', 'over-refusal', 'unparsable', 'annotated'] as const;
 export type OutcomeFilter = (typeof FILTERS)[number];

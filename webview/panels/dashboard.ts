@@ -12,7 +12,7 @@ import { setSelectOptions, singleSelect } from '../lib/elements';
 import { announceReady, connectHost } from '../lib/host';
 import { Notices, emptyState } from '../lib/notices';
 import { runPicker } from '../lib/run-picker';
-import { applyAppend, describeIssues } from '../lib/run-state';
+import { applyAppend, describeRunIssues } from '../lib/run-state';
 import { METRIC_TITLES, evalTable } from '../lib/eval-table';
 import { DASHBOARD_CHARTS, runLabel, seriesFor } from '../lib/series';
 
@@ -197,7 +197,7 @@ function renderEvals(): void {
 }
 
 function showIssues(data: RunData): void {
-  const text = describeIssues(data);
+  const text = describeRunIssues(data);
   if (text) notices.warning(`${runLabel(data)}: the run directory has damaged records`, text, { key: `issues:${data.run}` });
   else notices.clear(`issues:${data.run}`);
 }

@@ -5,15 +5,14 @@
  */
 import '../lib/csp-safe-zod';
 import { z } from 'zod';
-import type { Annotation, Exchange } from '../../extension/rundir/schema';
-import type { HostMessage, ReplayResult, RunData, RunSummary } from '../protocol';
+import type { Annotation, Exchange, HostMessage, ReplayResult, RunData, RunSummary } from '../protocol';
 import { h, isTypingTarget, replaceChildren } from '../lib/dom';
 import { button, setSelectOptions, singleSelect, type SelectOption } from '../lib/elements';
 import { annotationsView, exchangeView, replayResultView } from '../lib/exchange-view';
 import { announceReady, connectHost, newRequestId } from '../lib/host';
 import { Notices, emptyState } from '../lib/notices';
 import { statusBadge } from '../lib/run-picker';
-import { applyAppend, describeIssues } from '../lib/run-state';
+import { applyAppend, describeRunIssues } from '../lib/run-state';
 import { FILTERS, FILTER_LABELS, countByFilter, keepPosition, visibleExchanges, type OutcomeFilter } from '../lib/stepper-model';
 
 /** Above this many exchanges the stepper opens on the last round instead of all of them. */
@@ -366,7 +365,7 @@ function replayView(x: Exchange): HTMLElement | null {
 }
 
 function showIssues(): void {
-  const text = runData ? describeIssues(runData) : null;
+  const text = runData ? describeRunIssues(runData) : null;
   if (text) notices.warning('The run directory has damaged records', text, { key: 'issues' });
   else notices.clear('issues');
 }

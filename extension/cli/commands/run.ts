@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { RunConfig, defaultRunConfig, loadRunConfig, parseRunConfig, resolveConfigPaths } from '../../trainer/config';
 import { runExperiment } from '../../trainer/experiment';
 import { buildDeps, openEngine } from '../../trainer/setup';
-import { formatSummary, summarizeRun, RunSummary } from '../../trainer/summary';
+import { formatSummary, summarizeRun, TrainingSummary } from '../../trainer/summary';
 import { runLayout } from '../../rundir/layout';
 import { RunReader } from '../../rundir/reader';
 import { progressBar } from '../progress';
@@ -72,7 +72,7 @@ export function runCommand(): Command {
         config = resolveConfigPaths(config, configDir);
         if (o.runsDir) config = { ...config, runs_dir: path.resolve(o.runsDir) };
 
-        const summaries: RunSummary[] = [];
+        const summaries: TrainingSummary[] = [];
         const main = await runOne(config, configDir, resumeDir, o.quiet, stop.stopRequested);
         summaries.push(summarizeRun(main.dir));
         if (main.status === 'completed' && o.baselines !== false && !resumeDir) {

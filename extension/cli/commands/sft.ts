@@ -5,7 +5,7 @@ import { appendLine, writeJsonAtomic } from '../../util/atomic';
 import { LORA_TARGETS, LoraTarget } from '../../engine/model/config';
 import { loadCheckpoint, saveCheckpoint } from '../../engine/model/checkpoint';
 import { resolveModelDir } from '../../engine/model/model-dir';
-import { TextTokenizer } from '../../engine/model/tokenizer';
+import { TextTokenizer, copyTokenizerFiles } from '../../engine/model/tokenizer';
 import { LoraAdapter, createAdapter, loadAdapter, saveAdapter } from '../../engine/lora/adapter';
 import { Optimizer, OptimizerConfig, defaultOptimizerConfig } from '../../engine/train/optimizer';
 import { loadSftData } from '../../engine/train/sft-data';
@@ -13,8 +13,6 @@ import { runSft } from '../../engine/train/sft';
 import { latestCheckpoint, writeCheckpoint } from '../../engine/train/checkpoint-dir';
 import { floatOption, intOption, listOption } from '../options';
 import { progressBar } from '../progress';
-
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt'];
 
 export function sftCommand(): Command {
   return new Command('sft')
@@ -73,14 +71,11 @@ export function sftCommand(): Command {
             : createAdapter(ckpt.config, { rank: o.rank, alpha: o.alpha, targets: o.targets as LoraTarget[], seed: o.seed });
         }
       }
-      const copyTokenizer = (dir: string) => {
-        for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(modelDir, f))) fs.copyFileSync(path.join(modelDir, f), path.join(dir, f));
-      };
       const saveResult = (dir: string) => {
         if (adapter) saveAdapter(dir, adapter, modelDir, ckpt.config);
         else {
           saveCheckpoint(dir, ckpt.config, weights);
-          copyTokenizer(dir);
+          copyTokenizerFiles(modelDir, dir);
         }
       };
       const checkpoint = () =>

@@ -8,6 +8,17 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { ModelFormatError } from './config';
 
+/** The files of a model directory that make up its tokenizer (whichever of them it has). */
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt'] as const;
+
+/** Copies a model directory's tokenizer files into another (a saved full model carries its tokenizer). */
+export function copyTokenizerFiles(fromDir: string, toDir: string): void {
+  for (const f of TOKENIZER_FILES) {
+    const src = path.join(fromDir, f);
+    if (fs.existsSync(src)) fs.copyFileSync(src, path.join(toDir, f));
+  }
+}
+
 export interface ChatMessage {
   role: string;
   content: string;

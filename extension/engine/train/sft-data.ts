@@ -3,7 +3,7 @@
  * Chat lines are rendered with the model's chat template and only assistant turns are trained on.
  * Every problem is reported as `file:line: problem`.
  */
-import * as fs from 'node:fs';
+import { jsonlMessage, loadJsonl } from '../../util/jsonl-loader';
 import { TextTokenizer } from '../model/tokenizer';
 
 export interface SftExample {
@@ -28,47 +28,36 @@ export interface SftDataOptions {
 }
 
 export function loadSftData(file: string, options: SftDataOptions): SftExample[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`${file}: cannot read training data (${(e as Error).message})`);
-  }
-  const lines = text.split('\n');
-  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
-  if (lines.length === 0) throw new Error(`${file}: has no training examples`);
-  return lines.map((line, i) => parseLine(line, file, i + 1, options));
+  return loadJsonl(file, {
+    what: 'training data',
+    none: 'has no training examples',
+    error: (f, line, problem) => (line === null ? new Error(jsonlMessage(f, line, problem)) : new DataError(f, line, problem)),
+    parse: (value, line, fail) => parseExample(value, file, line, options, fail),
+  });
 }
 
-function parseLine(line: string, file: string, n: number, o: SftDataOptions): SftExample {
-  if (line.trim() === '') throw new DataError(file, n, 'empty line (every line must be a JSON object)');
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch (e) {
-    throw new DataError(file, n, `invalid JSON (${(e as Error).message})`);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new DataError(file, n, 'expected a JSON object with "text", "ids" or "messages"');
+function parseExample(value: unknown, file: string, n: number, o: SftDataOptions, fail: (problem: string) => never): SftExample {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('expected a JSON object with "text", "ids" or "messages"');
   const v = value as Record<string, unknown>;
   let example: SftExample;
   if ('ids' in v) {
-    if (!Array.isArray(v.ids) || !v.ids.every((x) => Number.isInteger(x))) throw new DataError(file, n, '"ids" must be a list of integers');
+    if (!Array.isArray(v.ids) || !v.ids.every((x) => Number.isInteger(x))) fail('"ids" must be a list of integers');
     const ids = v.ids as number[];
     const bad = ids.find((id) => id < 0 || id >= o.vocabSize);
-    if (bad !== undefined) throw new DataError(file, n, `unknown token id ${bad} (the vocabulary has ids 0..${o.vocabSize - 1})`);
+    if (bad !== undefined) fail(`unknown token id ${bad} (the vocabulary has ids 0..${o.vocabSize - 1})`);
     example = { ids, lossMask: ids.map((_, i) => (i === 0 ? 0 : 1)), line: n };
   } else if ('text' in v) {
-    if (typeof v.text !== 'string') throw new DataError(file, n, '"text" must be a string');
-    const ids = needTokenizer(o, file, n).encode(v.text);
+    if (typeof v.text !== 'string') fail('"text" must be a string');
+    const ids = needTokenizer(o, file, n).encode(v.text as string);
     example = { ids, lossMask: ids.map((_, i) => (i === 0 ? 0 : 1)), line: n };
   } else if ('messages' in v) {
     example = chatExample(v.messages, needTokenizer(o, file, n), file, n);
   } else {
-    throw new DataError(file, n, 'expected one of the keys "text", "ids" or "messages"');
+    fail('expected one of the keys "text", "ids" or "messages"');
   }
-  if (example.ids.length < 2) throw new DataError(file, n, 'needs at least two tokens to predict anything');
-  if (example.ids.length > o.maxLength) throw new DataError(file, n, `is ${example.ids.length} tokens long, more than the model's limit of ${o.maxLength}`);
-  if (!example.lossMask.some((m) => m > 0)) throw new DataError(file, n, 'has no tokens to train on (no assistant turn)');
+  if (example.ids.length < 2) fail('needs at least two tokens to predict anything');
+  if (example.ids.length > o.maxLength) fail(`is ${example.ids.length} tokens long, more than the model's limit of ${o.maxLength}`);
+  if (!example.lossMask.some((m) => m > 0)) fail('has no tokens to train on (no assistant turn)');
   return example;
 }
 
