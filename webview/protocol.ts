@@ -26,7 +26,7 @@ import { AdapterDiffSchema, ReplayResultSchema } from '../extension/panel-worker
 // What the panels use of the run's records and of the panel worker's results, so that webview code
 // imports only webview/ and this file.
 export { ModuleDiffSchema, ReplayResultSchema, type ModuleDiff, type ReplayResult } from '../extension/panel-worker/protocol';
-export type { Annotation, Exchange, Utterance } from '../extension/rundir/schema';
+export type { Annotation, EvalMetric, Exchange, Utterance } from '../extension/rundir/schema';
 export { outcomeOf, type Outcome } from '../extension/rundir/outcome';
 
 /** Bumped when a message changes incompatibly; a mismatch is shown instead of misread. */

@@ -6,8 +6,8 @@
  * after warm-up. One phase runs per process so peak memory is the phase's own.
  */
 import { expectedWeights, Weights } from '../engine/model/checkpoint';
-import { parseConfig, parameterCount } from '../engine/model/config';
-import { LoraTarget } from '../engine/model/config';
+import { parseConfig, parameterCount } from '../engine/model/model-config';
+import { LoraTarget } from '../engine/model/model-config';
 import { createAdapter, LoraAdapter } from '../engine/lora/adapter';
 import { adapterGradMap, adapterParams } from '../engine/lora/packing';
 import { LanguageModel } from '../engine/runtime/language-model';

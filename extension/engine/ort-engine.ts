@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LoraTarget, parameterCount } from './model/config';
+import { LoraTarget, parameterCount } from './model/model-config';
 import { Weights, loadCheckpoint, saveCheckpoint } from './model/checkpoint';
 import { openModel } from './runtime/open-model';
 import { TextTokenizer, copyTokenizerFiles } from './model/tokenizer';

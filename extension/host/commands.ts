@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { exportAnnotatedSeeds, readRunInfo, runLayout, type AnnotationLabel } from '../rundir';
-import { ConfigError, loadRunConfig, type RunConfig } from '../trainer/config';
+import { ConfigError, loadRunConfig, type RunConfig } from '../trainer/run-config';
 import { LABEL_TITLES } from './annotation-comments';
 import { MissingExecutableError, resolvePython } from './executables';
 import { cliArgs } from './job-manager';

@@ -7,7 +7,7 @@
  * Not imported by the extension at run time.
  */
 import { z } from 'zod';
-import { runConfigSchema } from '../trainer/config';
+import { runConfigSchema } from '../trainer/run-config';
 
 /** What each field means, by its path in the config (docs/config.md has the long form). */
 export const FIELD_DOCS: Record<string, string> = {

@@ -18,7 +18,7 @@ import {
   type WebviewMessage,
 } from '../../webview/protocol';
 import { JobCancelled, type Submitted } from '../panel-worker/client';
-import type { JobOf, JobResults } from '../panel-worker/protocol';
+import type { PanelJobOf, PanelJobResults } from '../panel-worker/protocol';
 
 export type Focus = { runs: string[]; round?: number; exchange?: string } | null;
 
@@ -30,8 +30,8 @@ export interface RunLookup {
 
 /** The panel worker's two jobs, as the session needs them (PanelWorkerClient; tests do them in-process). */
 export interface PanelWorker {
-  adapterDiff(left: string, right: string, baseModel: string | null, onProgress?: (done: number, total: number) => void): Submitted<JobResults['adapter-diff']>;
-  replay(input: Omit<JobOf<'replay'>, 'type'>, onProgress?: (done: number, total: number) => void): Submitted<JobResults['replay']>;
+  adapterDiff(left: string, right: string, baseModel: string | null, onProgress?: (done: number, total: number) => void): Submitted<PanelJobResults['adapter-diff']>;
+  replay(input: Omit<PanelJobOf<'replay'>, 'type'>, onProgress?: (done: number, total: number) => void): Submitted<PanelJobResults['replay']>;
   cancel(id: number): void;
 }
 

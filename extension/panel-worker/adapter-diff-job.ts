@@ -5,13 +5,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fitAdapter, readPeftAdapter, type PeftAdapter } from '../engine/lora/adapter';
-import { readConfig, type ModelConfig } from '../engine/model/config';
+import { readConfig, type ModelConfig } from '../engine/model/model-config';
 import { resolveModelDir } from '../engine/model/model-dir';
 import { diffAdapters } from './adapter-diff';
 import { JobError, type JobContext } from './job';
-import type { AdapterDiff, JobOf } from './protocol';
+import type { AdapterDiff, PanelJobOf } from './protocol';
 
-export function adapterDiffJob(job: JobOf<'adapter-diff'>, ctx: JobContext): AdapterDiff {
+export function adapterDiffJob(job: PanelJobOf<'adapter-diff'>, ctx: JobContext): AdapterDiff {
   const read = (dir: string): PeftAdapter => {
     if (!fs.existsSync(dir)) throw new JobError(`${dir} does not exist: the round has no such adapter`);
     return readPeftAdapter(dir);

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import type { Job, JobKind, JobOf, JobResults, WorkerData, WorkerReply, WorkerRequest } from './protocol';
+import type { PanelJob, PanelJobKind, PanelJobOf, PanelJobResults, WorkerData, WorkerReply, WorkerRequest } from './protocol';
 
 /** A job abandoned by `cancel` (or by shutting the worker down). */
 export class JobCancelled extends Error {
@@ -16,7 +16,7 @@ export class JobCancelled extends Error {
   }
 }
 
-type Progress = (done: number, total: number) => void;
+type OnProgress = (done: number, total: number) => void;
 
 /** A job submitted: its id (for `cancel`) and its result. */
 export interface Submitted<T> {
@@ -26,7 +26,7 @@ export interface Submitted<T> {
 
 interface Pending {
   id: number;
-  job: Job;
+  job: PanelJob;
   onProgress?: (done: number, total: number) => void;
   resolve: (value: unknown) => void;
   reject: (e: Error) => void;
@@ -50,9 +50,9 @@ export class PanelWorkerClient {
   constructor(private readonly options: PanelWorkerClientOptions) {}
 
   /** Submits a job; its result resolves with what the worker returns, or rejects with its error. */
-  submit<K extends JobKind>(job: JobOf<K>, onProgress?: Progress): Submitted<JobResults[K]> {
+  submit<K extends PanelJobKind>(job: PanelJobOf<K>, onProgress?: OnProgress): Submitted<PanelJobResults[K]> {
     const id = this.nextId++;
-    const result = new Promise<JobResults[K]>((resolve, reject) => {
+    const result = new Promise<PanelJobResults[K]>((resolve, reject) => {
       if (this.disposed) return reject(new Error('the engine worker has been shut down'));
       this.queue.push({ id, job, onProgress, resolve: resolve as (v: unknown) => void, reject });
       this.pump();
@@ -60,11 +60,11 @@ export class PanelWorkerClient {
     return { id, result };
   }
 
-  adapterDiff(left: string, right: string, baseModel: string | null, onProgress?: Progress): Submitted<JobResults['adapter-diff']> {
+  adapterDiff(left: string, right: string, baseModel: string | null, onProgress?: OnProgress): Submitted<PanelJobResults['adapter-diff']> {
     return this.submit({ type: 'adapter-diff', left, right, baseModel }, onProgress);
   }
 
-  replay(input: Omit<JobOf<'replay'>, 'type'>, onProgress?: Progress): Submitted<JobResults['replay']> {
+  replay(input: Omit<PanelJobOf<'replay'>, 'type'>, onProgress?: OnProgress): Submitted<PanelJobResults['replay']> {
     return this.submit({ type: 'replay', ...input }, onProgress);
   }
 

@@ -30,10 +30,10 @@ export const ReplayJobSchema = z.object({
   adapterRound: z.number().int().min(0),
 });
 
-export const JobSchema = z.discriminatedUnion('type', [AdapterDiffJobSchema, ReplayJobSchema]);
-export type Job = z.infer<typeof JobSchema>;
-export type JobKind = Job['type'];
-export type JobOf<K extends JobKind> = Extract<Job, { type: K }>;
+export const PanelJobSchema = z.discriminatedUnion('type', [AdapterDiffJobSchema, ReplayJobSchema]);
+export type PanelJob = z.infer<typeof PanelJobSchema>;
+export type PanelJobKind = PanelJob['type'];
+export type PanelJobOf<K extends PanelJobKind> = Extract<PanelJob, { type: K }>;
 
 // ---------------------------------------------------------------------------------------------------
 // Results
@@ -95,7 +95,7 @@ export type ReplayResult = z.infer<typeof ReplayResultSchema>;
 export const ReplayOutputSchema = ReplayResultSchema.extend({ judgeError: z.string().optional() });
 export type ReplayOutput = z.infer<typeof ReplayOutputSchema>;
 
-export interface JobResults {
+export interface PanelJobResults {
   'adapter-diff': AdapterDiff;
   replay: ReplayOutput;
 }
@@ -103,11 +103,11 @@ export interface JobResults {
 // ---------------------------------------------------------------------------------------------------
 // The wire: host → worker and worker → host
 
-export type WorkerRequest = (Job & { id: number }) | { type: 'shutdown' };
+export type WorkerRequest = (PanelJob & { id: number }) | { type: 'shutdown' };
 
 export type WorkerReply =
   | { type: 'progress'; id: number; done: number; total: number }
-  | { type: 'result'; id: number; result: JobResults[JobKind] }
+  | { type: 'result'; id: number; result: PanelJobResults[PanelJobKind] }
   | { type: 'error'; id: number; message: string; cancelled?: boolean };
 
 export interface WorkerData {

@@ -7,12 +7,12 @@ import * as fs from 'node:fs';
 import { BUILTIN_SANDBOX, resolveModelDir } from '../engine/model/model-dir';
 import { OrtEngine } from '../engine/ort-engine';
 import { RunReader, roleSlots, runLayout, slotRelPath, type Exchange } from '../rundir';
-import { parseRunConfig, type RunConfig } from '../trainer/config';
+import { parseRunConfig, type RunConfig } from '../trainer/run-config';
 import { makeJudge } from '../trainer/judges';
 import { rolePrompts } from '../trainer/role-prompts';
 import { splitOutput } from '../trainer/thoughts';
 import { JobError, type JobContext } from './job';
-import type { JobOf, ReplayOutput } from './protocol';
+import type { PanelJobOf, ReplayOutput } from './protocol';
 
 interface OpenEngine {
   model: string;
@@ -61,7 +61,7 @@ function stableSeed(text: string): number {
   return h >>> 0;
 }
 
-export async function replayJob(job: JobOf<'replay'>, ctx: JobContext): Promise<ReplayOutput> {
+export async function replayJob(job: PanelJobOf<'replay'>, ctx: JobContext): Promise<ReplayOutput> {
   const { progress, checkCancelled } = ctx;
   const started = Date.now();
   const reader = RunReader.open(job.runDir);

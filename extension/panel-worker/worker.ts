@@ -13,16 +13,16 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { adapterDiffJob } from './adapter-diff-job';
 import { Cancelled, type JobContext } from './job';
-import { JobSchema, type Job, type JobKind, type JobOf, type JobResults, type WorkerData, type WorkerReply, type WorkerRequest } from './protocol';
+import { PanelJobSchema, type PanelJob, type PanelJobKind, type PanelJobOf, type PanelJobResults, type WorkerData, type WorkerReply, type WorkerRequest } from './protocol';
 import { closeReplayEngine, replayJob } from './replay-job';
 
-const JOBS: { [K in JobKind]: (job: JobOf<K>, ctx: JobContext) => JobResults[K] | Promise<JobResults[K]> } = {
+const JOBS: { [K in PanelJobKind]: (job: PanelJobOf<K>, ctx: JobContext) => PanelJobResults[K] | Promise<PanelJobResults[K]> } = {
   'adapter-diff': adapterDiffJob,
   replay: replayJob,
 };
 
-function runJob(job: Job, ctx: JobContext): Promise<JobResults[JobKind]> {
-  const handler = JOBS[job.type] as (job: Job, ctx: JobContext) => JobResults[JobKind] | Promise<JobResults[JobKind]>;
+function runJob(job: PanelJob, ctx: JobContext): Promise<PanelJobResults[PanelJobKind]> {
+  const handler = JOBS[job.type] as (job: PanelJob, ctx: JobContext) => PanelJobResults[PanelJobKind] | Promise<PanelJobResults[PanelJobKind]>;
   return Promise.resolve().then(() => handler(job, ctx));
 }
 
@@ -42,7 +42,7 @@ function serve(): void {
     queue = queue.then(() => run(msg));
   });
 
-  async function run(msg: Job & { id: number }): Promise<void> {
+  async function run(msg: PanelJob & { id: number }): Promise<void> {
     const id = msg.id;
     const ctx: JobContext = {
       progress: (done, total) => reply({ type: 'progress', id, done, total }),
@@ -52,7 +52,7 @@ function serve(): void {
     };
     try {
       ctx.checkCancelled();
-      const job = JobSchema.safeParse(msg);
+      const job = PanelJobSchema.safeParse(msg);
       if (!job.success) throw new Error(`the panel worker received a malformed ${JSON.stringify(msg.type)} job`);
       reply({ type: 'result', id, result: await runJob(job.data, ctx) });
     } catch (e) {

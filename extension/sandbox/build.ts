@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { writeJsonAtomic, fsyncDir } from '../util/atomic';
 import { Rng } from '../util/rng';
 import { expectedWeights, saveCheckpoint, type Weights } from '../engine/model/checkpoint';
-import { parameterCount, parseConfig, type ModelConfig } from '../engine/model/config';
+import { parameterCount, parseConfig, type ModelConfig } from '../engine/model/model-config';
 import { TextTokenizer } from '../engine/model/tokenizer';
 import { Optimizer, type OptimizerConfig } from '../engine/train/optimizer';
 import { runSft, type SftStepReport } from '../engine/train/sft';
@@ -18,7 +18,7 @@ import { corpusJsonl, DEFAULT_CORPUS_DIALOGUES, generateCorpus, type CorpusDialo
 import { fileDigest, MODEL_FILES, type FileDigest } from './builtin';
 import { profileModelDir, type SandboxProfile } from './profile';
 import { DEFAULT_SANDBOX_SEED } from './targets';
-import { MAX_SEQUENCE_TOKENS, SPECIAL_TOKENS, writeTokenizerFiles } from './tokenizer';
+import { MAX_SEQUENCE_TOKENS, SPECIAL_TOKENS, writeTokenizerFiles } from './vocabulary';
 
 /** The transformer's shape; the vocabulary comes from the tokenizer. */
 export interface SandboxShape {

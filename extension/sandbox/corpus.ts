@@ -4,14 +4,14 @@
  */
 import { Rng } from '../util/rng';
 import { BENIGN_INTENTS, HARMFUL_INTENTS, LOOKS_HARMFUL_INTENTS, NUMBER_WORDS, REQUEST_INTENTS, TASK_INTENTS, type RequestIntent, type TaskIntent } from './intents';
-import { judgePrompt, judgeResponse } from './judge';
+import { judgePrompt, judgeResponse } from './exact-judge';
 import { COMPLIANCE_TEMPLATES, compliantResponse, REFUSALS, taskResponse } from './responses';
 import { ATTACK_INSTRUCTION_BENIGN, ATTACK_INSTRUCTION_HARMFUL, ATTACKER_SYSTEM, attackerMessages, defenderMessages } from './roles';
 import type { ChatMessage } from '../engine/model/tokenizer';
 import { benignSeeds, harmfulSeeds, type SandboxSeed } from './seeds';
 import { buildAttack, COMPOSITION_VARIANTS, tacticCombinations, VARIANTS_PER_TACTIC, type Attack, type TacticId } from './tactics';
 import { ATTACKER_TARGETS, complianceTarget, DEFAULT_SANDBOX_SEED, DEFENDER_TARGETS, isVulnerable, vulnerabilityTable, type VulnerabilityTable } from './targets';
-import { renderChat } from './tokenizer';
+import { renderChat } from './vocabulary';
 
 export type DefenderKind =
   | 'plain-harmful'

@@ -17,12 +17,12 @@
  */
 import type { PolicyEngine, GeneratedText, GenerationRequest, GenerationSettings, PolicyName } from '../engine/policy-engine';
 import { TASK_INTENTS } from './intents';
-import { judgePrompt, judgeResponse, publicPart } from './judge';
+import { judgePrompt, judgeResponse, publicPart } from './exact-judge';
 import { COMPLIANCE_OPENERS, correctTaskResponse, REFUSAL_OPENERS } from './responses';
 import { attackerMessages, defenderMessages } from './roles';
 import { capabilitySeeds, gameSeeds, type SandboxSeed } from './seeds';
 import { enumerateAllAttacks, enumerateAttacks, type Attack } from './tactics';
-import { SPECIAL_TOKENS } from './tokenizer';
+import { SPECIAL_TOKENS } from './vocabulary';
 import { wordKey, words } from './words';
 import { wilson, Z95, type Interval } from '../util/stats';
 

@@ -11,7 +11,7 @@ import { ExchangeRewards, RewardConfig, computeRewards } from './rewards';
 import type { ChatMessage } from '../engine/model/tokenizer';
 import { RolePrompts, TurnHistory } from './role-prompts';
 import type { Role } from '../rundir/schema';
-import { GameSeed, SeedPool } from './seeds';
+import { GameSeed, SeedPool } from './seed-pool';
 import { splitOutput } from './thoughts';
 import { Verdict } from './verdict';
 

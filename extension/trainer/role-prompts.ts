@@ -5,7 +5,7 @@
  */
 import { attackerMessages, defenderMessages, ATTACKER_SYSTEM, DEFENDER_SYSTEM } from '../sandbox/roles';
 import type { ChatMessage } from '../engine/model/tokenizer';
-import { GameSeed } from './seeds';
+import { GameSeed } from './seed-pool';
 
 /** One finished turn: what the attacker said publicly and what the defender answered. */
 export interface TurnHistory {

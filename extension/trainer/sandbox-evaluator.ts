@@ -8,7 +8,7 @@ import type { Attack } from '../sandbox/tactics';
 import { attackerValues, bestResponse, capability, complianceTable, payoff, rates, sampleRewrites, nashConv, ComplianceTable, Rewrite } from '../sandbox/gamevalues';
 import { PolicyEngine, PolicyName } from '../engine/policy-engine';
 import { normalHalfWidth } from '../util/stats';
-import { CrossplayCell, Evaluator, Players, RoundMeasurement } from './evaluation';
+import { CrossplayCell, Evaluator, Players, RoundMeasurement } from './round-evaluator';
 import { GameSettings } from './game';
 import { Judge } from './judges/judge';
 import { RolePrompts } from './role-prompts';

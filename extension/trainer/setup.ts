@@ -3,14 +3,14 @@
  * and the round evaluator (exact game values in the sandbox, sampled and estimated elsewhere).
  */
 import * as path from 'node:path';
-import { RunConfig } from './config';
+import { RunConfig } from './run-config';
 import { PolicyEngine, EngineError } from '../engine/policy-engine';
-import { Evaluator, SampledEvaluator } from './evaluation';
+import { Evaluator, SampledEvaluator } from './round-evaluator';
 import { ExperimentDeps, estimatorSettings, gameSettings, optimizerSettings } from './experiment';
 import { makeJudge } from './judges';
 import { OrtEngine } from '../engine/ort-engine';
 import { rolePrompts } from './role-prompts';
-import { GameSeed, SeedPool, loadSeedsFile, sandboxSeeds } from './seeds';
+import { GameSeed, SeedPool, loadSeedsFile, sandboxSeeds } from './seed-pool';
 import { SandboxEvaluator } from './sandbox-evaluator';
 import { checkIfBuiltin } from '../sandbox/builtin';
 import { HelpfulExample, loadHelpfulData, sandboxHelpfulData } from './helpful-data';

@@ -29,7 +29,7 @@ export interface BuiltBatch {
   klK3: number;
 }
 
-interface Row {
+interface RoleSample {
   exchange: PlayedExchange;
   gen: RoleTurn;
   reward: number;
@@ -43,7 +43,7 @@ export async function buildTrainingBatch(
   policyOf: (role: Role) => string | null,
   settings: EstimatorSettings,
 ): Promise<BuiltBatch> {
-  const rows: Row[] = [];
+  const rows: RoleSample[] = [];
   for (const ex of exchanges) {
     if (!ex.rewards) continue;
     for (const gen of ex.generations) {

@@ -9,7 +9,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RunReader } from '../../extension/rundir/reader';
-import { RunConfig, loadRunConfig } from '../../extension/trainer/config';
+import { RunConfig, loadRunConfig } from '../../extension/trainer/run-config';
 import { runExperiment } from '../../extension/trainer/experiment';
 import { buildDeps, openEngine } from '../../extension/trainer/setup';
 import { tempDir } from '../helpers/random-checkpoint';

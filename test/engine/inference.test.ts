@@ -7,7 +7,7 @@ import { strict as assert } from 'node:assert';
 import { createAdapter } from '../../extension/engine/lora/adapter';
 import { LanguageModel } from '../../extension/engine/runtime/language-model';
 import { GraphSession } from '../../extension/engine/runtime/session';
-import { buildQwen2 } from '../../extension/engine/model/qwen2';
+import { buildDecoder as buildQwen2 } from '../../extension/engine/model/decoder';
 import { tempDir, writeRandomCheckpoint } from '../helpers/random-checkpoint';
 
 const close = (a: (number | null)[], b: (number | null)[], tol: number, what: string) => {

@@ -13,7 +13,7 @@ import { createAdapter, loadAdapter, saveAdapter } from '../../extension/engine/
 import { LanguageModel } from '../../extension/engine/runtime/language-model';
 import { GradientSession, TrainRow } from '../../extension/engine/train/gradient-session';
 import { peftKey } from '../../extension/engine/lora/adapter';
-import { LORA_TARGETS as LORA_MODULES } from '../../extension/engine/model/config';
+import { LORA_TARGETS as LORA_MODULES } from '../../extension/engine/model/model-config';
 import { Rng } from '../../extension/util/rng';
 import { describeWithTorch } from '../helpers/torch-reference';
 import { tempDir, writeRandomCheckpoint } from '../helpers/random-checkpoint';

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { main } from '../../extension/cli/main';
 import { loadCheckpoint, saveCheckpoint } from '../../extension/engine/model/checkpoint';
-import { parseConfig } from '../../extension/engine/model/config';
+import { parseConfig } from '../../extension/engine/model/model-config';
 import { SafetensorsFile } from '../../extension/engine/model/safetensors';
 import { TextTokenizer } from '../../extension/engine/model/tokenizer';
 import { createAdapter, loadAdapter, saveAdapter } from '../../extension/engine/lora/adapter';

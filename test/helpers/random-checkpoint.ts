@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { expectedWeights } from '../../extension/engine/model/checkpoint';
-import { parseConfig } from '../../extension/engine/model/config';
+import { parseConfig } from '../../extension/engine/model/model-config';
 import { TensorToWrite, encodeSafetensors, f32ToBf16, f32ToF16 } from '../../extension/engine/model/safetensors';
 import { Rng } from '../../extension/util/rng';
 
@@ -121,7 +121,7 @@ export function writeTinyTokenizer(dir: string, vocabSize: number): void {
 export function writeTinySandboxModel(dir: string, seed = 7): string {
   // Required lazily so tests that do not need the sandbox do not load its grammar.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const tok = require('../../extension/sandbox/tokenizer') as typeof import('../../extension/sandbox/tokenizer');
+  const tok = require('../../extension/sandbox/vocabulary') as typeof import('../../extension/sandbox/vocabulary');
   fs.mkdirSync(dir, { recursive: true });
   tok.writeTokenizerFiles(dir);
   const vocab = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number> }; added_tokens: { id: number }[] };

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runConfigJsonSchemaText } from '../../extension/host/config-schema';
 import { freeConfigName, starterConfig, starterConfigText } from '../../extension/host/starter-config';
-import { parseRunConfig } from '../../extension/trainer/config';
+import { parseRunConfig } from '../../extension/trainer/run-config';
 import { ROOT } from './helpers';
 
 const SCHEMA_FILE = path.join(ROOT, 'media', 'absp-config.schema.json');

@@ -8,7 +8,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createAdapter, saveAdapter } from '../../extension/engine/lora/adapter';
-import { readConfig } from '../../extension/engine/model/config';
+import { readConfig } from '../../extension/engine/model/model-config';
 import { JobCancelled as EngineCancelled, PanelWorkerClient as EngineClient } from '../../extension/panel-worker/client';
 import { JobManager, cliArgs } from '../../extension/host/job-manager';
 import { resolveNodeCommand } from '../../extension/host/executables';

@@ -7,9 +7,9 @@ import { loadCheckpoint } from '../../extension/engine/model/checkpoint';
 import { corpusExamples, initialWeights, sandboxConfigJson, DEFAULT_SHAPE } from '../../extension/sandbox/build';
 import { BUILD_FILE, checkSandboxModel, fileDigest, MODEL_FILES, openSandboxEngine, REBUILD_COMMAND, sandboxModelDir, SandboxModelError } from '../../extension/sandbox/builtin';
 import { generateCorpus } from '../../extension/sandbox/corpus';
-import { parseConfig } from '../../extension/engine/model/config';
+import { parseConfig } from '../../extension/engine/model/model-config';
 import { TextTokenizer } from '../../extension/engine/model/tokenizer';
-import { writeTokenizerFiles } from '../../extension/sandbox/tokenizer';
+import { writeTokenizerFiles } from '../../extension/sandbox/vocabulary';
 
 const made: string[] = [];
 function tempDir(): string {

@@ -12,7 +12,7 @@ import {
   vulnerabilityTable,
   VULNERABILITY_LAYOUT,
 } from '../../extension/sandbox/targets';
-import { MAX_SEQUENCE_TOKENS, renderChat, sandboxTokenizer, SPECIAL_TOKENS } from '../../extension/sandbox/tokenizer';
+import { MAX_SEQUENCE_TOKENS, renderChat, sandboxTokenizer, SPECIAL_TOKENS } from '../../extension/sandbox/vocabulary';
 
 /** Within four standard errors of a binomial proportion: fails on a real deviation, not on noise. */
 function assertNear(estimate: RateEstimate, target: number, what: string): void {

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { HARMFUL_INTENTS, REQUEST_INTENTS, TASK_INTENTS } from '../../extension/sandbox/intents';
-import { judgeResponse } from '../../extension/sandbox/judge';
+import { judgeResponse } from '../../extension/sandbox/exact-judge';
 import {
   allResponses,
   COMPLIANCE_OPENERS,

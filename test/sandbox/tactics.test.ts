@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { HARMFUL_INTENTS, REQUEST_INTENTS, TASK_INTENTS, intentById, type RequestIntent } from '../../extension/sandbox/intents';
-import { judgePrompt } from '../../extension/sandbox/judge';
+import { judgePrompt } from '../../extension/sandbox/exact-judge';
 import { despell } from '../../extension/sandbox/prompt-parser';
 import {
   buildAttack,

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { RunReader } from '../../extension/rundir/reader';
-import { RunConfigInput, parseRunConfig } from '../../extension/trainer/config';
+import { RunConfigInput, parseRunConfig } from '../../extension/trainer/run-config';
 import { PolicyEngine as Engine, EngineError, TrainSample, TrainSettings, TrainReport } from '../../extension/engine/policy-engine';
 import { runExperiment } from '../../extension/trainer/experiment';
 import { buildDeps, openEngine } from '../../extension/trainer/setup';

@@ -12,8 +12,8 @@ import { parseWildguard, wildguardPrompt } from '../../extension/trainer/judges/
 import { HttpJudge } from '../../extension/trainer/judges/http-judge';
 import { JudgeItem } from '../../extension/trainer/judges/judge';
 import { SandboxJudge } from '../../extension/trainer/judges/sandbox-judge';
-import { SeedPool, loadSeedsFile, sandboxSeeds } from '../../extension/trainer/seeds';
-import { parseRunConfig, loadRunConfig, defaultRunConfig } from '../../extension/trainer/config';
+import { SeedPool, loadSeedsFile, sandboxSeeds } from '../../extension/trainer/seed-pool';
+import { parseRunConfig, loadRunConfig, defaultRunConfig } from '../../extension/trainer/run-config';
 import { Verdict } from '../../extension/trainer/verdict';
 import { Rng } from '../../extension/util/rng';
 import { tempDir } from '../helpers/random-checkpoint';

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { main } from '../../extension/cli/main';
 import { loadCheckpoint } from '../../extension/engine/model/checkpoint';
 import { RunReader } from '../../extension/rundir/reader';
-import { RunConfigInput, parseRunConfig } from '../../extension/trainer/config';
+import { RunConfigInput, parseRunConfig } from '../../extension/trainer/run-config';
 import { runExperiment } from '../../extension/trainer/experiment';
 import { buildDeps, openEngine } from '../../extension/trainer/setup';
 import { tempDir, writeTinySandboxModel } from '../helpers/random-checkpoint';

@@ -3,10 +3,8 @@
  * metric. Rates carry their 95% interval and sample size; a metric without an interval (a count, such
  * as unparsable judge answers) is shown as the number with its n.
  */
-import type { RunData } from '../protocol';
+import type { EvalMetric, RunData } from '../protocol';
 import { pct } from './format';
-
-type EvalMetric = RunData['evals'][number]['result']['metrics'][string];
 
 export interface EvalRow {
   run: string;

@@ -4,7 +4,7 @@ import { runLayout } from '../../rundir/layout';
 import { RunReader } from '../../rundir/reader';
 import { RunWriter } from '../../rundir/writer';
 import type { Crossplay, CrossplayPlayer } from '../../rundir/schema';
-import { parseRunConfig } from '../../trainer/config';
+import { parseRunConfig } from '../../trainer/run-config';
 import { loadRunPlayers } from '../../trainer/experiment';
 import { PolicyName } from '../../engine/policy-engine';
 import { buildDeps, openEngine } from '../../trainer/setup';

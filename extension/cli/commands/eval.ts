@@ -3,8 +3,8 @@ import { Command } from 'commander';
 import { roleSlots, runLayout, slotRelPath } from '../../rundir/layout';
 import { RunReader } from '../../rundir/reader';
 import { RunWriter } from '../../rundir/writer';
-import { parseRunConfig } from '../../trainer/config';
-import { evaluateDefender, loadEvalData } from '../../trainer/eval';
+import { parseRunConfig } from '../../trainer/run-config';
+import { evaluateDefender, loadEvalData } from '../../trainer/dataset-eval';
 import { buildDeps, openEngine } from '../../trainer/setup';
 import { intOption } from '../options';
 

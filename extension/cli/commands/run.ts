@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { RunConfig, defaultRunConfig, loadRunConfig, parseRunConfig, resolveConfigPaths } from '../../trainer/config';
+import { RunConfig, defaultRunConfig, loadRunConfig, parseRunConfig, resolveConfigPaths } from '../../trainer/run-config';
 import { runExperiment } from '../../trainer/experiment';
 import { buildDeps, openEngine } from '../../trainer/setup';
 import { formatSummary, summarizeRun, TrainingSummary } from '../../trainer/summary';

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { appendLine, writeJsonAtomic } from '../../util/atomic';
-import { LORA_TARGETS, LoraTarget } from '../../engine/model/config';
+import { LORA_TARGETS, LoraTarget } from '../../engine/model/model-config';
 import { loadCheckpoint, saveCheckpoint } from '../../engine/model/checkpoint';
 import { resolveModelDir } from '../../engine/model/model-dir';
 import { TextTokenizer, copyTokenizerFiles } from '../../engine/model/tokenizer';

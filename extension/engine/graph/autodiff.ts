@@ -8,9 +8,9 @@
 import { isFloat } from './dtype';
 import { Graph, GraphError, OpNode, Tensor, isStatic, numel } from './graph';
 
-type Grads = (Tensor | null)[];
+type OutputGrads = (Tensor | null)[];
 /** Given the gradients of the node's outputs, the gradients of the inputs marked in `need`. */
-type Rule = (g: Graph, node: OpNode, dOut: Grads, need: boolean[]) => Grads;
+type Rule = (g: Graph, node: OpNode, dOut: OutputGrads, need: boolean[]) => OutputGrads;
 
 /** Ops whose outputs carry no gradient (indices, shapes, comparisons). */
 const NON_DIFFERENTIABLE = new Set(['Shape', 'Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual', 'And', 'Not', 'Range', 'ConstantOfShape', 'CumSum', 'ArgMax', 'TopK']);
@@ -229,7 +229,7 @@ function reduceBack(g: Graph, n: OpNode, d: Tensor): Tensor {
   return expandLike(g, keep ? d : g.unsqueeze(d, axes), x);
 }
 
-function minMaxRule(g: Graph, n: OpNode, d: Tensor, need: boolean[], which: 'max' | 'min'): Grads {
+function minMaxRule(g: Graph, n: OpNode, d: Tensor, need: boolean[], which: 'max' | 'min'): OutputGrads {
   const [a, b] = [input(n, 0), input(n, 1)];
   const wins = which === 'max' ? g.greater(a, b) : g.less(a, b);
   const ties = g.equal(a, b);

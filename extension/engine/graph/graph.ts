@@ -1,6 +1,6 @@
 /**
  * The graph builder: a small IR of tensors and ONNX operators with shape inference over symbolic
- * dimensions. Models are described once with it (see ../model/qwen2.ts); `onnx.ts` turns a graph into
+ * dimensions. Models are described once with it (see ../model/decoder.ts); `onnx.ts` turns a graph into
  * an ONNX model and `autodiff.ts` appends its backward pass. Every op is a real ONNX operator (opset
  * 18), so what is built here is exactly what ONNX Runtime executes.
  */

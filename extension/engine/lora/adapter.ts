@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeJsonAtomic } from '../../util/atomic';
-import { LORA_TARGETS, LoraTarget, ModelConfig, moduleParent, moduleShape } from '../model/config';
+import { LORA_TARGETS, LoraTarget, ModelConfig, moduleParent, moduleShape } from '../model/model-config';
 import { SafetensorsFile, TensorToWrite, writeSafetensors } from '../model/safetensors';
 import { Rng } from '../../util/rng';
 

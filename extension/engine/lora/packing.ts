@@ -5,8 +5,8 @@
  * nothing and receive zero gradient, so padding never changes results.
  */
 import { DType, HostTensor } from '../graph/dtype';
-import { LORA_TARGETS, LoraTarget, ModelConfig, moduleShape } from '../model/config';
-import { LoraLayout, loraInputName } from '../model/qwen2';
+import { LORA_TARGETS, LoraTarget, ModelConfig, moduleShape } from '../model/model-config';
+import { LoraLayout, loraInputName } from '../model/decoder';
 import { LoraAdapter, moduleKey } from './adapter';
 
 export function layoutFor(adapters: readonly LoraAdapter[]): LoraLayout | null {

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeJsonAtomic } from '../../util/atomic';
-import { ModelFormatError, ModelConfig, LORA_TARGETS, moduleParent, moduleShape, readConfig } from './config';
+import { ModelFormatError, ModelConfig, LORA_TARGETS, hasBias, moduleParent, moduleShape, readConfig } from './model-config';
 import { SafetensorsFile, TensorToWrite, writeSafetensors } from './safetensors';
 
 export interface WeightTensor {
@@ -14,7 +14,7 @@ export interface WeightTensor {
 }
 export type Weights = Map<string, WeightTensor>;
 
-/** Every tensor a Qwen2ForCausalLM checkpoint must hold, with its shape. */
+/** Every tensor the model's checkpoint must hold, with its shape. */
 export function expectedWeights(config: ModelConfig): Map<string, number[]> {
   const h = config.hiddenSize;
   const m = new Map<string, number[]>();
@@ -24,7 +24,7 @@ export function expectedWeights(config: ModelConfig): Map<string, number[]> {
     for (const mod of LORA_TARGETS) {
       const s = moduleShape(config, mod);
       m.set(`${p}.${moduleParent(mod)}.${mod}.weight`, [s.out, s.in]);
-      if (mod === 'q_proj' || mod === 'k_proj' || mod === 'v_proj') m.set(`${p}.self_attn.${mod}.bias`, [s.out]);
+      if (hasBias(config, mod)) m.set(`${p}.${moduleParent(mod)}.${mod}.bias`, [s.out]);
     }
     m.set(`${p}.input_layernorm.weight`, [h]);
     m.set(`${p}.post_attention_layernorm.weight`, [h]);

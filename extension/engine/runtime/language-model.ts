@@ -4,9 +4,9 @@
  * (head, KV cache, adapter layout), and reused.
  */
 import { Rng } from '../../util/rng';
-import { ModelConfig } from '../model/config';
+import { ModelConfig } from '../model/model-config';
 import { LoadedCheckpoint, Weights, loadCheckpoint } from '../model/checkpoint';
-import { LoraLayout, buildQwen2, pastName, presentName, FloatType } from '../model/qwen2';
+import { LoraLayout, buildDecoder, pastName, presentName, FloatType } from '../model/decoder';
 import { LoraAdapter } from '../lora/adapter';
 import { layoutFor, layoutKey, packAdapters } from '../lora/packing';
 import { HostTensor } from '../graph/dtype';
@@ -93,7 +93,7 @@ export class LanguageModel {
     const key = `${head}|${kvCache}|${layoutKey(layout)}`;
     let s = this.sessions.get(key);
     if (!s) {
-      const { graph } = buildQwen2({ config: this.config, dtype: this.dtype, weights: { kind: 'frozen', data: this.weightsData }, lora: layout, kvCache, head });
+      const { graph } = buildDecoder({ config: this.config, dtype: this.dtype, weights: { kind: 'frozen', data: this.weightsData }, lora: layout, kvCache, head });
       s = GraphSession.create(graph, { threads: this.threads });
       s.catch(() => this.sessions.delete(key));
       this.sessions.set(key, s);

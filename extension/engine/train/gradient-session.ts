@@ -3,9 +3,9 @@
  * (per slot, split back per adapter) or for every base weight. Rows are left-padded; per-token inputs
  * are indexed like the row's tokens (entry i belongs to predicting ids[i]; entry 0 is unused).
  */
-import { ModelConfig } from '../model/config';
+import { ModelConfig } from '../model/model-config';
 import { Weights } from '../model/checkpoint';
-import { FloatType } from '../model/qwen2';
+import { FloatType } from '../model/decoder';
 import { LoraAdapter } from '../lora/adapter';
 import { AdapterGradient, layoutFor, layoutKey, packAdapters, unpackGradients } from '../lora/packing';
 import { HostTensor } from '../graph/dtype';

@@ -5,9 +5,9 @@
  * non-finite losses or gradients.
  */
 import { Rng } from '../../util/rng';
-import { ModelConfig } from '../model/config';
+import { ModelConfig } from '../model/model-config';
 import { Weights } from '../model/checkpoint';
-import { FloatType } from '../model/qwen2';
+import { FloatType } from '../model/decoder';
 import { LoraAdapter } from '../lora/adapter';
 import { adapterGradMap, adapterParams } from '../lora/packing';
 import { GradientSession, TrainRow } from './gradient-session';

@@ -5,9 +5,9 @@
  */
 import { gradients } from '../graph/autodiff';
 import { Graph, Tensor } from '../graph/graph';
-import { ModelConfig } from '../model/config';
+import { ModelConfig } from '../model/model-config';
 import { Weights } from '../model/checkpoint';
-import { FloatType, LoraLayout, buildQwen2 } from '../model/qwen2';
+import { FloatType, LoraLayout, buildDecoder } from '../model/decoder';
 import { nllLoss, policyGradientLoss } from './losses';
 
 export type Objective = 'nll' | 'pg';
@@ -32,7 +32,7 @@ export const gradOutputName = (input: string): string => `grad.${input}`;
 
 export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
   if (spec.trainable === 'lora' && (!spec.lora || !spec.frozenWeights)) throw new Error('LoRA training needs a LoRA layout and the frozen base weights');
-  const model = buildQwen2({
+  const model = buildDecoder({
     config: spec.config,
     dtype: spec.dtype,
     weights: spec.trainable === 'full' ? { kind: 'trainable' } : { kind: 'frozen', data: spec.frozenWeights! },

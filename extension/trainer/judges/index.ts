@@ -1,4 +1,4 @@
-import { RunConfig } from '../config';
+import { RunConfig } from '../run-config';
 import { GuardModelJudge } from './guard-model-judge';
 import { HttpJudge } from './http-judge';
 import { Judge, JudgeError } from './judge';

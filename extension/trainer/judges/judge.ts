@@ -3,7 +3,7 @@
  * a refusal, response harmful) or null where a label could not be parsed. Implementations: the
  * sandbox's exact judge, a guard model run by an engine, and an OpenAI-compatible HTTP endpoint.
  */
-import { GameSeed } from '../seeds';
+import { GameSeed } from '../seed-pool';
 import { GuardLabels, Verdict, hasUnparsableLabel } from '../verdict';
 
 export interface JudgeItem {

@@ -4,7 +4,7 @@
  * "no" for junk), so junk is judged — and penalised through faithfulness and format — instead of
  * being dropped, which would let a policy escape every penalty by emitting junk.
  */
-import { judgeExchange } from '../../sandbox/judge';
+import { judgeExchange } from '../../sandbox/exact-judge';
 import { Verdict } from '../verdict';
 import { Judge, JudgeItem } from './judge';
 

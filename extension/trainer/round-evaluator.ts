@@ -6,7 +6,7 @@
  */
 import { PolicyEngine, PolicyName } from '../engine/policy-engine';
 import { Judge } from './judges/judge';
-import { GameSeed, SeedPool } from './seeds';
+import { GameSeed, SeedPool } from './seed-pool';
 import { playStep, GameSettings } from './game';
 import { RolePrompts } from './role-prompts';
 import { buildTrainingBatch, EstimatorSettings } from './training-batch';

@@ -1,8 +1,15 @@
-/** A Qwen2 `config.json`, validated: every field the model uses, with the file named in errors. */
+/**
+ * A model's `config.json`, validated: every field the decoder (decoder.ts) uses, with the file named
+ * in errors. The description is architecture-neutral — which linear layers carry a bias, how rotary
+ * frequencies are made, whether the head is tied to the embedding — so that another decoder family
+ * with Qwen2's layout (Llama: `attention_bias`, `mlp_bias`, `rope_scaling`) is a new branch here.
+ */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 export interface ModelConfig {
+  /** Hugging Face's `model_type`. */
+  architecture: 'qwen2';
   vocabSize: number;
   hiddenSize: number;
   intermediateSize: number;
@@ -13,6 +20,8 @@ export interface ModelConfig {
   maxPositions: number;
   rmsNormEps: number;
   ropeTheta: number;
+  /** The linear layers that add a bias (Qwen2: q, k and v). */
+  biased: readonly LoraTarget[];
   tieWordEmbeddings: boolean;
   bosTokenId: number | null;
   eosTokenIds: number[];
@@ -81,6 +90,7 @@ export function parseConfig(raw: unknown, file: string): ModelConfig {
   const eos = c.eos_token_id;
   const eosTokenIds = Array.isArray(eos) ? eos.filter((x): x is number => typeof x === 'number') : typeof eos === 'number' ? [eos] : [];
   return {
+    architecture: 'qwen2',
     vocabSize: posInt('vocab_size'),
     hiddenSize,
     intermediateSize: posInt('intermediate_size'),
@@ -91,6 +101,7 @@ export function parseConfig(raw: unknown, file: string): ModelConfig {
     maxPositions: posInt('max_position_embeddings', 32768),
     rmsNormEps: posNum('rms_norm_eps', 1e-6),
     ropeTheta: posNum('rope_theta', 10000),
+    biased: ['q_proj', 'k_proj', 'v_proj'],
     tieWordEmbeddings: c.tie_word_embeddings === true,
     bosTokenId: typeof c.bos_token_id === 'number' ? c.bos_token_id : null,
     eosTokenIds,
@@ -134,7 +145,17 @@ export function parameterCount(config: ModelConfig): number {
     const s = moduleShape(config, m);
     perLayer += s.in * s.out;
   }
-  perLayer += config.numHeads * config.headDim + 2 * config.numKvHeads * config.headDim; // q/k/v biases
+  for (const m of config.biased) perLayer += moduleShape(config, m).out;
   const embed = config.vocabSize * h;
   return embed + (config.tieWordEmbeddings ? 0 : embed) + config.numLayers * perLayer + h;
+}
+
+export function hasBias(config: ModelConfig, module: LoraTarget): boolean {
+  return config.biased.includes(module);
+}
+
+/** The rotary embedding's inverse frequencies, one per pair of head dimensions (rope_scaling would go here). */
+export function ropeInverseFrequencies(config: ModelConfig): number[] {
+  const d = config.headDim;
+  return Array.from({ length: d / 2 }, (_, i) => 1 / Math.pow(config.ropeTheta, (2 * i) / d));
 }

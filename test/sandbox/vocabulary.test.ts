@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
-import { grammarTexts, sandboxVocabulary, SPECIAL_TOKENS, writeTokenizerFiles, MAX_SEQUENCE_TOKENS } from '../../extension/sandbox/tokenizer';
+import { grammarTexts, sandboxVocabulary, SPECIAL_TOKENS, writeTokenizerFiles, MAX_SEQUENCE_TOKENS } from '../../extension/sandbox/vocabulary';
 import { words } from '../../extension/sandbox/words';
 
 describe('sandbox tokenizer', () => {

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { LORA_TARGETS } from '../engine/model/config';
+import { LORA_TARGETS } from '../engine/model/model-config';
 import { ModeSchema, RoleSchema } from '../rundir/schema';
 
 const positiveInt = z.number().int().positive();
