@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
 # The full test run, from a fresh clone: installs what the tests need and runs every suite.
-#   - Debian packages: python3-torch (the PyTorch reference for numerical parity) and chromium
-#     (webview and end-to-end tests), skipped when already present;
+#   - Debian packages: chromium (webview and end-to-end tests), skipped when already present;
 #   - npm ci when node_modules is missing or stale (it also builds dist/);
+#   - the PyTorch engine's environment in the ignored .absp-cache/torch-venv (`absp torch setup`:
+#     torch==2.13.0 pinned, transformers, peft, accelerate, safetensors, pytest), then its pytest suite;
 #   - code-server for the end-to-end test in a real VS Code (scripts/e2e/setup-code-server.sh);
 #   - then `npm test` (typecheck, build, mocha) and the end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-/usr/bin/python3 -c 'import torch' >/dev/null 2>&1 || need_apt+=(python3-torch)
-# Debian's torch otherwise runs on the reference BLAS, about 20x slower than OpenBLAS.
-[ -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ] || need_apt+=(libopenblas0-pthread)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} (Debian packages)"
@@ -23,6 +21,13 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci
 fi
+
+TORCH_VENV=.absp-cache/torch-venv
+if ! "$TORCH_VENV/bin/python" -c 'import torch, transformers, peft, safetensors, pytest' >/dev/null 2>&1; then
+  node bin/absp.js torch setup --venv "$TORCH_VENV"
+fi
+# The mocha suites find this environment themselves; the engine's own tests run here.
+"$TORCH_VENV/bin/python" -m pytest -q -p no:cacheprovider extension/torch-engine/tests
 
 if [ -x scripts/e2e/setup-code-server.sh ]; then
   bash scripts/e2e/setup-code-server.sh

@@ -24,7 +24,7 @@ const LAYERS: Record<string, number> = {
 };
 
 /** Inside the engine, bottom first; files at the engine's root stand on all of them. */
-const ENGINE_LAYERS: Record<string, number> = { graph: 0, model: 1, lora: 2, runtime: 3, train: 4, '.': 5 };
+const ENGINE_LAYERS: Record<string, number> = { graph: 0, model: 1, lora: 2, runtime: 3, train: 4, '.': 5, torch: 6 };
 
 /** The protocol the host and the panels share, and the pure schema files it carries on. */
 const SHARED_PROTOCOL = ['webview/protocol.ts', 'extension/rundir/schema.ts', 'extension/rundir/outcome.ts', 'extension/panel-worker/protocol.ts'];
@@ -89,7 +89,7 @@ describe('architecture (docs/architecture.md)', () => {
     assert.deepEqual(wrong, [], 'imports running up or sideways');
   });
 
-  it('inside the engine, files import only downward: graph < model < lora < runtime < train < the engine interface and its ORT implementation', () => {
+  it('inside the engine, files import only downward: graph < model < lora < runtime < train < the engine interface and its ORT implementation < the PyTorch engine\'s client', () => {
     const layer = (file: string) => {
       const parts = file.split('/');
       return parts.length === 3 ? '.' : parts[2];

@@ -1,15 +1,14 @@
 /**
- * `absp bench`: the built-in ONNX Runtime engine against a PyTorch CPU implementation of the same
- * Qwen2 model (test/reference/bench_torch.py), side by side in one run on this machine with the same
- * shapes and thread count, reported as ratios. Every phase runs in a fresh process so its peak
- * memory is its own.
+ * `absp bench`: the built-in ONNX Runtime engine against the PyTorch engine (torch + transformers +
+ * PEFT, extension/torch-engine, what users install), side by side in one run on this machine with
+ * the same shapes, thread count and measuring method, reported as ratios. Every phase of either
+ * engine runs in a fresh process so its peak memory is its own.
  */
 import { spawn } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { packageRoot } from '../engine/model/model-dir';
-import { findTorchPython } from '../util/torch-python';
+import { engineEnv, findEnginePython as findTorchPython } from '../engine/torch/python-env';
 import { OrtPhaseSpec } from './ort-bench';
 
 export interface BenchShape {
@@ -80,7 +79,7 @@ export interface BenchRow {
 export interface BenchResult {
   machine: Record<string, unknown>;
   rows: BenchRow[];
-  bipolicy: { shape: string; mixed: number; sequential: number; ratio: number }[];
+  bipolicy: { shape: string; engine: 'ort' | 'torch'; mixed: number; sequential: number; ratio: number }[];
 }
 
 function runJson(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Record<string, unknown>> {
@@ -108,27 +107,10 @@ function ortPhase(spec: OrtPhaseSpec): Promise<Record<string, unknown>> {
   return runJson(process.execPath, [cli, 'bench', '--ort-phase', JSON.stringify(spec)], { ...process.env, ABSP_THREADS: String(spec.threads) });
 }
 
-const OPENBLAS = '/usr/lib/x86_64-linux-gnu/openblas-pthread';
-
-function torchPhase(python: string, shape: BenchShape, o: BenchOptions, phases: string[]): Promise<Record<string, unknown>> {
-  const script = path.join(packageRoot(), 'test', 'reference', 'bench_torch.py');
-  const spec: Record<string, unknown> = {
-    config: { model_type: 'qwen2', ...shape.config },
-    batch_sizes: shape.batchSizes,
-    prompt_len: shape.promptLen,
-    new_tokens: shape.newTokens,
-    threads: o.threads,
-    train_batch: shape.trainBatch,
-    train_seq_len: shape.trainSeqLen,
-    lora: { r: o.rank, alpha: 2 * o.rank, targets: ALL_TARGETS },
-    repeats: o.repeats,
-    warmup: o.warmup,
-    phases,
-    check: false,
-  };
-  // Debian's torch links the generic libblas.so.3; OpenBLAS, when installed, is the fair opponent.
-  if (fs.existsSync(path.join(OPENBLAS, 'libblas.so.3'))) spec.blas_dir = OPENBLAS;
-  return runJson(python, [script, JSON.stringify(spec)], process.env);
+/** One phase of the PyTorch engine's benchmark (absp_torch/bench.py), in its own process. */
+function torchPhase(python: string, spec: OrtPhaseSpec): Promise<Record<string, unknown>> {
+  const env = { ...engineEnv(), OMP_NUM_THREADS: String(spec.threads), MKL_NUM_THREADS: String(spec.threads) };
+  return runJson(python, ['-m', 'absp_torch', 'bench', JSON.stringify({ ...spec, config: { model_type: 'qwen2', ...spec.config } })], env);
 }
 
 type Entry = { batch: number; tokens_per_s: number };
@@ -137,11 +119,8 @@ const at = (list: unknown, batch: number) => (list as Entry[] | undefined)?.find
 export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const log = o.log ?? (() => {});
   const python = o.torch ? findTorchPython() : null;
-  const torchScript = path.join(packageRoot(), 'test', 'reference', 'bench_torch.py');
-  const torchAvailable = python !== null && fs.existsSync(torchScript);
-  if (o.torch && !torchAvailable) {
-    log(python === null ? 'bench: no python3 can import torch (install python3-torch); PyTorch columns are empty' : `bench: ${torchScript} is missing (run absp bench from a source checkout); PyTorch columns are empty`);
-  }
+  const torchAvailable = python !== null;
+  if (o.torch && !torchAvailable) log('bench: no PyTorch engine environment (run absp torch setup); PyTorch columns are empty');
   const rows: BenchRow[] = [];
   const bipolicy: BenchResult['bipolicy'] = [];
   let torchInfo: Record<string, unknown> = {};
@@ -171,7 +150,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     let tInf: Record<string, unknown> = {};
     if (torchAvailable) {
       log(`bench ${name}: inference (PyTorch)`);
-      tInf = await torchPhase(python!, shape, o, ['decode', 'prefill']);
+      tInf = await torchPhase(python!, spec('inference'));
       torchInfo = { torch_version: tInf.torch_version, blas: tInf.blas };
     }
     const small = shape.batchSizes[0];
@@ -185,7 +164,15 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     const bi = await ortPhase(spec('bipolicy'));
     const mixed = (bi.bipolicy as Entry).tokens_per_s;
     const sequential = (bi.sequential as Entry).tokens_per_s;
-    bipolicy.push({ shape: name, mixed, sequential, ratio: mixed / sequential });
+    bipolicy.push({ shape: name, engine: 'ort', mixed, sequential, ratio: mixed / sequential });
+    if (torchAvailable) {
+      log(`bench ${name}: bipolicy batch vs two passes (PyTorch)`);
+      const tb = await torchPhase(python!, spec('bipolicy'));
+      const tm = (tb.bipolicy as Entry).tokens_per_s;
+      const ts = (tb.sequential as Entry).tokens_per_s;
+      bipolicy.push({ shape: name, engine: 'torch', mixed: tm, sequential: ts, ratio: tm / ts });
+      add(`bipolicy rollout, batch ${large}`, mixed, tm);
+    }
 
     for (const phase of ['lora', 'full'] as const) {
       log(`bench ${name}: ${phase} training step (ONNX Runtime)`);
@@ -193,7 +180,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       let t: Record<string, unknown> = {};
       if (torchAvailable) {
         log(`bench ${name}: ${phase} training step (PyTorch)`);
-        t = await torchPhase(python!, shape, o, [phase]);
+        t = await torchPhase(python!, spec(phase));
       }
       const key = phase === 'lora' ? 'lora_step' : 'full_step';
       const label = phase === 'lora' ? `LoRA step (r=${o.rank}, all linear)` : 'full-parameter step';
@@ -228,6 +215,6 @@ export function formatBench(r: BenchResult): string {
   }
   lines.push('');
   lines.push('bipolicy batch (attacker and defender rows in one pass) against two sequential single-adapter passes, rollout tokens/s:');
-  for (const b of r.bipolicy) lines.push(`  ${b.shape.padEnd(5)} one pass ${fmt(b.mixed)}  two passes ${fmt(b.sequential)}  ratio ${b.ratio.toFixed(2)}x`);
+  for (const b of r.bipolicy) lines.push(`  ${b.shape.padEnd(5)} ${(b.engine === 'ort' ? 'ORT' : 'PyTorch').padEnd(8)} one pass ${fmt(b.mixed)}  two passes ${fmt(b.sequential)}  ratio ${b.ratio.toFixed(2)}x`);
   return lines.join('\n');
 }

@@ -13,6 +13,7 @@ import { adapterGradMap, adapterParams } from './lora/packing';
 import { LanguageModel } from './runtime/language-model';
 import { GradientSession, TrainRow } from './train/gradient-session';
 import { Optimizer, OptimizerConfig, accumulate } from './train/optimizer';
+import { adapterFingerprint, modelFingerprint } from './fingerprint';
 import {
   PolicyEngine,
   EngineError,
@@ -40,7 +41,7 @@ function optimizerConfig(s: OptimizerSettings): OptimizerConfig {
     eps: 1e-8,
     weightDecay: s.weightDecay,
     clipNorm: s.clipNorm,
-    schedule: { kind: 'constant', warmupSteps: s.warmupSteps, totalSteps: 1, minLrRatio: 0 },
+    schedule: { kind: s.schedule?.kind ?? 'constant', warmupSteps: s.warmupSteps, totalSteps: s.schedule?.totalSteps ?? 1, minLrRatio: s.schedule?.minLrRatio ?? 0 },
   };
 }
 
@@ -72,12 +73,19 @@ export class OrtEngine implements PolicyEngine {
       vocabSize: base.config.vocabSize,
       maxPositions: base.config.maxPositions,
       baseParameters: parameterCount(base.config),
+      device: 'cpu',
+      dtype: base.dtype,
+      worldSize: 1,
     };
   }
 
   static open(modelSpec: string, options: OrtEngineOptions = {}): OrtEngine {
     const opened = openModel(modelSpec, { threads: options.threads });
     return new OrtEngine(opened.model, opened.tokenizer, opened.dir, options);
+  }
+
+  async ready(): Promise<PolicyEngineInfo> {
+    return this.info;
   }
 
   encode(text: string): number[] {
@@ -129,14 +137,20 @@ export class OrtEngine implements PolicyEngine {
     }
   }
 
-  async savePolicy(name: string, dir: string): Promise<void> {
+  async savePolicy(name: string, dir: string): Promise<string> {
     const p = this.policy(name);
     if (p.kind === 'lora') {
       saveAdapter(dir, p.adapter, this.modelDir, this.base.config);
-      return;
+      return adapterFingerprint(p.adapter, this.base.config);
     }
     saveCheckpoint(dir, this.base.config, p.model.weights);
     copyTokenizerFiles(this.modelDir, dir);
+    return modelFingerprint(p.model.weights);
+  }
+
+  async fingerprint(name: string): Promise<string> {
+    const p = this.policy(name);
+    return p.kind === 'lora' ? adapterFingerprint(p.adapter, this.base.config) : modelFingerprint(p.model.weights);
   }
 
   async dropPolicy(name: string): Promise<void> {
@@ -186,13 +200,19 @@ export class OrtEngine implements PolicyEngine {
 
   async generate(requests: readonly GenerationRequest[], settings: GenerationSettings): Promise<GeneratedText[]> {
     const out: GeneratedText[] = new Array(requests.length);
+    // The weights each policy samples with, hashed as they are handed to the sampling pass.
+    const fingerprints = new Map<string, string>();
+    for (const r of requests) if (r.policy !== null && !fingerprints.has(r.policy)) fingerprints.set(r.policy, await this.fingerprint(r.policy));
     for (const g of this.groups(requests)) {
       const gens = await g.model.generate(
         g.members.map((m) => ({ prompt: requests[m.row].prompt, adapter: m.slot, seed: requests[m.row].seed })),
         g.adapters,
         { ...settings },
       );
-      g.members.forEach((m, k) => (out[m.row] = gens[k]));
+      g.members.forEach((m, k) => {
+        const policy = requests[m.row].policy;
+        out[m.row] = { ...gens[k], fingerprint: policy === null ? null : fingerprints.get(policy)! };
+      });
     }
     return out;
   }
@@ -222,6 +242,7 @@ export class OrtEngine implements PolicyEngine {
   }
 
   async trainStep(samples: readonly TrainSample[], settings: TrainSettings): Promise<TrainReport> {
+    if ((settings.loss ?? 'pg') !== 'pg') throw new EngineError('the built-in engine trains the nll loss through absp sft (engine/train/sft.ts), not trainStep');
     const report: TrainReport = { policies: {}, tokens: 0 };
     const pg = { clipEps: settings.clipEps, klK1: settings.klK1, klK3: settings.klK3 };
     const budget = this.options.microBatchTokens ?? 8192;
@@ -252,7 +273,7 @@ export class OrtEngine implements PolicyEngine {
         const p = this.policy(name);
         const opt = this.optimizerFor(name, p, settings.optimizers[name] ?? missingSettings(name));
         const step = finite ? opt.apply(adapterParams((p as { adapter: LoraAdapter }).adapter), grads[k]) : (opt.skip(), { lr: 0, gradNorm: NaN, skipped: true });
-        report.policies[name] = { loss: losses[k], gradNorm: step.gradNorm, skipped: step.skipped, lr: step.lr };
+        report.policies[name] = { loss: losses[k], gradNorm: step.gradNorm, skipped: step.skipped, lr: step.lr, fingerprint: adapterFingerprint((p as { adapter: LoraAdapter }).adapter, this.base.config) };
       });
     }
     for (const name of [...byPolicy.keys()].filter((n) => this.policy(n).kind === 'full')) {
@@ -274,7 +295,7 @@ export class OrtEngine implements PolicyEngine {
       const params = new Map([...weights].map(([k, w]) => [k, w.data]));
       const step = finite ? opt.apply(params, grads) : (opt.skip(), { lr: 0, gradNorm: NaN, skipped: true });
       if (!step.skipped) await p.model.setWeights(weights);
-      report.policies[name] = { loss, gradNorm: step.gradNorm, skipped: step.skipped, lr: step.lr };
+      report.policies[name] = { loss, gradNorm: step.gradNorm, skipped: step.skipped, lr: step.lr, fingerprint: modelFingerprint(weights) };
     }
     return report;
   }

@@ -38,6 +38,8 @@ export interface GeneratedText {
   tokens: number[];
   logprobs: number[];
   finish: 'stop' | 'length';
+  /** The fingerprint of the policy weights that sampled this row (null: the frozen base). */
+  fingerprint?: string | null;
 }
 
 export interface ScoreRequest {
@@ -61,9 +63,13 @@ export interface OptimizerSettings {
   weightDecay: number;
   clipNorm: number | null;
   warmupSteps: number;
+  /** Decay after warmup (default constant), fixed when the optimiser is created. */
+  schedule?: { kind: 'constant' | 'linear' | 'cosine'; totalSteps: number; minLrRatio: number };
 }
 
 export interface TrainSettings {
+  /** `pg` (default): the policy-gradient loss below. `nll`: Σ w·(−log p), supervised fine-tuning. */
+  loss?: 'pg' | 'nll';
   clipEps: number;
   klK1: number;
   klK3: number;
@@ -73,7 +79,7 @@ export interface TrainSettings {
 
 export interface TrainReport {
   /** Per policy: its loss, gradient norm, and whether the step was skipped (non-finite). */
-  policies: Record<string, { loss: number; gradNorm: number; skipped: boolean; lr: number }>;
+  policies: Record<string, { loss: number; gradNorm: number; skipped: boolean; lr: number; fingerprint?: string }>;
   tokens: number;
 }
 
@@ -83,10 +89,17 @@ export interface PolicyEngineInfo {
   vocabSize: number;
   maxPositions: number;
   baseParameters: number;
+  /** Where the model runs (torch: "cpu", "cuda:0", …; ort: "cpu") and in which precision. */
+  device?: string;
+  dtype?: string;
+  /** Processes running the engine (torchrun); 1 otherwise. */
+  worldSize?: number;
 }
 
 export interface PolicyEngine {
   readonly info: PolicyEngineInfo;
+  /** Resolves once the model is loaded (at once for the built-in engine), with the final info. */
+  ready(): Promise<PolicyEngineInfo>;
   encode(text: string): number[];
   decode(ids: readonly number[]): string;
   chat(messages: readonly { role: string; content: string }[], addGenerationPrompt: boolean): string;
@@ -95,9 +108,12 @@ export interface PolicyEngine {
   createPolicy(name: string, spec: PolicySpec): Promise<void>;
   /** Loads saved weights (adapter or full model directory) into a policy, creating it if needed. */
   loadPolicy(name: string, dir: string, kind: 'lora' | 'full'): Promise<void>;
-  savePolicy(name: string, dir: string): Promise<void>;
+  /** Writes the policy (a PEFT adapter, or a model directory) and returns its fingerprint. */
+  savePolicy(name: string, dir: string): Promise<string>;
   dropPolicy(name: string): Promise<void>;
   policyParameters(name: string): number;
+  /** A hash of the policy's current weights, the same in both engines (engine/fingerprint.ts). */
+  fingerprint(name: string): Promise<string>;
 
   generate(requests: readonly GenerationRequest[], settings: GenerationSettings): Promise<GeneratedText[]>;
   /** result[r][i] = log p(ids[i] | ids[<i]) under the row's policy; result[r][0] = null. */

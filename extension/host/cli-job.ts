@@ -31,6 +31,8 @@ export interface JobSpec {
   runsFolder?: string;
   /** For resume, cross-play and eval: the run worked on. */
   runDir?: string;
+  /** Added to the child's environment (e.g. ABSP_TORCH_PYTHON for a torch run). */
+  env?: Record<string, string>;
 }
 
 export interface JobLaunch {
@@ -127,7 +129,7 @@ export class CliJob {
       fs.writeSync(out, `$ absp ${this.spec.args.map(quote).join(' ')}\n`);
       this.child = spawn(this.launch.node.command, [this.launch.cliEntry, ...this.spec.args], {
         cwd: this.spec.cwd,
-        env: { ...(this.launch.env ?? process.env), ...this.launch.node.env },
+        env: { ...(this.launch.env ?? process.env), ...this.launch.node.env, ...this.spec.env },
         stdio: ['ignore', out, out],
         detached: true,
         windowsHide: true,

@@ -9,7 +9,9 @@ import * as vscode from 'vscode';
 import { exportAnnotatedSeeds, readRunInfo, runLayout, type AnnotationLabel } from '../rundir';
 import { ConfigError, loadRunConfig, type RunConfig } from '../trainer/run-config';
 import { LABEL_TITLES } from './annotation-comments';
-import { MissingExecutableError, resolvePython } from './executables';
+import { MissingExecutableError, MissingTorchEnvironmentError, resolveTorchPython } from './executables';
+import { defaultVenvDir, findEnginePythonAsync } from '../engine/torch/python-env';
+import { setupTorchEnv } from '../engine/torch/setup-env';
 import { cliArgs } from './job-manager';
 import type { Lab } from './lab';
 import { freeConfigName, starterConfigText } from './starter-config';
@@ -30,7 +32,9 @@ export function registerCommands(lab: Lab): vscode.Disposable[] {
       } catch (e) {
         lab.log(`${id} failed: ${(e as Error).stack ?? e}`);
         const settings = e instanceof MissingExecutableError ? ['Open Settings'] : [];
-        const picked = await vscode.window.showErrorMessage(`ABSP: ${(e as Error).message}`, ...settings, 'Show Log');
+        const setup = e instanceof MissingTorchEnvironmentError ? ['Set Up PyTorch Engine'] : [];
+        const picked = await vscode.window.showErrorMessage(`ABSP: ${(e as Error).message}`, ...setup, ...settings, 'Show Log');
+        if (picked === 'Set Up PyTorch Engine') void vscode.commands.executeCommand('abspLab.setupTorch');
         if (picked === 'Open Settings' && e instanceof MissingExecutableError) void vscode.commands.executeCommand('workbench.action.openSettings', e.setting);
         if (picked === 'Show Log') lab.output.show(true);
         return undefined;
@@ -40,6 +44,7 @@ export function registerCommands(lab: Lab): vscode.Disposable[] {
   return [
     register('abspLab.startRun', c.startRun),
     register('abspLab.newConfig', c.newConfig),
+    register('abspLab.setupTorch', c.setupTorch),
     register('abspLab.stopRun', c.stopRun),
     register('abspLab.resumeRun', c.resumeRun),
     register('abspLab.openDashboard', c.openDashboard),
@@ -89,6 +94,7 @@ class Commands {
     const s = this.lab.settings();
     let file = configFile;
     let parsed: RunConfig | null = null;
+    let env: Record<string, string> | undefined;
     if (file) {
       // absp reads the file from disk: what the editor shows is what runs.
       const open = vscode.workspace.textDocuments.find((d) => d.uri.scheme === 'file' && d.uri.fsPath === file);
@@ -103,18 +109,20 @@ class Commands {
         }
         throw e;
       }
-      if (parsed.engine.kind === 'torch') resolvePython(parsed.engine.python);
+      if (parsed.engine.kind === 'torch') env = { ABSP_TORCH_PYTHON: await resolveTorchPython(parsed.engine.python, s.pythonPath, findEnginePythonAsync) };
     } else if (s.defaultEngine === 'torch') {
-      // The built-in experiment with the default engine set to torch: a config naming it and the Python.
-      const python = resolvePython(s.pythonPath);
+      // The built-in experiment with the default engine set to torch: the sandbox model is small,
+      // so it runs on the CPU in float32.
+      const python = await resolveTorchPython(undefined, s.pythonPath, findEnginePythonAsync);
+      env = { ABSP_TORCH_PYTHON: python };
       file = path.join(this.lab.context.globalStorageUri.fsPath, 'builtin-torch.absp.json');
       fs.mkdirSync(path.dirname(file), { recursive: true });
-      fs.writeFileSync(file, JSON.stringify({ engine: { kind: 'torch', python } }, null, 2));
+      fs.writeFileSync(file, JSON.stringify({ engine: { kind: 'torch', python, device: 'cpu', dtype: 'float32' } }, null, 2));
     }
     fs.mkdirSync(s.runsFolder, { recursive: true });
     const title = file && configFile ? `run ${path.basename(file)}` : 'run of the built-in sandbox experiment';
     const cwd = file ? path.dirname(file) : vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? s.runsFolder;
-    const job = this.lab.jobs.start({ kind: 'run', title, args: cliArgs.run(file, s.runsFolder), cwd, runsFolder: s.runsFolder });
+    const job = this.lab.jobs.start({ kind: 'run', title, args: cliArgs.run(file, s.runsFolder), cwd, runsFolder: s.runsFolder, env });
     void vscode.commands.executeCommand('abspLab.runs.focus');
     // Open the dashboard on the new run as soon as the trainer has created it.
     const waitForDir = setInterval(() => {
@@ -171,6 +179,32 @@ class Commands {
     if (start) await this.launchRun(file);
   }
 
+  /** "ABSP: Set Up PyTorch Engine…": absp torch setup in a progress notification, its output in the log. */
+  async setupTorch(): Promise<void> {
+    const venv = defaultVenvDir();
+    const go = await vscode.window.showInformationMessage(
+      `ABSP: create the PyTorch engine's environment in ${venv}? It installs torch, transformers, peft, accelerate and safetensors with pip (several minutes; a CUDA build of torch on GPU machines is several GB).`,
+      { modal: true },
+      'CPU (pinned torch)',
+      'GPU (CUDA torch)',
+    );
+    if (!go) return;
+    this.lab.output.show(true);
+    const report = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'ABSP: setting up the PyTorch engine', cancellable: false }, (progress) =>
+      setupTorchEnv({
+        venv,
+        cuda: go.startsWith('GPU'),
+        log: (line) => this.lab.output.appendLine(`  ${line}`),
+        stage: (k, n, title) => {
+          this.lab.output.appendLine(`[torch setup ${k}/${n}] ${title}`);
+          progress.report({ message: `${k}/${n}: ${title}`, increment: 100 / n });
+        },
+      }),
+    );
+    if (!report.ok) throw new Error(`the PyTorch engine's environment does not work: ${report.problems.join('; ')} (details in the log)`);
+    void vscode.window.showInformationMessage(`ABSP: the PyTorch engine is ready: torch ${report.torch}, transformers ${report.transformers}, peft ${report.peft}; devices: ${(report.devices ?? []).join(', ')}.`);
+  }
+
   async stopRun(target?: Target): Promise<void> {
     const dir = await this.runDir(target, 'Stop which run?', (e) => e.status === 'running');
     if (!dir) return;
@@ -197,7 +231,17 @@ class Commands {
       void vscode.window.showInformationMessage(`ABSP: ${path.basename(dir)} is complete; there is nothing to resume.`);
       return;
     }
-    this.lab.jobs.start({ kind: 'resume', title: `resume of ${path.basename(dir)}`, args: cliArgs.resume(dir), cwd: dir, runDir: dir });
+    let env: Record<string, string> | undefined;
+    if (info.engine === 'torch') {
+      let configured: string | undefined;
+      try {
+        configured = (JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { engine?: { python?: string } }).engine?.python;
+      } catch {
+        configured = undefined; // absp run --resume reports a missing or broken config.json itself
+      }
+      env = { ABSP_TORCH_PYTHON: await resolveTorchPython(configured, this.lab.settings().pythonPath, findEnginePythonAsync) };
+    }
+    this.lab.jobs.start({ kind: 'resume', title: `resume of ${path.basename(dir)}`, args: cliArgs.resume(dir), cwd: dir, runDir: dir, env });
     this.lab.showPanel('dashboard', { runs: [dir] });
   }
 

@@ -79,3 +79,29 @@ export function resolveNodeCommand(nodePath: string, runtime: { execPath: string
 export function resolvePython(pythonPath: string, envPath?: string): string {
   return requireExecutable('python executable', 'abspLab.pythonPath', pythonPath || 'python3', envPath);
 }
+
+/** The torch engine's environment is missing or broken; the message says what to run. */
+export class MissingTorchEnvironmentError extends Error {
+  constructor(readonly python: string | null) {
+    super(
+      python
+        ? `The Python "${python}" cannot import torch, transformers and peft. Run "ABSP: Set Up PyTorch Engine…" (or \`absp torch setup\`) and clear abspLab.pythonPath, or point it (or the config's engine.python) at a Python that has them.`
+        : 'The PyTorch engine has no environment yet. Run "ABSP: Set Up PyTorch Engine…" (or `absp torch setup` in a terminal), or set abspLab.pythonPath to a Python with torch, transformers and peft.',
+    );
+    this.name = 'MissingTorchEnvironmentError';
+  }
+}
+
+/**
+ * The Python a torch run will use: the config's engine.python, else the abspLab.pythonPath setting,
+ * else the set-up environment; checked (without blocking) before anything is started.
+ */
+export async function resolveTorchPython(configPython: string | undefined, settingPython: string, find: (explicit?: string | null) => Promise<string | null>): Promise<string> {
+  const explicit = configPython || settingPython || null;
+  if (explicit && (explicit.includes('/') || explicit.includes(path.sep)) && !fs.existsSync(explicit)) {
+    throw new MissingExecutableError('python executable', 'abspLab.pythonPath', explicit, 'does not exist');
+  }
+  const found = await find(explicit);
+  if (!found) throw new MissingTorchEnvironmentError(explicit);
+  return found;
+}

@@ -24,7 +24,7 @@ export interface HostSettings {
   defaultEngine: EngineKind;
   /** The Node executable that runs `absp`; empty: the editor's own runtime (ELECTRON_RUN_AS_NODE). */
   nodePath: string;
-  /** The Python executable of the torch engine. */
+  /** The Python of the torch engine; empty: the environment "ABSP: Set Up PyTorch Engine…" made. */
   pythonPath: string;
   /** Glob of run configs offered by "Start Run". */
   configGlob: string;
@@ -46,7 +46,7 @@ export function resolveSettings(raw: RawSettings, workspaceRoot: string | undefi
     runsFolder: path.resolve(base, expandHome(runs)),
     defaultEngine: raw.defaultEngine === 'torch' ? 'torch' : 'ort',
     nodePath: expandHome(str(raw.nodePath)),
-    pythonPath: expandHome(str(raw.pythonPath)) || 'python3',
+    pythonPath: expandHome(str(raw.pythonPath)),
     configGlob: str(raw.configGlob) || DEFAULT_CONFIG_GLOB,
   };
 }

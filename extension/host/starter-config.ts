@@ -17,7 +17,8 @@ export interface StarterOptions {
 
 /** A small experiment: minutes on a laptop CPU with the built-in sandbox model. */
 export function starterConfig(o: StarterOptions): Record<string, unknown> {
-  const engine = o.engine === 'torch' ? { kind: 'torch', python: o.python || 'python3', device: 'cuda', dtype: 'bfloat16' } : { kind: 'ort' };
+  // Without a python the torch engine uses the environment "ABSP: Set Up PyTorch Engine…" made.
+  const engine = o.engine === 'torch' ? { kind: 'torch', ...(o.python ? { python: o.python } : {}), device: 'cuda', dtype: 'bfloat16' } : { kind: 'ort' };
   return {
     name: o.name,
     model: 'builtin:sandbox',

@@ -78,12 +78,14 @@ export function runNode(e: CatalogEntry, progress?: string): RunNode {
   }
   const status = e.status ?? 'interrupted';
   const rounds = `${s.rounds_completed}/${s.rounds_planned} rounds`;
-  const parts = [status === 'running' && progress ? progress : status, rounds, s.mode ?? ''];
   const info = e.info!;
+  // The built-in engine is the default and goes unsaid; another engine is named with its device.
+  const engine = info.engine !== 'ort' ? [info.engine, info.device].filter(Boolean).join(' ') : '';
+  const parts = [status === 'running' && progress ? progress : status, rounds, s.mode ?? '', engine];
   const tooltip = [
     `${info.name} (${info.mode}), ${status}`,
     `rounds: ${info.rounds_completed} of ${info.rounds_planned}; attempt ${info.attempt}`,
-    `base model: ${info.base_model}; engine: ${info.engine}`,
+    `base model: ${info.base_model}; engine: ${info.engine}${info.device ? ` on ${info.device}` : ''}${info.dtype ? ` (${info.dtype})` : ''}`,
     info.reason ? `reason: ${info.reason}` : '',
     status === 'interrupted' ? 'The trainer process is gone without recording an end; resume continues from the last complete round.' : '',
     e.dir,

@@ -51,6 +51,9 @@ export const RunInfoSchema = z.object({
   host: z.string().optional(),
   mode: ModeSchema,
   engine: z.string(),
+  /** Where the engine ran ("cpu", "cuda:0", "cuda:0-7" under torchrun) and in which precision. */
+  device: z.string().optional(),
+  dtype: z.string().optional(),
   base_model: z.string(),
   rounds_planned: z.number().int().min(0),
   rounds_completed: z.number().int().min(0),
@@ -189,6 +192,8 @@ export const ExchangeSchema = z.object({
   rewards: RewardsSchema,
   /** Adapters that played, relative to the run directory; "base" for the frozen base. */
   adapters: z.record(z.string(), z.string().nullable()),
+  /** Per role, the fingerprint of the weights that sampled its turns (null: the frozen base). */
+  fingerprints: z.record(z.string(), z.string().nullable()).optional(),
 });
 export type Exchange = z.infer<typeof ExchangeSchema>;
 
@@ -203,6 +208,11 @@ export const RoundInfoSchema = z.object({
   roles: z.array(z.string()),
   metrics,
   exchanges: z.number().int().min(0),
+  /**
+   * Per adapter folder written in the round: the fingerprint of its weights (engine/fingerprint.ts).
+   * Absent in runs written before fingerprints were recorded.
+   */
+  fingerprints: z.record(z.string(), z.string()).optional(),
 });
 export type RoundInfo = z.infer<typeof RoundInfoSchema>;
 

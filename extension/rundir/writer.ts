@@ -48,6 +48,8 @@ export interface NewRun {
   name: string;
   mode: Mode;
   engine: string;
+  device?: string;
+  dtype?: string;
   base_model: string;
   rounds_planned: number;
   roles: string[];
@@ -60,6 +62,7 @@ export interface RoundSummary {
   roles: string[];
   metrics: Record<string, number | null>;
   exchanges: number;
+  fingerprints?: Record<string, string>;
   /** Written to nashgap.jsonl before round.json, so that it is void if the round never completes. */
   nashgap?: Omit<NashGapInput, 'round'>;
 }
@@ -114,6 +117,8 @@ export class RunWriter {
       host: options.host ?? os.hostname(),
       mode: init.mode,
       engine: init.engine,
+      ...(init.device ? { device: init.device } : {}),
+      ...(init.dtype ? { dtype: init.dtype } : {}),
       base_model: init.base_model,
       rounds_planned: init.rounds_planned,
       rounds_completed: 0,
@@ -169,6 +174,16 @@ export class RunWriter {
   /** The highest round with a round.json, or -1 when not even round 0 is complete. */
   lastCompleteRound(): number {
     return Math.max(-1, ...completeRoundNumbers(this.dir));
+  }
+
+  /** A complete round's record, or null when it is missing or unreadable. */
+  roundInfo(round: number): RoundInfo | null {
+    try {
+      const parsed = RoundInfoSchema.safeParse(JSON.parse(fs.readFileSync(this.paths.roundJson(round), 'utf8')));
+      return parsed.success ? parsed.data : null;
+    } catch {
+      return null;
+    }
   }
 
   get info(): RunInfo {
@@ -250,6 +265,7 @@ export class RunWriter {
       roles: summary.roles,
       metrics: summary.metrics,
       exchanges: summary.exchanges,
+      ...(summary.fingerprints ? { fingerprints: summary.fingerprints } : {}),
     }, `round ${round}`);
     check(RoundEventSchema, { type: 'round', t: info.completed, attempt: this.attempt, round, metrics: summary.metrics }, `round ${round} event`);
     if (summary.nashgap) this.appendNashGap({ ...summary.nashgap, round });

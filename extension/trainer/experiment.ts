@@ -12,6 +12,7 @@ import type { Crossplay, Mode, Role } from '../rundir/schema';
 import { RunConfig } from './run-config';
 import { PolicyEngine, EngineError, OptimizerSettings, PolicyName } from '../engine/policy-engine';
 import { Evaluator, Players } from './round-evaluator';
+import { FingerprintMismatchError } from './fingerprints';
 import { GameSettings, PlayedExchange, playStep } from './game';
 import { Judge, JudgeError } from './judges/judge';
 import { RolePrompts } from './role-prompts';
@@ -89,13 +90,16 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   const { engine } = deps;
   const log = o.log ?? (() => {});
   const roles = roleSlots(c.mode);
+  const info = await engine.ready();
   const writer = o.resumeDir
     ? RunWriter.resume(o.resumeDir)
     : RunWriter.create(path.resolve(c.runs_dir), {
         id: o.runId,
         name: c.name,
         mode: c.mode,
-        engine: engine.info.name,
+        engine: info.name,
+        device: `${info.device ?? 'cpu'}${(info.worldSize ?? 1) > 1 ? ` ×${info.worldSize}` : ''}`,
+        dtype: info.dtype,
         base_model: c.model,
         rounds_planned: c.rounds,
         roles: ['attacker', 'defender'],
@@ -109,13 +113,23 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   const rounds: ExperimentResult['rounds'] = [];
   let round = 0;
   let step = 0;
+  /** The trainer's current fingerprint of each trained policy: every rollout must have been sampled by it. */
+  const fingerprints = new Map<string, string>();
   try {
     const last = writer.lastCompleteRound();
     if (last >= 0) {
       const layout = runLayout(writer.dir);
+      const recorded = writer.roundInfo(last)?.fingerprints ?? {};
       for (const t of roles.trained) {
-        await engine.loadPolicy(t.name, layout.slot(last, t.slot), t.kind);
+        const dir = layout.slot(last, t.slot);
+        await engine.loadPolicy(t.name, dir, t.kind);
         await engine.loadOptimizer(t.name, layout.optimizer(last));
+        const fp = await engine.fingerprint(t.name);
+        const want = recorded[t.slot];
+        if (want !== undefined && fp !== want) {
+          throw new FingerprintMismatchError(`${dir}: its weights (fingerprint ${fp}) are not those round ${last} recorded (${want}); the files were changed or damaged after they were saved`);
+        }
+        fingerprints.set(t.name, fp);
       }
       round = last;
       step = last * c.steps_per_round;
@@ -124,14 +138,19 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
       writer.event({ type: 'start', round: 0, config_hash: configHash(c) });
       for (const t of roles.trained) {
         await engine.createPolicy(t.name, { kind: t.kind, rank: c.lora.rank, alpha: c.lora.alpha, targets: c.lora.targets, seed: c.seed + (t.name === 'defender' ? 1 : 0) });
+        fingerprints.set(t.name, await engine.fingerprint(t.name));
       }
       await completeRound(0, null, 0);
       say(`run ${writer.dir}: ${c.mode}, ${c.rounds} rounds of ${c.steps_per_round} steps`);
     }
 
     async function completeRound(r: number, steps: [number, number] | null, exchanges: number): Promise<void> {
+      const saved: Record<string, string> = {};
       for (const t of roles.trained) {
-        await engine.savePolicy(t.name, writer.slotDir(r, t.slot));
+        saved[t.slot] = await engine.savePolicy(t.name, writer.slotDir(r, t.slot));
+        if (saved[t.slot] !== fingerprints.get(t.name)) {
+          throw new FingerprintMismatchError(`${writer.slotDir(r, t.slot)}: the saved ${t.name} (fingerprint ${saved[t.slot]}) is not the policy the trainer last updated (${fingerprints.get(t.name)})`);
+        }
         await engine.saveOptimizer(t.name, writer.optimizerDir(r));
       }
       const measured = deps.evaluator && c.evaluation.nash_gap ? await deps.evaluator.measureRound(players) : null;
@@ -142,6 +161,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
         roles: roles.trained.map((t) => t.name),
         metrics,
         exchanges,
+        fingerprints: saved,
         nashgap: ng
           ? { method: ng.method, nash_gap: ng.nashGap, defender_exploitability: ng.defenderExploitability, attacker_gap: ng.attackerGap, best_response_asr: ng.bestResponseAsr, per_seed: ng.perSeed, budget: ng.budget }
           : undefined,
@@ -164,7 +184,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
         }
         const started = Date.now();
         const trainingRoles = rolesAt(c.schedule.kind === 'simultaneous' ? c.schedule : { kind: 'alternating', attackerSteps: c.schedule.attacker_steps, defenderSteps: c.schedule.defender_steps, first: c.schedule.first }, c.mode, step);
-        const play = await playStep({ engine, judge: deps.judge, prompts: deps.prompts, pool: deps.pool, settings, policies: players, seed: c.seed, step: step + 1 });
+        const play = await playStep({ engine, judge: deps.judge, prompts: deps.prompts, pool: deps.pool, settings, policies: players, seed: c.seed, step: step + 1, fingerprints });
         checkJudgeFailures(play.exchanges, c);
         writeExchanges(writer, play.exchanges, round, step + 1, roles);
         exchangesInRound += play.exchanges.length;
@@ -179,6 +199,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
         const optimizers: Record<string, OptimizerSettings> = {};
         for (const t of roles.trained) optimizers[t.name] = optimizerSettings(c, t.name);
         const report = batch.samples.length ? await engine.trainStep(batch.samples, { clipEps: c.rl.clip_eps, klK1: batch.klK1, klK3: batch.klK3, optimizers }) : null;
+        for (const name of Object.keys(report?.policies ?? {})) fingerprints.set(name, report!.policies[name].fingerprint ?? (await engine.fingerprint(name)));
         const seconds = (Date.now() - started) / 1000;
         const metrics: Record<string, number | null> = {
           ...stepMetrics(play.exchanges, (t) => engine.encode(t)),
@@ -246,6 +267,10 @@ function writeExchanges(writer: RunWriter, exchanges: readonly PlayedExchange[],
       },
       rewards: { attacker: e.rewards?.attacker ?? null, defender: e.rewards?.defender ?? null, components: e.rewards?.components },
       adapters: { attacker: e.attacked ? adapterPath(roles.attacker) : null, defender: adapterPath(roles.defender) },
+      fingerprints: {
+        attacker: e.generations.find((g) => g.role === 'attacker')?.fingerprint ?? null,
+        defender: e.generations.find((g) => g.role === 'defender')?.fingerprint ?? null,
+      },
     });
   }
 }

@@ -13,6 +13,7 @@ import { RolePrompts, TurnHistory } from './role-prompts';
 import type { Role } from '../rundir/schema';
 import { GameSeed, SeedPool } from './seed-pool';
 import { splitOutput } from './thoughts';
+import { checkRolloutFingerprints } from './fingerprints';
 import { Verdict } from './verdict';
 
 export interface PlayedUtterance {
@@ -29,6 +30,8 @@ export interface RoleTurn {
   promptIds: number[];
   tokens: number[];
   logprobs: number[];
+  /** The fingerprint of the weights that sampled it (null: the frozen base; undefined: not reported). */
+  fingerprint?: string | null;
 }
 
 export interface PlayedExchange {
@@ -89,6 +92,8 @@ export async function playStep(options: {
   policies: { attacker: PolicyName; defender: PolicyName };
   seed: number;
   step: number;
+  /** The trainer's current fingerprint of each policy; every rollout must match it. */
+  fingerprints?: ReadonlyMap<string, string>;
 }): Promise<StepPlay> {
   const { engine, settings: s, policies } = options;
   const rng = new Rng(options.seed, options.step + 1);
@@ -111,16 +116,17 @@ export async function playStep(options: {
       jobs.map((j) => ({ prompt: j.promptIds, policy: policies[j.role], seed: rowSeed(options.seed, options.step, j.ex, j.turn, j.role) })),
       { maxNewTokens: limit, temperature: s.temperature, topP: s.topP, stopTokens: stop },
     );
+    if (options.fingerprints) checkRolloutFingerprints(jobs.map((j) => ({ policy: policies[j.role] })), gens, options.fingerprints);
     return gens.map((g, i) => {
       const cap = jobs[i].role === 'attacker' ? s.maxNewTokens.attacker : s.maxNewTokens.defender;
       if (g.tokens.length <= cap) return g;
-      return { tokens: g.tokens.slice(0, cap), logprobs: g.logprobs.slice(0, cap), finish: 'length' as const };
+      return { ...g, tokens: g.tokens.slice(0, cap), logprobs: g.logprobs.slice(0, cap), finish: 'length' as const };
     });
   };
 
   const record = (x: Live, role: Role, turn: number, promptIds: number[], g: GeneratedText): PlayedUtterance => {
     generatedTokens += g.tokens.length;
-    x.generations.push({ role, turn, promptIds, tokens: g.tokens, logprobs: g.logprobs });
+    x.generations.push({ role, turn, promptIds, tokens: g.tokens, logprobs: g.logprobs, fingerprint: g.fingerprint });
     const raw = engine.decode(g.tokens);
     const split = splitOutput(raw, s.thinking[role]);
     // A generation cut off by the token limit is not a finished utterance.

@@ -17,9 +17,19 @@ const engineSchema = z.discriminatedUnion('kind', [
   z
     .object({
       kind: z.literal('torch'),
-      python: z.string().default('python3'),
-      device: z.string().default('cuda'),
-      dtype: z.enum(['bfloat16', 'float32']).default('bfloat16'),
+      /** A Python with the engine's requirements; omitted: the environment `absp torch setup` made. */
+      python: z.string().min(1).optional(),
+      device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'use "cpu", "cuda" or "cuda:N"').default('cuda'),
+      dtype: z.enum(['bfloat16', 'float32', 'float16']).default('bfloat16'),
+      /** Processes, one per GPU; above 1 the engine runs data-parallel under the launcher. */
+      nproc: positiveInt.default(1),
+      launcher: z.literal('torchrun').default('torchrun'),
+      /** Shard the weights across the processes (FSDP's fully_shard) instead of replicating them. */
+      fsdp: z.boolean().default(false),
+      gradient_checkpointing: z.boolean().default(false),
+      /** Padded tokens per forward/backward pass when training. */
+      micro_batch_tokens: positiveInt.default(8192),
+      threads: positiveInt.optional(),
     })
     .strict(),
 ]);
@@ -42,7 +52,7 @@ const judgeSchema = z.discriminatedUnion('kind', [
   z
     .object({
       kind: z.literal('guard'),
-      /** A guard model directory (WildGuard-style output), run by the built-in engine. */
+      /** A guard model directory (WildGuard-style output), run by the run's engine (transformers when it is torch). */
       model: z.string(),
       format: z.literal('wildguard').default('wildguard'),
       max_new_tokens: positiveInt.default(32),
@@ -199,7 +209,7 @@ export function parseRunConfig(value: unknown, source: string): RunConfig {
   if (c.schedule.kind === 'alternating' && (c.mode === 'attacker-only' || c.mode === 'defender-only')) {
     throw new ConfigError(`${source}: schedule "alternating" needs both roles to train, but mode is ${c.mode}`);
   }
-  if (c.mode === 'shared-full' && c.engine.kind !== 'ort') throw new ConfigError(`${source}: mode shared-full is only available with the built-in engine`);
+  if (c.engine.kind === 'torch' && c.engine.fsdp) throw new ConfigError(`${source}: engine.fsdp (sharding the weights with fully_shard) is not available in this build; leave it out: with engine.nproc > 1 every process holds the whole base (DistributedDataParallel)`);
   return c;
 }
 
@@ -231,6 +241,7 @@ export function resolveConfigPaths(c: RunConfig, configDir: string): RunConfig {
     model: c.model.startsWith('builtin:') ? c.model : abs(c.model),
     world: c.world.kind === 'seeds' ? { ...c.world, file: abs(c.world.file) } : c.world,
     judge: c.judge.kind === 'guard' ? { ...c.judge, model: abs(c.judge.model) } : c.judge,
+    engine: c.engine.kind === 'torch' && c.engine.python && c.engine.python.includes('/') ? { ...c.engine, python: abs(c.engine.python) } : c.engine,
     rl: { ...c.rl, helpful_sft: c.rl.helpful_sft.file ? { ...c.rl.helpful_sft, file: abs(c.rl.helpful_sft.file) } : c.rl.helpful_sft },
   };
 }

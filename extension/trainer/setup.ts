@@ -4,7 +4,8 @@
  */
 import * as path from 'node:path';
 import { RunConfig } from './run-config';
-import { PolicyEngine, EngineError } from '../engine/policy-engine';
+import { PolicyEngine } from '../engine/policy-engine';
+import { TorchEngine } from '../engine/torch/torch-engine';
 import { Evaluator, SampledEvaluator } from './round-evaluator';
 import { ExperimentDeps, estimatorSettings, gameSettings, optimizerSettings } from './experiment';
 import { makeJudge } from './judges';
@@ -16,10 +17,21 @@ import { checkIfBuiltin } from '../sandbox/builtin';
 import { HelpfulExample, loadHelpfulData, sandboxHelpfulData } from './helpful-data';
 
 export function openEngine(c: RunConfig): PolicyEngine {
-  if (c.engine.kind === 'torch') {
-    throw new EngineError('the torch (GPU) engine is not part of this build: set "engine": {"kind": "ort"} (the built-in ONNX Runtime engine)');
-  }
   checkIfBuiltin(c.model);
+  if (c.engine.kind === 'torch') {
+    const e = c.engine;
+    return TorchEngine.open(c.model, {
+      python: e.python,
+      device: e.device,
+      dtype: e.dtype,
+      nproc: e.nproc,
+      launcher: e.launcher,
+      fsdp: e.fsdp,
+      gradientCheckpointing: e.gradient_checkpointing,
+      microBatchTokens: e.micro_batch_tokens,
+      threads: e.threads,
+    });
+  }
   return OrtEngine.open(c.model, { threads: c.engine.threads });
 }
 

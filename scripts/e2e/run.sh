@@ -43,10 +43,13 @@ npx --no-install vsce package --target linux-x64 --out "$VSIX" > "$ARTIFACTS/vsc
 unzip -l "$VSIX" > "$ARTIFACTS/vsix-contents.txt"
 for f in extension/package.json extension/LICENSE.txt extension/bin/absp.js extension/dist/extension.js extension/dist/cli.js extension/dist/panel-worker.js \
          extension/dist/webview/dashboard.js extension/dist/webview/stepper.js extension/dist/webview/adapter-diff.js extension/media/panel.css \
-         extension/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node extension/node_modules/onnxruntime-common/dist/cjs/index.js; do
+         extension/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node extension/node_modules/onnxruntime-common/dist/cjs/index.js \
+         extension/extension/torch-engine/absp_torch/engine.py extension/extension/torch-engine/requirements.txt; do
   grep -q " $f\$" "$ARTIFACTS/vsix-contents.txt" || { echo "e2e: the .vsix lacks $f"; exit 1; }
 done
-if grep -E '(darwin|win32|/arm64/|\.map$|\.ts$|/test/|fixtures|extension/(extension|webview|scripts)/)' "$ARTIFACTS/vsix-contents.txt"; then
+# The PyTorch engine's Python package is the one source folder that ships (its venv runs it from here).
+if grep -vE 'extension/extension/torch-engine/(absp_torch/[a-z_]+\.py|pyproject\.toml|requirements\.txt)$' "$ARTIFACTS/vsix-contents.txt" \
+   | grep -E '(darwin|win32|/arm64/|\.map$|\.ts$|/test/|fixtures|extension/(extension|webview|scripts)/)'; then
   echo "e2e: the .vsix holds files it should not (above)"; exit 1
 fi
 echo "e2e: $(du -h "$VSIX" | cut -f1) .vsix, $(tail -n 1 "$ARTIFACTS/vsix-contents.txt" | awk '{print $2}') files"

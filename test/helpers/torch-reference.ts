@@ -12,12 +12,12 @@
  *     });
  *   });
  */
-import { findTorchPython } from "../../extension/util/torch-python";
+import { findEnginePython as findTorchPython } from "../../extension/engine/torch/python-env";
 import { spawn, type ChildProcess } from "node:child_process";
 import * as path from "node:path";
 import * as readline from "node:readline";
 
-export const TORCH_MISSING_REASON = "torch is not importable by any python3: install Debian's python3-torch";
+export const TORCH_MISSING_REASON = "no PyTorch engine environment (run `absp torch setup --venv .absp-cache/torch-venv`, as scripts/test.sh does)";
 
 /** Absolute path of the reference's JSON-lines server. */
 export const TORCH_SERVER_PATH = path.resolve(__dirname, "..", "reference", "server.py");

@@ -49,7 +49,7 @@ describe('host: job outcomes, settings and executables', () => {
 
   it('resolves settings against the workspace and falls back to sane values', () => {
     const s = resolveSettings({ runsFolder: 'out/runs', defaultEngine: 'cuda', nodePath: ' ', pythonPath: '', configGlob: 3 }, '/ws', '/storage');
-    assert.deepEqual(s, { runsFolder: '/ws/out/runs', defaultEngine: 'ort', nodePath: '', pythonPath: 'python3', configGlob: '**/*.absp.json' });
+    assert.deepEqual(s, { runsFolder: '/ws/out/runs', defaultEngine: 'ort', nodePath: '', pythonPath: '', configGlob: '**/*.absp.json' });
     assert.equal(resolveSettings({ runsFolder: '/abs/runs' }, '/ws', '/storage').runsFolder, '/abs/runs');
     assert.equal(resolveSettings({}, undefined, '/storage').runsFolder, '/storage/runs', 'no workspace: runs go to the extension storage');
     assert.equal(resolveSettings({ defaultEngine: 'torch' }, '/ws', '/s').defaultEngine, 'torch');

@@ -2,9 +2,10 @@ import { Command } from 'commander';
 import { openAdapters, openModel } from '../../engine/runtime/open-model';
 import { checkIfBuiltin } from '../../sandbox/builtin';
 import { floatOption, intOption } from '../options';
+import { addEngineOptions, openTorchEngine } from '../engine-options';
 
 export function generateCommand(): Command {
-  return new Command('generate')
+  return addEngineOptions(new Command('generate'))
     .description('generate text from a prompt with a Qwen2 model directory and an optional LoRA adapter')
     .requiredOption('--model <dir>', 'Hugging Face model directory (or builtin:sandbox)')
     .option('--adapter <dir>', 'PEFT LoRA adapter directory')
@@ -17,6 +18,29 @@ export function generateCommand(): Command {
     .option('--json', 'print one JSON object', false)
     .action(async (o) => {
       checkIfBuiltin(o.model);
+      const print = (prompt: number[], gen: { tokens: number[]; logprobs: number[]; finish: string }, completion: string) => {
+        if (o.json) process.stdout.write(JSON.stringify({ prompt_ids: prompt, ids: gen.tokens, text: completion, logprobs: gen.logprobs, finish: gen.finish }) + '\n');
+        else process.stdout.write(completion + '\n');
+      };
+      if (o.engine === 'torch') {
+        const engine = openTorchEngine(o.model, o);
+        try {
+          if (o.adapter) await engine.loadPolicy('adapter', o.adapter, 'lora');
+          const text = o.chat ? engine.chat([{ role: 'user', content: o.prompt }], true) : o.prompt;
+          const prompt = engine.encode(text);
+          if (prompt.length === 0) throw new Error('the prompt encodes to no tokens');
+          const [gen] = await engine.generate([{ prompt, policy: o.adapter ? 'adapter' : null, seed: o.seed }], {
+            maxNewTokens: o.maxNewTokens,
+            temperature: o.temperature,
+            topP: o.topP,
+            stopTokens: engine.stopTokens(),
+          });
+          print(prompt, gen, engine.decode(gen.tokens));
+        } finally {
+          await engine.close();
+        }
+        return;
+      }
       const { model, tokenizer } = openModel(o.model);
       const adapters = o.adapter ? openAdapters([o.adapter], model) : [];
       const text = o.chat ? tokenizer.applyChatTemplate([{ role: 'user', content: o.prompt }], true) : o.prompt;
@@ -29,12 +53,7 @@ export function generateCommand(): Command {
         stopTokens: tokenizer.stopTokenIds(model.config.eosTokenIds),
         seed: o.seed,
       });
-      const completion = tokenizer.decode(gen.tokens, true);
-      if (o.json) {
-        process.stdout.write(JSON.stringify({ prompt_ids: prompt, ids: gen.tokens, text: completion, logprobs: gen.logprobs, finish: gen.finish }) + '\n');
-      } else {
-        process.stdout.write(completion + '\n');
-      }
+      print(prompt, gen, tokenizer.decode(gen.tokens, true));
       await model.dispose();
     });
 }

@@ -13,9 +13,13 @@ import { runSft } from '../../engine/train/sft';
 import { latestCheckpoint, writeCheckpoint } from '../../engine/train/checkpoint-dir';
 import { floatOption, intOption, listOption } from '../options';
 import { progressBar } from '../progress';
+import { addEngineOptions, openTorchEngine } from '../engine-options';
+import { SFT_POLICY, runEngineSft, savedPosition } from '../../engine/policy-sft';
+import { writeCheckpointAsync } from '../../engine/train/checkpoint-dir';
+import type { OptimizerSettings } from '../../engine/policy-engine';
 
 export function sftCommand(): Command {
-  return new Command('sft')
+  return addEngineOptions(new Command('sft'))
     .description('supervised fine-tuning of a LoRA adapter (or, with --full, of every weight) on a JSONL file')
     .requiredOption('--model <dir>', 'Hugging Face model directory (or builtin:sandbox)')
     .requiredOption('--data <file>', 'JSONL lines of {"text"}, {"ids"} or {"messages"}')
@@ -42,6 +46,19 @@ export function sftCommand(): Command {
       if (!['constant', 'linear', 'cosine'].includes(o.schedule)) throw new Error(`--schedule must be constant, linear or cosine, got ${JSON.stringify(o.schedule)}`);
       for (const t of o.targets) if (!LORA_TARGETS.includes(t)) throw new Error(`--targets: unknown module ${JSON.stringify(t)} (choose from ${LORA_TARGETS.join(', ')})`);
       const modelDir = resolveModelDir(o.model);
+      if (o.engine === 'torch') {
+        // The PyTorch engine reads any architecture it supports; only the sizes are needed here.
+        const raw = JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8')) as { vocab_size: number; max_position_embeddings: number };
+        const tok = fs.existsSync(path.join(modelDir, 'tokenizer.json')) ? TextTokenizer.load(modelDir) : null;
+        const data = loadSftData(path.resolve(o.data), { tokenizer: tok, maxLength: raw.max_position_embeddings, vocabSize: raw.vocab_size });
+        const outDir = path.resolve(o.out);
+        fs.mkdirSync(outDir, { recursive: true });
+        const cps = path.join(outDir, 'checkpoints');
+        const from = o.resume ? latestCheckpoint(cps) : null;
+        if (o.resume && !from) throw new Error(`${cps}: no checkpoint to resume from`);
+        await torchSft(o, modelDir, data, outDir, cps, from);
+        return;
+      }
       const ckpt = loadCheckpoint(modelDir);
       const tokenizer = fs.existsSync(path.join(modelDir, 'tokenizer.json')) ? TextTokenizer.load(modelDir) : null;
       const examples = loadSftData(path.resolve(o.data), { tokenizer, maxLength: ckpt.config.maxPositions, vocabSize: ckpt.config.vocabSize });
@@ -113,4 +130,64 @@ export function sftCommand(): Command {
       writeJsonAtomic(path.join(out, 'sft.json'), { model: modelDir, data: path.resolve(o.data), steps: o.steps, batch_size: o.batchSize, optimizer: optimizer.config, skipped_steps: skipped, seed: o.seed, full: o.full });
       process.stderr.write(`sft: wrote ${adapter ? 'adapter' : 'model'} to ${out} (loss curve: ${path.join(out, 'loss.jsonl')})\n`);
     });
+}
+
+/** The same training through the PyTorch engine: same batches, loss, optimiser and files. */
+async function torchSft(o: Record<string, any>, modelDir: string, examples: ReturnType<typeof loadSftData>, out: string, checkpoints: string, resumeFrom: string | null): Promise<void> {
+  const kind = o.full ? 'full' : 'lora';
+  const defaults = defaultOptimizerConfig(o.optimizer, o.lr ?? (o.optimizer === 'sgd' ? 0.01 : 1e-4), o.steps);
+  const settings: OptimizerSettings = {
+    kind: o.optimizer,
+    lr: defaults.lr,
+    weightDecay: o.weightDecay ?? defaults.weightDecay,
+    clipNorm: o.clipNorm ?? defaults.clipNorm,
+    warmupSteps: o.warmup,
+    schedule: { kind: o.schedule, totalSteps: o.steps, minLrRatio: 0 },
+  };
+  const engine = openTorchEngine(modelDir, o as never, { microBatchTokens: o.microBatchTokens });
+  try {
+    let position = 0;
+    if (resumeFrom) {
+      await engine.loadPolicy(SFT_POLICY, path.join(resumeFrom, o.full ? 'model' : 'adapter'), kind);
+      await engine.loadOptimizer(SFT_POLICY, resumeFrom);
+      position = savedPosition(resumeFrom);
+    } else {
+      fs.rmSync(path.join(out, 'loss.jsonl'), { force: true });
+      await engine.createPolicy(SFT_POLICY, { kind, rank: o.rank, alpha: o.alpha, targets: o.targets, seed: o.seed, init: o.adapterInit ? path.resolve(o.adapterInit) : undefined });
+    }
+    const checkpoint = (step: number) =>
+      writeCheckpointAsync(checkpoints, `step-${String(step).padStart(7, '0')}`, async (dir) => {
+        await engine.saveOptimizer(SFT_POLICY, dir);
+        await engine.savePolicy(SFT_POLICY, path.join(dir, o.full ? 'model' : 'adapter'));
+      });
+    const bar = progressBar(o.steps, 'sft');
+    bar.update(position, { detail: '' });
+    let skipped = 0;
+    const final = await runEngineSft({
+      engine,
+      examples,
+      optimizer: settings,
+      steps: o.steps,
+      batchSize: o.batchSize,
+      seed: o.seed,
+      position,
+      onStep: async (r) => {
+        appendLine(path.join(out, 'loss.jsonl'), JSON.stringify({ step: r.step, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, tokens: r.tokens, skipped: r.skipped, seconds: r.seconds }));
+        if (r.skipped) {
+          skipped++;
+          process.stderr.write(`\nsft: step ${r.step} skipped: non-finite loss or gradient (loss ${r.loss})\n`);
+        }
+        bar.update(r.step, { detail: `loss ${r.loss.toFixed(4)}` });
+        if (r.step % o.saveEvery === 0 && r.step < o.steps) await checkpoint(r.step);
+      },
+    });
+    bar.stop();
+    await checkpoint(final);
+    await engine.savePolicy(SFT_POLICY, out);
+    const config = { ...defaults, kind: o.optimizer, weightDecay: settings.weightDecay, clipNorm: settings.clipNorm, schedule: { kind: o.schedule, warmupSteps: o.warmup, totalSteps: o.steps, minLrRatio: 0 } };
+    writeJsonAtomic(path.join(out, 'sft.json'), { model: modelDir, data: path.resolve(o.data), steps: o.steps, batch_size: o.batchSize, optimizer: config, skipped_steps: skipped, seed: o.seed, full: o.full, engine: 'torch' });
+    process.stderr.write(`sft: wrote ${o.full ? 'model' : 'adapter'} to ${out} (loss curve: ${path.join(out, 'loss.jsonl')})\n`);
+  } finally {
+    await engine.close();
+  }
 }

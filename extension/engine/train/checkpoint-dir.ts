@@ -21,15 +21,27 @@ export function latestCheckpoint(root: string): string | null {
   }
 }
 
-export function writeCheckpoint(root: string, name: string, write: (dir: string) => void): string {
+export function writeCheckpoint(root: string, name: string, write: (dir: string) => void, fresh = true): string {
   fs.mkdirSync(root, { recursive: true });
   const dir = path.join(root, name);
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(dir);
+  if (fresh) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir);
+  }
   write(dir);
   writeJsonAtomic(path.join(root, POINTER), { dir: name, written: new Date().toISOString() });
   for (const entry of fs.readdirSync(root)) {
     if (entry !== name && entry !== POINTER && entry.startsWith('step-')) fs.rmSync(path.join(root, entry), { recursive: true, force: true });
   }
   return dir;
+}
+
+/** writeCheckpoint for writers that wait on another process (the torch engine). */
+export async function writeCheckpointAsync(root: string, name: string, write: (dir: string) => Promise<void>): Promise<string> {
+  fs.mkdirSync(root, { recursive: true });
+  const dir = path.join(root, name);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir);
+  await write(dir);
+  return writeCheckpoint(root, name, () => undefined, false);
 }

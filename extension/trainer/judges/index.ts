@@ -11,8 +11,11 @@ export function makeJudge(config: RunConfig): Judge {
   switch (j.kind) {
     case 'sandbox':
       return new SandboxJudge();
-    case 'guard':
-      return GuardModelJudge.open(j.model, j.max_new_tokens, config.engine.kind === 'ort' ? config.engine.threads : undefined);
+    case 'guard': {
+      const e = config.engine;
+      if (e.kind === 'torch') return GuardModelJudge.openTorch(j.model, j.max_new_tokens, { python: e.python, device: e.device, dtype: e.dtype, threads: e.threads });
+      return GuardModelJudge.open(j.model, j.max_new_tokens, e.threads);
+    }
     case 'http': {
       const apiKey = j.api_key_env ? process.env[j.api_key_env] : undefined;
       if (j.api_key_env && !apiKey) throw new JudgeError(`judge.api_key_env names ${j.api_key_env}, which is not set`);

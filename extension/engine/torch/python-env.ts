@@ -1,0 +1,116 @@
+/**
+ * Where the PyTorch engine's Python lives. `absp torch setup` creates a virtual environment (by
+ * default in the user's cache folder; the test script makes one in the repository's ignored
+ * `.absp-cache/`), and everything that starts the engine looks for it in this order: an explicit
+ * python (the config's engine.python, the abspLab.pythonPath setting, --python), $ABSP_TORCH_PYTHON,
+ * the repository's `.absp-cache/torch-venv`, the user's `<cache>/absp-lab/torch-venv`.
+ * The engine's own code is the package shipped with the extension (extension/torch-engine), put
+ * first on PYTHONPATH, so an updated extension never runs an older copy installed in a venv.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { packageRoot } from '../model/model-dir';
+
+/** The torch release the CPU set-up pins (a range would download a multi-GB CUDA build). */
+export const PINNED_TORCH = '2.13.0';
+
+export function enginePackageDir(): string {
+  return path.join(packageRoot(), 'extension', 'torch-engine');
+}
+
+export function userCacheDir(): string {
+  if (process.env.XDG_CACHE_HOME) return path.join(process.env.XDG_CACHE_HOME, 'absp-lab');
+  if (process.platform === 'darwin') return path.join(os.homedir(), 'Library', 'Caches', 'absp-lab');
+  if (process.platform === 'win32') return path.join(process.env.LOCALAPPDATA ?? os.homedir(), 'absp-lab', 'Cache');
+  return path.join(os.homedir(), '.cache', 'absp-lab');
+}
+
+export function defaultVenvDir(): string {
+  return path.join(userCacheDir(), 'torch-venv');
+}
+
+/** The venv the repository's test script creates. */
+export function repoVenvDir(): string {
+  return path.join(packageRoot(), '.absp-cache', 'torch-venv');
+}
+
+export function venvPython(venv: string): string {
+  return process.platform === 'win32' ? path.join(venv, 'Scripts', 'python.exe') : path.join(venv, 'bin', 'python');
+}
+
+/** The environment a child Python of the engine runs with. */
+export function engineEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const pkg = enginePackageDir();
+  return {
+    ...base,
+    PYTHONPATH: base.PYTHONPATH ? `${pkg}${path.delimiter}${base.PYTHONPATH}` : pkg,
+    PYTHONDONTWRITEBYTECODE: '1',
+    PYTHONUNBUFFERED: '1',
+  };
+}
+
+/** Candidates in order, explicit first; null entries are skipped. */
+export function pythonCandidates(explicit?: string | null): string[] {
+  const list = [explicit, process.env.ABSP_TORCH_PYTHON, venvPython(repoVenvDir()), venvPython(defaultVenvDir())];
+  return [...new Set(list.filter((c): c is string => typeof c === 'string' && c.length > 0 && c !== 'none'))];
+}
+
+const cache = new Map<string, boolean>();
+
+/** Whether this python can import what the engine needs (torch, transformers, peft, safetensors). */
+export function pythonWorks(python: string): boolean {
+  let ok = cache.get(python);
+  if (ok === undefined) {
+    if (python.includes(path.sep) && !fs.existsSync(python)) ok = false;
+    else {
+      const r = spawnSync(python, ['-c', 'import torch, transformers, peft, safetensors, numpy'], { stdio: 'ignore', timeout: 180_000, env: engineEnv() });
+      ok = r.status === 0;
+    }
+    cache.set(python, ok);
+  }
+  return ok;
+}
+
+/**
+ * The first working Python of the engine, or null. ABSP_TORCH_PYTHON=none means none (tests use
+ * it to check the skip path).
+ */
+export function findEnginePython(explicit?: string | null): string | null {
+  // A Python someone named is the one to use: a broken one is an error, not a silent fallback.
+  if (explicit) return pythonWorks(explicit) ? explicit : null;
+  if (process.env.ABSP_TORCH_PYTHON === 'none') return null;
+  for (const c of pythonCandidates()) if (pythonWorks(c)) return c;
+  return null;
+}
+
+/** What to tell someone whose machine has no working engine environment. */
+export function missingEnvironmentMessage(explicit?: string | null): string {
+  const tried = explicit ? [explicit] : pythonCandidates();
+  return `no Python with PyTorch, transformers and peft was found (tried ${tried.length ? tried.join(', ') : 'nothing'}). Run \`absp torch setup\` (or the command "ABSP: Set Up PyTorch Engine…") to create the engine's environment, or point "engine.python" / the abspLab.pythonPath setting at a Python that has them.`;
+}
+
+/** pythonWorks without blocking (the extension host must not freeze while torch imports). */
+export function pythonWorksAsync(python: string): Promise<boolean> {
+  const known = cache.get(python);
+  if (known !== undefined) return Promise.resolve(known);
+  if (python.includes(path.sep) && !fs.existsSync(python)) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const child = spawn(python, ['-c', 'import torch, transformers, peft, safetensors, numpy'], { stdio: 'ignore', env: engineEnv() });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
+    child.on('error', () => (clearTimeout(timer), resolve(false)));
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      cache.set(python, code === 0);
+      resolve(code === 0);
+    });
+  });
+}
+
+/** findEnginePython without blocking. */
+export async function findEnginePythonAsync(explicit?: string | null): Promise<string | null> {
+  if (explicit) return (await pythonWorksAsync(explicit)) ? explicit : null;
+  for (const c of pythonCandidates()) if (await pythonWorksAsync(c)) return c;
+  return null;
+}
