@@ -2,7 +2,7 @@
  * The policy engine: the narrow interface between what plays and trains policies (the trainer, the
  * sandbox's exact game values, the panel worker's replay) and a model engine. Callers name policies
  * (`attacker`, `defender`, `shared`, …); the engine owns their weights and optimiser state. The
- * built-in engine runs on ONNX Runtime in this process (ort-engine.ts); a GPU engine speaks the same
+ * built-in engine runs on ONNX Runtime in this process (ort-engine.ts); the PyTorch engine (torch/) speaks the same
  * interface from a child process. Every call is batched, and rows of one call may use different
  * policies, so both roles share passes over the frozen base.
  */
