@@ -47,10 +47,15 @@ def main(argv=None) -> int:
 
         dist = Dist(args.device, fsdp=args.fsdp) if launched_by_torchrun() else None
         try:
-            return serve(dist)
+            code = serve(dist)
         finally:
             if dist is not None:
                 dist.close()
+        # Every file the engine wrote is complete and closed; skip the interpreter's slow teardown of
+        # torch and transformers, so the process is gone as soon as the client says goodbye.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     if args.command == "doctor":
         from .doctor import doctor
 

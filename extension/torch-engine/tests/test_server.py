@@ -39,7 +39,7 @@ class Proc:
 
     def close(self) -> int:
         self.p.stdin.close()
-        code = self.p.wait(timeout=60)
+        code = self.p.wait(timeout=300)
         self.p.stdout.close()
         self.p.stderr.close()
         return code
