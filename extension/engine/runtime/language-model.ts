@@ -180,7 +180,9 @@ export class LanguageModel {
 
   /**
    * log p(candidate | row) for each candidate token after each row: one forward pass per batch with the
-   * last-position head, so the full next-token distribution is available exactly.
+   * last-position head, so the full next-token distribution is available exactly. Rows are batched by
+   * length (little padding), and the prefix a batch's rows share (a system prompt, a chat template) is
+   * run once per adapter and read from the KV cache by every row.
    */
   async nextTokenLogprobs(rows: readonly Row[], candidates: readonly number[], adapters: readonly LoraAdapter[] = []): Promise<number[][]> {
     rows.forEach((r, i) => {
@@ -188,40 +190,87 @@ export class LanguageModel {
       this.checkIds(r.ids, `row ${i}`);
     });
     this.checkIds(candidates, 'candidates');
-    const c = this.config;
-    const out: number[][] = [];
+    const V = this.config.vocabSize;
+    const out: number[][] = new Array(rows.length);
+    const order = rows.map((_, i) => i).sort((a, b) => rows[a].ids.length - rows[b].ids.length || a - b);
     const chunk = 256;
-    for (let start = 0; start < rows.length; start += chunk) {
-      const part = rows.slice(start, start + chunk);
-      const B = part.length;
-      const S = Math.max(...part.map((r) => r.ids.length));
-      const batch = leftPadded(part.map((r) => r.ids), S, this.padId());
-      const { layout, feeds } = this.adapterFeeds(adapters, part);
-      const session = await this.session('last-logits', true, layout);
-      const past: Record<string, HostTensor> = {};
-      for (let l = 0; l < c.numLayers; l++) {
-        for (const which of ['key', 'value'] as const) past[pastName(l, which)] = { dtype: this.dtype, dims: [B, c.numKvHeads, 0, c.headDim], data: this.floats(0) };
-      }
-      // An empty cache: the mask covers only this call's tokens.
-      const result = await session.run({
-        ...feeds,
-        ...past,
-        input_ids: { dtype: 'int64', dims: [B, S], data: batch.ids },
-        attention_mask: { dtype: 'int64', dims: [B, S], data: batch.mask },
-        position_ids: { dtype: 'int64', dims: [B, S], data: batch.positions },
-      }, ['logits']);
-      const logits = result.logits.data as Float32Array;
-      const V = c.vocabSize;
-      for (let b = 0; b < B; b++) {
+    for (let start = 0; start < order.length; start += chunk) {
+      const members = order.slice(start, start + chunk);
+      const logits = await this.lastLogits(members.map((i) => rows[i]), adapters);
+      members.forEach((row, b) => {
         let max = -Infinity;
         for (let v = 0; v < V; v++) max = Math.max(max, logits[b * V + v]);
         let sum = 0;
         for (let v = 0; v < V; v++) sum += Math.exp(logits[b * V + v] - max);
         const lse = max + Math.log(sum);
-        out.push(candidates.map((t) => logits[b * V + t] - lse));
-      }
+        out[row] = candidates.map((t) => logits[b * V + t] - lse);
+      });
     }
     return out;
+  }
+
+  /** Logits after the last token of each row, [rows, vocab]; a shared prefix runs once per adapter. */
+  private async lastLogits(part: readonly Row[], adapters: readonly LoraAdapter[]): Promise<Float32Array> {
+    const c = this.config;
+    const B = part.length;
+    // Every row keeps at least its last token out of the prefix: that position's logits are the answer.
+    let P = Math.min(...part.map((r) => r.ids.length)) - 1;
+    for (const r of part) {
+      let k = 0;
+      while (k < P && r.ids[k] === part[0].ids[k]) k++;
+      P = k;
+    }
+    if (P < 4) P = 0;
+    const slots = [...new Set(part.map((r) => r.adapter))];
+    const { layout, feeds } = this.adapterFeeds(adapters, part);
+    const session = await this.session('last-logits', true, layout);
+    const emptyCache = (batch: number): Record<string, HostTensor> => {
+      const past: Record<string, HostTensor> = {};
+      for (let l = 0; l < c.numLayers; l++) {
+        for (const which of ['key', 'value'] as const) past[pastName(l, which)] = { dtype: this.dtype, dims: [batch, c.numKvHeads, 0, c.headDim], data: this.floats(0) };
+      }
+      return past;
+    };
+    let cache: Record<string, HostTensor> = emptyCache(B);
+    if (P > 0) {
+      // The prefix once per adapter: its keys and values become every row's cache.
+      const prefixRows = slots.map((adapter) => ({ ids: part[0].ids.slice(0, P), adapter }));
+      const prefixFeeds = this.adapterFeeds(adapters, prefixRows).feeds;
+      const positions = BigInt64Array.from({ length: slots.length * P }, (_, i) => BigInt(i % P));
+      const prefix = await session.run({
+        ...prefixFeeds,
+        ...emptyCache(slots.length),
+        input_ids: { dtype: 'int64', dims: [slots.length, P], data: BigInt64Array.from(prefixRows.flatMap((r) => r.ids.map(BigInt))) },
+        attention_mask: { dtype: 'int64', dims: [slots.length, P], data: new BigInt64Array(slots.length * P).fill(1n) },
+        position_ids: { dtype: 'int64', dims: [slots.length, P], data: positions },
+      });
+      cache = {};
+      const block = c.numKvHeads * P * c.headDim;
+      for (let l = 0; l < c.numLayers; l++) {
+        for (const which of ['key', 'value'] as const) {
+          const fresh = prefix[presentName(l, which)].data as Float32Array | Float64Array;
+          const data = this.floats(B * block);
+          part.forEach((r, b) => data.set(fresh.subarray(slots.indexOf(r.adapter) * block, (slots.indexOf(r.adapter) + 1) * block), b * block));
+          cache[pastName(l, which)] = { dtype: this.dtype, dims: [B, c.numKvHeads, P, c.headDim], data };
+        }
+      }
+    }
+    const S = Math.max(...part.map((r) => r.ids.length)) - P;
+    const batch = leftPadded(part.map((r) => r.ids.slice(P)), S, this.padId());
+    const mask = new BigInt64Array(B * (P + S));
+    for (let b = 0; b < B; b++) {
+      mask.fill(1n, b * (P + S), b * (P + S) + P);
+      mask.set(batch.mask.subarray(b * S, (b + 1) * S), b * (P + S) + P);
+    }
+    const positions = batch.positions.map((p) => p + BigInt(P));
+    const result = await session.run({
+      ...feeds,
+      ...cache,
+      input_ids: { dtype: 'int64', dims: [B, S], data: batch.ids },
+      attention_mask: { dtype: 'int64', dims: [B, P + S], data: mask },
+      position_ids: { dtype: 'int64', dims: [B, S], data: positions },
+    }, ['logits']);
+    return result.logits.data as Float32Array;
   }
 
   /** Batched sampling (or greedy decoding) with a KV cache; each row may use its own adapter. */
