@@ -99,6 +99,26 @@ describe('inference engine', function () {
     }
   });
 
+  it('next-token log-probs of rows sharing a prefix (run once per adapter) equal scoring each row alone', async () => {
+    const ads = adapters();
+    const prefix = [21, 22, 23, 24, 25, 26];
+    const rows = [
+      { ids: [...prefix, 40, 41, 42], adapter: 0 },
+      { ids: [...prefix, 50], adapter: 1 },
+      { ids: [...prefix, 60, 61], adapter: -1 },
+      { ids: [...prefix, 40, 41, 42], adapter: 1 },
+      { ids: [...prefix.slice(0, 5), 70, 71, 72, 73], adapter: 0 },
+    ];
+    const candidates = [0, 9, 40, 79];
+    const next = await lm.nextTokenLogprobs(rows, candidates, ads);
+    for (let r = 0; r < rows.length; r++) {
+      for (let k = 0; k < candidates.length; k++) {
+        const [scored] = await lm.score([{ ids: [...rows[r].ids, candidates[k]], adapter: rows[r].adapter }], ads);
+        assert.ok(Math.abs(next[r][k] - (scored[rows[r].ids.length] as number)) < 2e-5, `row ${r}, candidate ${candidates[k]}`);
+      }
+    }
+  });
+
   it('greedy decoding is deterministic and stops at a stop token', async () => {
     const [a] = await lm.generate([{ prompt: [1, 2, 3], adapter: -1 }], [], { maxNewTokens: 10, temperature: 0, topP: 1, stopTokens: [] });
     const [b] = await lm.generate([{ prompt: [1, 2, 3], adapter: -1 }], [], { maxNewTokens: 10, temperature: 0, topP: 1, stopTokens: [] });
