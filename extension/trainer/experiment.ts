@@ -153,7 +153,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
         }
         await engine.saveOptimizer(t.name, writer.optimizerDir(r));
       }
-      const measured = deps.evaluator && c.evaluation.nash_gap ? await deps.evaluator.measureRound(players) : null;
+      const measured = deps.evaluator && c.evaluation.nash_gap ? await deps.evaluator.measureRound(players, r) : null;
       const metrics = measured?.metrics ?? {};
       const ng = measured?.nashGap;
       writer.completeRound(r, {
@@ -301,7 +301,7 @@ export async function loadRunPlayers(
 async function crossplayWithinRun(runDir: string, c: RunConfig, engine: PolicyEngine, evaluator: Evaluator): Promise<Crossplay> {
   const runId = path.basename(runDir);
   const players = await loadRunPlayers(runDir, c.mode, engine, 'xp-');
-  const { cells, samples } = await evaluator.crossplay(players.attackers.map((a) => a.policy), players.defenders.map((d) => d.policy));
+  const { cells, samples } = await evaluator.crossplay(players.attackers, players.defenders);
   for (const p of [...players.attackers, ...players.defenders]) if (p.policy) await engine.dropPolicy(p.policy);
   return {
     version: 1,

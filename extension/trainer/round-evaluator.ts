@@ -34,6 +34,15 @@ export interface RoundMeasurement {
   nashGap: NashGapResult | null;
 }
 
+/**
+ * A player of cross-play: a policy and, when its weights are those a round of this process measured,
+ * that round (an evaluator may reuse what it measured then instead of measuring again).
+ */
+export interface Contestant {
+  policy: PolicyName;
+  round?: number | null;
+}
+
 export interface CrossplayCell {
   asr: number;
   ci95: number;
@@ -41,9 +50,10 @@ export interface CrossplayCell {
 
 export interface Evaluator {
   readonly method: 'exact' | 'estimated';
-  measureRound(players: Players): Promise<RoundMeasurement>;
+  /** Measures the players; `round` names the weights measured, for cross-play to refer to later. */
+  measureRound(players: Players, round?: number): Promise<RoundMeasurement>;
   /** Attack success of each attacker against each defender (rows: attackers). */
-  crossplay(attackers: readonly PolicyName[], defenders: readonly PolicyName[]): Promise<{ cells: CrossplayCell[][]; samples: number }>;
+  crossplay(attackers: readonly Contestant[], defenders: readonly Contestant[]): Promise<{ cells: CrossplayCell[][]; samples: number }>;
 }
 
 export interface SampledEvaluatorOptions {
@@ -141,12 +151,12 @@ export class SampledEvaluator implements Evaluator {
     };
   }
 
-  async crossplay(attackers: readonly PolicyName[], defenders: readonly PolicyName[]): Promise<{ cells: CrossplayCell[][]; samples: number }> {
+  async crossplay(attackers: readonly Contestant[], defenders: readonly Contestant[]): Promise<{ cells: CrossplayCell[][]; samples: number }> {
     const cells: CrossplayCell[][] = [];
     let samples = 0;
-    for (const [i, attacker] of attackers.entries()) {
+    for (const [i, { policy: attacker }] of attackers.entries()) {
       const row: CrossplayCell[] = [];
-      for (const [j, defender] of defenders.entries()) {
+      for (const [j, { policy: defender }] of defenders.entries()) {
         const r = await this.attackSuccess({ attacker, defender }, 100 + i * 1000 + j);
         samples = Math.max(samples, r.n);
         row.push({ asr: r.asr, ci95: wilsonHalfWidth(r.asr, r.n) });

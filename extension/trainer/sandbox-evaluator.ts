@@ -8,7 +8,7 @@ import type { Attack } from '../sandbox/tactics';
 import { attackerValues, bestResponse, capability, complianceTable, payoff, rates, sampleRewrites, nashConv, ComplianceTable, Rewrite } from '../sandbox/gamevalues';
 import { PolicyEngine, PolicyName } from '../engine/policy-engine';
 import { normalHalfWidth } from '../util/stats';
-import { CrossplayCell, Evaluator, Players, RoundMeasurement } from './round-evaluator';
+import { Contestant, CrossplayCell, Evaluator, Players, RoundMeasurement } from './round-evaluator';
 import { GameSettings } from './game';
 import { Judge } from './judges/judge';
 import { RolePrompts } from './role-prompts';
@@ -39,6 +39,8 @@ function attackSuccess(rewrites: readonly Rewrite[], table: ComplianceTable): Cr
 export class SandboxEvaluator implements Evaluator {
   readonly method = 'exact' as const;
   private evaluations = 0;
+  /** What each round measured: its defender's table and its attacker's rewrites, reused by cross-play. */
+  private readonly measured = new Map<number, { table: ComplianceTable; rewrites: Rewrite[] }>();
 
   constructor(private readonly o: SandboxEvaluatorOptions) {}
 
@@ -56,11 +58,12 @@ export class SandboxEvaluator implements Evaluator {
     });
   }
 
-  async measureRound(players: Players): Promise<RoundMeasurement> {
+  async measureRound(players: Players, round?: number): Promise<RoundMeasurement> {
     const table = await this.table(players.defender);
     const h = this.o.game.harmfulFraction;
     const best = bestResponse(table, h);
     const rewrites = await this.rewrites(players.attacker, this.evaluations);
+    if (round !== undefined) this.measured.set(round, { table, rewrites });
     const attacker = attackerValues(rewrites, table, h);
     const nc = nashConv(best, attacker);
     const cap = await capability({ engine: this.o.engine, policy: players.defender });
@@ -90,13 +93,18 @@ export class SandboxEvaluator implements Evaluator {
     };
   }
 
-  async crossplay(attackers: readonly PolicyName[], defenders: readonly PolicyName[]): Promise<{ cells: CrossplayCell[][]; samples: number }> {
+  /**
+   * A player measured in a round of this process is not measured again: its weights are the ones
+   * saved that round, so its table (exact) and rewrites (a sample of the same distribution) stand.
+   */
+  async crossplay(attackers: readonly Contestant[], defenders: readonly Contestant[]): Promise<{ cells: CrossplayCell[][]; samples: number }> {
+    const known = (c: Contestant) => (c.policy !== null && typeof c.round === 'number' ? this.measured.get(c.round) : undefined);
     const tables: ComplianceTable[] = [];
-    for (const d of defenders) tables.push(await this.table(d));
+    for (const d of defenders) tables.push(known(d)?.table ?? (await this.table(d.policy)));
     const cells: CrossplayCell[][] = [];
     let samples = 0;
     for (const [i, a] of attackers.entries()) {
-      const rewrites = await this.rewrites(a, 5000 + i);
+      const rewrites = known(a)?.rewrites ?? (await this.rewrites(a.policy, 5000 + i));
       samples = rewrites.filter((r) => r.seed.harmful).length;
       cells.push(tables.map((t) => attackSuccess(rewrites, t)));
     }

@@ -36,7 +36,7 @@ export function crossplayCommand(): Command {
           for (const d of players.defenders) if (i === 0 || d.policy !== null) defenders.push({ label: label(d.label), run: id, round: d.round, path: d.path, policy: d.policy });
         }
         if (!deps.evaluator) throw new Error('no evaluator for this world');
-        const { cells, samples } = await deps.evaluator.crossplay(attackers.map((a) => a.policy), defenders.map((d) => d.policy));
+        const { cells, samples } = await deps.evaluator.crossplay(attackers.map((a) => ({ policy: a.policy })), defenders.map((d) => ({ policy: d.policy })));
         const strip = ({ policy: _p, ...rest }: CrossplayPlayer & { policy: PolicyName }) => rest;
         const result: Crossplay = {
           version: 1,
