@@ -16,7 +16,8 @@ import { FingerprintMismatchError } from './fingerprints';
 import { GameSettings, PlayedExchange, playStep } from './game';
 import { Judge, JudgeError } from './judges/judge';
 import { RolePrompts } from './role-prompts';
-import { phaseName, rolesAt } from './schedule';
+import { AdaptivePhase, phaseName, rolesAt } from './schedule';
+import { RunReader } from '../rundir/reader';
 import { SeedPool } from './seed-pool';
 import { stepMetrics } from './step-metrics';
 import { EstimatorSettings, buildTrainingBatch, helpfulRows } from './training-batch';
@@ -73,7 +74,7 @@ export function gameSettings(c: RunConfig): GameSettings {
 }
 
 export function estimatorSettings(c: RunConfig): EstimatorSettings {
-  return { estimator: c.rl.estimator, klCoef: c.rl.kl.coef, klEstimator: c.rl.kl.estimator, klInReward: c.rl.kl.in_reward, gamma: c.rl.gamma };
+  return { estimator: c.rl.estimator, klCoef: c.rl.kl.coef, klEstimator: c.rl.kl.estimator, klInReward: c.rl.kl.in_reward, gamma: c.rl.gamma, entropyBonus: c.rl.entropy_bonus, dropTiedGroups: c.rl.drop_tied_groups };
 }
 
 export function optimizerSettings(c: RunConfig, policy: string): OptimizerSettings {
@@ -115,6 +116,9 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   let step = 0;
   /** The trainer's current fingerprint of each trained policy: every rollout must have been sampled by it. */
   const fingerprints = new Map<string, string>();
+  const adaptive = c.schedule.kind === 'adaptive'
+    ? new AdaptivePhase({ kind: 'adaptive', attackerUntil: c.schedule.attacker_until, defenderUntil: c.schedule.defender_until, maxSteps: c.schedule.max_steps, first: c.schedule.first })
+    : null;
   try {
     const last = writer.lastCompleteRound();
     if (last >= 0) {
@@ -133,6 +137,12 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
       }
       round = last;
       step = last * c.steps_per_round;
+      if (adaptive) {
+        // The schedule's state is a function of the attack success recorded after each step.
+        const reader = RunReader.open(writer.dir);
+        const valid = reader.validity();
+        for (const e of reader.events()) if (e.type === 'step' && valid(e) && e.step <= step) adaptive.record(e.metrics['asr/current_attacker'] ?? null);
+      }
       say(`resuming ${writer.dir} from round ${last} (attempt ${writer.attempt})`);
     } else {
       writer.event({ type: 'start', round: 0, config_hash: configHash(c) });
@@ -171,6 +181,21 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
       if (r > 0 || ng) say(`round ${r}: ${Object.entries(metrics).map(([k, v]) => `${k}=${v === null ? '-' : v.toFixed(3)}`).join(' ')}`);
     }
 
+    // Fictitious play: past attackers, loaded from their saved rounds when first drawn.
+    const pastPaths = new Map<string, string>();
+    const attackerSlot = roles.attacker && roles.trained.includes(roles.attacker) ? roles.attacker : null;
+    async function pastAttacker(globalStep: number, currentRound: number): Promise<{ policy: PolicyName; share: number } | null> {
+      if (c.rl.past_attackers === 0 || !attackerSlot || attackerSlot.kind !== 'lora') return null;
+      const r = Math.floor(new Rng(c.seed, 800_000 + globalStep).uniform() * currentRound);
+      const name = `past-attacker-r${r}`;
+      if (!pastPaths.has(name)) {
+        await engine.loadPolicy(name, runLayout(writer.dir).slot(r, attackerSlot.slot), 'lora');
+        fingerprints.set(name, await engine.fingerprint(name));
+        pastPaths.set(name, slotRelPath(r, attackerSlot.slot));
+      }
+      return { policy: name, share: c.rl.past_attackers };
+    }
+
     const total = c.rounds * c.steps_per_round;
     const settings = gameSettings(c);
     for (round = round + 1; round <= c.rounds; round++) {
@@ -183,10 +208,13 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
           return { dir: writer.dir, status: 'stopped', rounds };
         }
         const started = Date.now();
-        const trainingRoles = rolesAt(c.schedule.kind === 'simultaneous' ? c.schedule : { kind: 'alternating', attackerSteps: c.schedule.attacker_steps, defenderSteps: c.schedule.defender_steps, first: c.schedule.first }, c.mode, step);
-        const play = await playStep({ engine, judge: deps.judge, prompts: deps.prompts, pool: deps.pool, settings, policies: players, seed: c.seed, step: step + 1, fingerprints });
+        const trainingRoles = adaptive
+          ? adaptive.roles
+          : rolesAt(c.schedule.kind === 'alternating' ? { kind: 'alternating', attackerSteps: c.schedule.attacker_steps, defenderSteps: c.schedule.defender_steps, first: c.schedule.first } : { kind: 'simultaneous' }, c.mode, step);
+        const opponent = await pastAttacker(step + 1, round);
+        const play = await playStep({ engine, judge: deps.judge, prompts: deps.prompts, pool: deps.pool, settings, policies: players, opponent, seed: c.seed, step: step + 1, fingerprints });
         checkJudgeFailures(play.exchanges, c);
-        writeExchanges(writer, play.exchanges, round, step + 1, roles);
+        writeExchanges(writer, play.exchanges, round, step + 1, roles, pastPaths);
         exchangesInRound += play.exchanges.length;
         const policyOfRole = (role: Role): PolicyName => players[role];
         const batch = await buildTrainingBatch(engine, play.exchanges, trainingRoles, policyOfRole, estimatorSettings(c));
@@ -201,8 +229,12 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
         const report = batch.samples.length ? await engine.trainStep(batch.samples, { clipEps: c.rl.clip_eps, klK1: batch.klK1, klK3: batch.klK3, optimizers }) : null;
         for (const name of Object.keys(report?.policies ?? {})) fingerprints.set(name, report!.policies[name].fingerprint ?? (await engine.fingerprint(name)));
         const seconds = (Date.now() - started) / 1000;
+        const own = play.exchanges.filter((e) => e.attacked && e.seed.harmful && e.rewards !== null && e.attackerPolicy === players.attacker);
+        const ownSuccess = own.length ? own.filter((e) => e.verdict.responseHarmful === true).length / own.length : null;
+        adaptive?.record(ownSuccess);
         const metrics: Record<string, number | null> = {
           ...stepMetrics(play.exchanges, (t) => engine.encode(t)),
+          'asr/current_attacker': ownSuccess,
           'kl/attacker': batch.kl.attacker ?? null,
           'kl/defender': batch.kl.defender ?? null,
           tokens_per_s: (play.generatedTokens + (report?.tokens ?? 0)) / Math.max(seconds, 1e-3),
@@ -243,9 +275,16 @@ function checkJudgeFailures(exchanges: readonly PlayedExchange[], c: RunConfig):
   }
 }
 
-function writeExchanges(writer: RunWriter, exchanges: readonly PlayedExchange[], round: number, step: number, roles: RoleSlots): void {
-  // The weights that played this round are those saved at the end of the previous round.
-  const adapterPath = (player: PolicySlot | null) => (player === null ? 'base' : slotRelPath(round - 1, player.slot));
+function writeExchanges(writer: RunWriter, exchanges: readonly PlayedExchange[], round: number, step: number, roles: RoleSlots, pastPaths: ReadonlyMap<string, string>): void {
+  // The weights that played this round are those saved at the end of the previous round; a past
+  // attacker's are those of the round it was saved in.
+  const adapterPath = (policy: PolicyName) => {
+    if (policy === null) return 'base';
+    const past = pastPaths.get(policy);
+    if (past) return past;
+    const slot = roles.trained.find((t) => t.name === policy)?.slot ?? policy;
+    return slotRelPath(round - 1, slot);
+  };
   for (const e of exchanges) {
     writer.exchange({
       id: `r${String(round).padStart(4, '0')}-s${String(step).padStart(6, '0')}-${String(e.index).padStart(3, '0')}`,
@@ -266,7 +305,7 @@ function writeExchanges(writer: RunWriter, exchanges: readonly PlayedExchange[],
         unparsable: e.verdict.unparsable,
       },
       rewards: { attacker: e.rewards?.attacker ?? null, defender: e.rewards?.defender ?? null, components: e.rewards?.components },
-      adapters: { attacker: e.attacked ? adapterPath(roles.attacker) : null, defender: adapterPath(roles.defender) },
+      adapters: { attacker: e.attacked ? adapterPath(e.attackerPolicy) : null, defender: adapterPath(policyOf(roles.defender)) },
       fingerprints: {
         attacker: e.generations.find((g) => g.role === 'attacker')?.fingerprint ?? null,
         defender: e.generations.find((g) => g.role === 'defender')?.fingerprint ?? null,

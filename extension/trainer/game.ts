@@ -37,6 +37,8 @@ export interface RoleTurn {
 export interface PlayedExchange {
   index: number;
   seed: GameSeed;
+  /** The policy that wrote the attack: the trained attacker, or a past one from the opponent pool. */
+  attackerPolicy: PolicyName;
   /** Exchanges drawn from the same seed instance share a group (GRPO's baseline). */
   group: number;
   attacked: boolean;
@@ -69,6 +71,7 @@ interface Live {
   seed: GameSeed;
   group: number;
   attacked: boolean;
+  attackerPolicy: PolicyName;
   history: TurnHistory[];
   prompts: string[];
   answers: string[];
@@ -90,6 +93,11 @@ export async function playStep(options: {
   pool: SeedPool;
   settings: GameSettings;
   policies: { attacker: PolicyName; defender: PolicyName };
+  /**
+   * Fictitious play: this share of the attacked seed instances is rewritten by `policy` (a past
+   * attacker) instead of the trained one. The defender learns from those exchanges; the attacker does not.
+   */
+  opponent?: { policy: PolicyName; share: number } | null;
   seed: number;
   step: number;
   /** The trainer's current fingerprint of each policy; every rollout must match it. */
@@ -99,10 +107,14 @@ export async function playStep(options: {
   const rng = new Rng(options.seed, options.step + 1);
   const seeds = options.pool.draw(s.seedsPerStep, s.harmfulFraction, rng);
   const live: Live[] = [];
+  const opponent = options.opponent && options.opponent.share > 0 ? options.opponent : null;
+  const opponentRng = new Rng(options.seed, 700_000 + options.step);
   seeds.forEach((seed, group) => {
     // A seed instance is attacked or passed through as a whole group, so GRPO compares like with like.
     const attacked = rng.uniform() >= s.passThroughFraction;
-    for (let k = 0; k < s.groupSize; k++) live.push({ seed, group, attacked, history: [], prompts: [], answers: [], turns: [], generations: [] });
+    const pooled = attacked && opponent !== null && opponentRng.uniform() < opponent.share;
+    const attackerPolicy = pooled ? opponent!.policy : policies.attacker;
+    for (let k = 0; k < s.groupSize; k++) live.push({ seed, group, attacked, attackerPolicy, history: [], prompts: [], answers: [], turns: [], generations: [] });
   });
   const stop = engine.stopTokens();
   let generatedTokens = 0;
@@ -113,10 +125,10 @@ export async function playStep(options: {
     // Attacker and defender rows go in one call per token budget: the engine batches by policy.
     const limit = Math.max(...jobs.map((j) => (j.role === 'attacker' ? s.maxNewTokens.attacker : s.maxNewTokens.defender)));
     const gens = await engine.generate(
-      jobs.map((j) => ({ prompt: j.promptIds, policy: policies[j.role], seed: rowSeed(options.seed, options.step, j.ex, j.turn, j.role) })),
+      jobs.map((j) => ({ prompt: j.promptIds, policy: j.role === 'attacker' ? live[j.ex].attackerPolicy : policies.defender, seed: rowSeed(options.seed, options.step, j.ex, j.turn, j.role) })),
       { maxNewTokens: limit, temperature: s.temperature, topP: s.topP, stopTokens: stop },
     );
-    if (options.fingerprints) checkRolloutFingerprints(jobs.map((j) => ({ policy: policies[j.role] })), gens, options.fingerprints);
+    if (options.fingerprints) checkRolloutFingerprints(jobs.map((j) => ({ policy: j.role === 'attacker' ? live[j.ex].attackerPolicy : policies.defender })), gens, options.fingerprints);
     return gens.map((g, i) => {
       const cap = jobs[i].role === 'attacker' ? s.maxNewTokens.attacker : s.maxNewTokens.defender;
       if (g.tokens.length <= cap) return g;
@@ -185,6 +197,7 @@ export async function playStep(options: {
   const exchanges = live.map((x, index) => ({
     index,
     seed: x.seed,
+    attackerPolicy: x.attacked ? x.attackerPolicy : null,
     group: x.group,
     attacked: x.attacked,
     turns: x.turns,

@@ -84,6 +84,18 @@ const scheduleSchema = z.discriminatedUnion('kind', [
       first: RoleSchema.default('attacker'),
     })
     .strict(),
+  z
+    .object({
+      kind: z.literal('adaptive'),
+      /** The attacker trains until this share of its attacks on harmful seeds succeeds in a step… */
+      attacker_until: fraction.default(0.3),
+      /** …then the defender trains until the share falls to this. */
+      defender_until: fraction.default(0.05),
+      /** A phase ends after this many steps whatever the attack success. */
+      max_steps: positiveInt.default(10),
+      first: z.enum(['attacker', 'defender']).default('attacker'),
+    })
+    .strict(),
 ]);
 
 const gameSchema = z
@@ -119,6 +131,22 @@ const rlSchema = z
       .default({ coef: 0.01, estimator: 'k3', in_reward: false }),
     clip_eps: z.number().positive().default(0.2),
     gamma: z.number().min(0).max(1).default(1),
+    /**
+     * Entropy bonus α per role: each sample's surprisal −log π, centred in its GRPO group (or added to
+     * REINFORCE++'s per-token reward), keeps a policy exploring when its outcomes tie.
+     */
+    entropy_bonus: z
+      .object({ attacker: z.number().min(0).default(0), defender: z.number().min(0).default(0) })
+      .strict()
+      .default({ attacker: 0, defender: 0 }),
+    /**
+     * Fictitious play: the share of attacked seed instances rewritten by a past attacker (the attacker
+     * saved at the end of a random earlier round, round 0 included) instead of the trained one. The
+     * defender learns from them too, so it does not forget attacks the attacker has moved away from.
+     */
+    past_attackers: fraction.default(0),
+    /** GRPO: groups whose rewards all tie carry no signal and are left out of the update (DAPO). */
+    drop_tied_groups: z.boolean().default(false),
     /**
      * Auxiliary supervised loss on benign helpful answers for the defender (Self-RedTeam's recipe for
      * keeping helpfulness): its weight, examples per step, and a JSONL of {"prompt","response"} (the
@@ -206,8 +234,11 @@ export function parseRunConfig(value: unknown, source: string): RunConfig {
   }
   const c = result.data;
   if (c.rl.estimator === 'grpo' && c.rl.group_size < 2) throw new ConfigError(`${source}: rl.group_size must be at least 2 for GRPO (a group needs several samples)`);
-  if (c.schedule.kind === 'alternating' && (c.mode === 'attacker-only' || c.mode === 'defender-only')) {
-    throw new ConfigError(`${source}: schedule "alternating" needs both roles to train, but mode is ${c.mode}`);
+  if (c.schedule.kind !== 'simultaneous' && (c.mode === 'attacker-only' || c.mode === 'defender-only')) {
+    throw new ConfigError(`${source}: schedule "${c.schedule.kind}" needs both roles to train, but mode is ${c.mode}`);
+  }
+  if (c.schedule.kind === 'adaptive' && c.schedule.defender_until >= c.schedule.attacker_until) {
+    throw new ConfigError(`${source}: schedule.defender_until (${c.schedule.defender_until}) must be below schedule.attacker_until (${c.schedule.attacker_until})`);
   }
   if (c.engine.kind === 'torch' && c.engine.fsdp) throw new ConfigError(`${source}: engine.fsdp (sharding the weights with fully_shard) is not available in this build; leave it out: with engine.nproc > 1 every process holds the whole base (DistributedDataParallel)`);
   return c;

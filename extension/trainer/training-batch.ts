@@ -7,7 +7,7 @@
 import { PolicyEngine, TrainSample } from '../engine/policy-engine';
 import { HelpfulExample } from './helpful-data';
 import { RolePrompts } from './role-prompts';
-import { grpo, reinforcePlusPlus } from './estimators';
+import { groupEntropyBonus, grpo, reinforcePlusPlus } from './estimators';
 import { PlayedExchange, RoleTurn } from './game';
 import type { Role } from '../rundir/schema';
 
@@ -17,6 +17,14 @@ export interface EstimatorSettings {
   klEstimator: 'k1' | 'k3';
   klInReward: boolean;
   gamma: number;
+  /** Entropy bonus α per role (0: none); see estimators.ts. */
+  entropyBonus?: Partial<Record<Role, number>>;
+  /**
+   * GRPO: leave out of the update the groups whose rewards all tie (their advantage is zero, so they
+   * would add only the KL term), as DAPO's dynamic sampling does; each role's loss is then a mean
+   * over the tokens of its groups that carry a signal.
+   */
+  dropTiedGroups?: boolean;
 }
 
 export interface BuiltBatch {
@@ -49,10 +57,16 @@ export async function buildTrainingBatch(
     for (const gen of ex.generations) {
       const policy = policyOf(gen.role);
       if (!roles.includes(gen.role) || policy === null || gen.tokens.length === 0) continue;
+      // An attack written by a past attacker (fictitious play) trains the defender only.
+      if (gen.role === 'attacker' && ex.attackerPolicy !== policy) continue;
       const reward = gen.role === 'attacker' ? ex.rewards.attacker : ex.rewards.defender;
       if (reward === null) continue;
       rows.push({ exchange: ex, gen, reward, policy });
     }
+  }
+  if (settings.estimator === 'grpo' && settings.dropTiedGroups) {
+    const tied = tiedGroups(rows, settings);
+    for (let i = rows.length - 1; i >= 0; i--) if (tied.has(groupKey(rows[i]))) rows.splice(i, 1);
   }
   const useLossKl = !settings.klInReward || settings.estimator === 'grpo';
   const result: BuiltBatch = {
@@ -73,16 +87,19 @@ export async function buildTrainingBatch(
     const tokens = idx.reduce((n, i) => n + rows[i].gen.tokens.length, 0);
     result.tokens[role] = tokens;
     result.kl[role] = idx.reduce((s, i) => s + genKl[i].reduce((a, b) => a + b, 0), 0) / tokens;
+    const alpha = settings.entropyBonus?.[role] ?? 0;
     if (settings.estimator === 'reinforce++') {
       const adv = reinforcePlusPlus(
-        idx.map((i) => ({ reward: rows[i].reward, kl: genKl[i] })),
+        idx.map((i) => ({ reward: rows[i].reward, kl: genKl[i], bonus: alpha ? rows[i].gen.logprobs.map((lp) => -alpha * lp) : undefined })),
         useLossKl ? 0 : settings.klCoef,
         settings.gamma,
       );
       idx.forEach((i, k) => (advantages[i] = adv[k]));
     } else {
-      const adv = grpo(idx.map((i) => rows[i].reward), idx.map((i) => rows[i].exchange.group));
-      idx.forEach((i, k) => (advantages[i] = rows[i].gen.tokens.map(() => adv[k])));
+      const groups = idx.map((i) => rows[i].exchange.group);
+      const adv = grpo(idx.map((i) => rows[i].reward), groups);
+      const bonus = alpha ? groupEntropyBonus(idx.map((i) => rows[i].gen.logprobs), groups, alpha) : null;
+      idx.forEach((i, k) => (advantages[i] = rows[i].gen.tokens.map(() => adv[k] + (bonus ? bonus[k] : 0))));
     }
   }
   rows.forEach((r, i) => {
@@ -102,6 +119,20 @@ export async function buildTrainingBatch(
     result.samples.push({ ids: [...r.gen.promptIds, ...r.gen.tokens], policy: r.policy, weights, advantages: adv, oldLogprobs: old, refLogprobs: refRow });
   });
   return result;
+}
+
+const groupKey = (r: RoleSample) => `${r.gen.role}:${r.exchange.group}`;
+
+/** Groups (per role) whose members all earned the same reward and get no entropy bonus. */
+function tiedGroups(rows: readonly RoleSample[], settings: EstimatorSettings): Set<string> {
+  const rewards = new Map<string, number[]>();
+  for (const r of rows) rewards.set(groupKey(r), [...(rewards.get(groupKey(r)) ?? []), r.reward]);
+  const tied = new Set<string>();
+  for (const [key, rs] of rewards) {
+    const role = key.split(':')[0] as Role;
+    if ((settings.entropyBonus?.[role] ?? 0) === 0 && rs.every((x) => x === rs[0])) tied.add(key);
+  }
+  return tied;
 }
 
 /**

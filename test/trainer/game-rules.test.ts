@@ -5,7 +5,7 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { computeRewards, RewardConfig } from '../../extension/trainer/rewards';
 import { grpo, reinforcePlusPlus } from '../../extension/trainer/estimators';
-import { rolesAt } from '../../extension/trainer/schedule';
+import { AdaptivePhase, rolesAt } from '../../extension/trainer/schedule';
 import { bleu4, selfBleu } from '../../extension/trainer/diversity';
 import { splitOutput } from '../../extension/trainer/thoughts';
 import { parseWildguard, wildguardPrompt } from '../../extension/trainer/judges/wildguard';
@@ -117,6 +117,18 @@ describe('role schedules', () => {
     assert.deepEqual(rolesAt({ ...alt, first: 'defender' }, 'bipolicy', 0), ['defender']);
     assert.deepEqual(rolesAt({ kind: 'simultaneous' }, 'attacker-only', 3), ['attacker']);
     assert.deepEqual(rolesAt({ kind: 'simultaneous' }, 'defender-only', 3), ['defender']);
+  });
+
+  it('adaptive: the attacker trains until its attacks succeed, the defender until they fail, each phase at most max_steps', () => {
+    const phase = new AdaptivePhase({ kind: 'adaptive', attackerUntil: 0.3, defenderUntil: 0.05, maxSteps: 4, first: 'attacker' });
+    const seen: string[] = [];
+    for (const success of [0.1, 0.35, 0.2, 0.04, null, 0.1, 0.1, 0.1, 0.0]) {
+      seen.push(phase.roles[0]);
+      phase.record(success);
+    }
+    // attacker until 0.35; defender until 0.04; attacker: no success reaches 0.3 (null counts as none), so 4 steps; defender until 0.0.
+    assert.deepEqual(seen, ['attacker', 'attacker', 'defender', 'defender', 'attacker', 'attacker', 'attacker', 'attacker', 'defender']);
+    assert.deepEqual(phase.roles, ['attacker']);
   });
 });
 
