@@ -55,6 +55,25 @@ export function runLayout(dir: string) {
 }
 export type RunLayout = ReturnType<typeof runLayout>;
 
+/** Every path of a sweep: its manifest, its summary, and one run directory per planned run. */
+export function sweepLayout(dir: string) {
+  return {
+    dir,
+    sweepJson: path.join(dir, 'sweep.json'),
+    /** The base config of every run (each run's own config.json adds its seed and mode). */
+    config: path.join(dir, 'config.json'),
+    summary: path.join(dir, 'summary.json'),
+    run: (id: string) => path.join(dir, id),
+    log: path.join(dir, 'sweep.log'),
+  };
+}
+export type SweepLayout = ReturnType<typeof sweepLayout>;
+
+/** The folder of a sweep's run of one seed and mode. */
+export function sweepRunId(seed: number, mode: string): string {
+  return `seed-${seed}-${mode}`;
+}
+
 /** A slot's folder relative to the run directory, as exchanges and crossplay.json record it. */
 export function slotRelPath(round: number, slot: string): string {
   return path.posix.join('rounds', roundDirName(round), slot);

@@ -324,6 +324,84 @@ export const SeedLineSchema = z.object({ prompt: z.string().min(1), harmful: z.b
 export type SeedLine = z.infer<typeof SeedLineSchema>;
 
 // ---------------------------------------------------------------------------------------------------
+// A sweep: sweep.json and summary.json (one run directory per seed and method, in one folder)
+
+export const SWEEP_FORMAT = 'absp-sweep';
+export const SWEEP_FORMAT_VERSION = 1;
+
+/** A folder name inside the sweep: no separators and no leading dot, so never "." or "..". */
+export const FolderNameSchema = z
+  .string()
+  .max(200)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a folder name of letters, digits, ".", "_" and "-"');
+
+const seedNumber = z.number().int().min(0);
+
+/** One planned run of the sweep: its seed, its mode, and its folder inside the sweep. */
+export const SweepRunSchema = z.object({ seed: seedNumber, mode: ModeSchema, id: FolderNameSchema });
+export type SweepRun = z.infer<typeof SweepRunSchema>;
+
+export const SweepInfoSchema = z.object({
+  format: z.literal(SWEEP_FORMAT),
+  version: z.number().int().min(1),
+  id: FolderNameSchema,
+  name: z.string(),
+  created: isoTime,
+  updated: isoTime,
+  status: RunStatusSchema,
+  reason: z.string().nullable(),
+  pid: z.number().int().nullable(),
+  host: z.string().optional(),
+  seeds: z.array(seedNumber).min(1).max(10_000),
+  /** The method first, then its baselines. */
+  modes: z.array(ModeSchema).min(1),
+  runs: z.array(SweepRunSchema).max(100_000),
+});
+export type SweepInfo = z.infer<typeof SweepInfoSchema>;
+
+/** A median over seeds with its 95% bootstrap interval; null where no seed measured it. */
+export const MedianIntervalSchema = z.object({ median: z.number().nullable(), low: z.number().nullable(), high: z.number().nullable(), n: z.number().int().min(0) });
+export type MedianIntervalRecord = z.infer<typeof MedianIntervalSchema>;
+
+export const SweepMetricSchema = z.object({ key: z.string(), label: z.string(), better: z.enum(['lower', 'higher']) });
+export type SweepMetric = z.infer<typeof SweepMetricSchema>;
+
+export const SweepSummarySchema = z.object({
+  version: z.number().int().min(1),
+  sweep: z.string(),
+  created: isoTime,
+  main: ModeSchema,
+  seeds: z.array(seedNumber),
+  metrics: z.array(SweepMetricSchema),
+  /** Per mode: over its seeds with a completed run, the median and interval of each metric before training, after, and of the change. */
+  modes: z.array(
+    z.object({
+      mode: ModeSchema,
+      seeds: z.array(seedNumber),
+      before: z.record(z.string(), MedianIntervalSchema),
+      after: z.record(z.string(), MedianIntervalSchema),
+      change: z.record(z.string(), MedianIntervalSchema),
+      /** Seeds whose best-response attack success fell to half its value before training or less. */
+      weak_spot_halved: z.number().int().min(0),
+    }),
+  ),
+  /** The main mode against each baseline, seed by seed on the final round: a − b. */
+  paired: z.array(
+    z.object({
+      a: ModeSchema,
+      b: ModeSchema,
+      metric: z.string(),
+      difference: MedianIntervalSchema,
+      wins_a: z.number().int().min(0),
+      wins_b: z.number().int().min(0),
+      ties: z.number().int().min(0),
+    }),
+  ),
+  per_seed: z.array(z.object({ seed: seedNumber, mode: ModeSchema, run: z.string(), status: z.string(), before: metrics, after: metrics })),
+});
+export type SweepSummary = z.infer<typeof SweepSummarySchema>;
+
+// ---------------------------------------------------------------------------------------------------
 
 /** A short, readable account of why a value failed its schema (first few problems, with their paths). */
 export function describeIssues(error: z.ZodError, max = 3): string {

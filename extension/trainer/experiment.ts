@@ -164,7 +164,9 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
         await engine.saveOptimizer(t.name, writer.optimizerDir(r));
       }
       const measured = deps.evaluator && c.evaluation.nash_gap ? await deps.evaluator.measureRound(players, r) : null;
-      const metrics = measured?.metrics ?? {};
+      // Measured, not computed from the config: what the engine actually trains.
+      const trainable = roles.trained.reduce((n, t) => n + engine.policyParameters(t.name), 0);
+      const metrics = { ...(measured?.metrics ?? {}), 'parameters/trainable': trainable };
       const ng = measured?.nashGap;
       writer.completeRound(r, {
         steps,

@@ -211,6 +211,11 @@ export const runConfigSchema = z
     evaluation: evaluationSchema.default(evaluationSchema.parse({})),
     /** Modes to run as baselines at the same budget after the main run (the main job compares). */
     baselines: z.array(ModeSchema).default(['shared-lora']),
+    /**
+     * Run the experiment and its baselines once per seed, as one sweep (docs/run-directory.md,
+     * "Sweeps"); `seed` is then ignored. `absp run --seeds` overrides it.
+     */
+    seeds: z.array(z.number().int().min(0)).min(1).max(1000).optional(),
   })
   .strict();
 
@@ -237,6 +242,7 @@ export function parseRunConfig(value: unknown, source: string): RunConfig {
   if (c.schedule.kind !== 'simultaneous' && (c.mode === 'attacker-only' || c.mode === 'defender-only')) {
     throw new ConfigError(`${source}: schedule "${c.schedule.kind}" needs both roles to train, but mode is ${c.mode}`);
   }
+  if (c.seeds && new Set(c.seeds).size !== c.seeds.length) throw new ConfigError(`${source}: seeds: each seed may appear once (${c.seeds.join(', ')})`);
   if (c.schedule.kind === 'adaptive' && c.schedule.defender_until >= c.schedule.attacker_until) {
     throw new ConfigError(`${source}: schedule.defender_until (${c.schedule.defender_until}) must be below schedule.attacker_until (${c.schedule.attacker_until})`);
   }
@@ -279,4 +285,23 @@ export function resolveConfigPaths(c: RunConfig, configDir: string): RunConfig {
 
 export function defaultRunConfig(): RunConfig {
   return parseRunConfig({}, 'defaults');
+}
+
+/**
+ * Parses a seed list as the command line writes it: numbers and ranges separated by commas, e.g.
+ * `1-8`, `1,3,5`, `1-3,7`. Throws a ConfigError naming the problem.
+ */
+export function parseSeedList(text: string): number[] {
+  const seeds: number[] = [];
+  for (const part of text.split(',').map((p) => p.trim())) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
+    if (!m) throw new ConfigError(`--seeds: "${part}" is not a seed or a range like 1-8`);
+    const from = Number(m[1]);
+    const to = m[2] === undefined ? from : Number(m[2]);
+    if (to < from) throw new ConfigError(`--seeds: the range ${part} runs backwards`);
+    if (to - from >= 1000) throw new ConfigError(`--seeds: the range ${part} has more than 1000 seeds`);
+    for (let s = from; s <= to; s++) seeds.push(s);
+  }
+  if (new Set(seeds).size !== seeds.length) throw new ConfigError(`--seeds: ${text} names a seed twice`);
+  return seeds;
 }

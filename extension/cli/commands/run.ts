@@ -1,12 +1,17 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { RunConfig, defaultRunConfig, loadRunConfig, parseRunConfig, resolveConfigPaths } from '../../trainer/run-config';
+import { RunConfig, defaultRunConfig, loadRunConfig, parseRunConfig, parseSeedList, resolveConfigPaths } from '../../trainer/run-config';
 import { runExperiment } from '../../trainer/experiment';
 import { buildDeps, openEngine } from '../../trainer/setup';
-import { formatSummary, summarizeRun, TrainingSummary } from '../../trainer/summary';
+import { formatSummary, formatSweepSummary, summarizeRun, TrainingSummary } from '../../trainer/summary';
+import { runSweep, sweepModes } from '../../trainer/sweep';
 import { runLayout } from '../../rundir/layout';
 import { RunReader } from '../../rundir/reader';
+import { SweepReader, isSweepDir } from '../../rundir/sweep';
 import { progressBar } from '../progress';
+
+/** The seeds of the main job (`absp run` with no config): a small sweep, so its result is not one trajectory's. */
+export const MAIN_JOB_SEEDS = [1, 2, 3];
 
 /** First Ctrl-C stops after the current step (resumable); a second one exits at once. */
 function installStopHandler(): { stopRequested: () => boolean; dispose: () => void } {
@@ -21,15 +26,23 @@ function installStopHandler(): { stopRequested: () => boolean; dispose: () => vo
   return { stopRequested: () => requested, dispose: () => (process.off('SIGINT', handler), process.off('SIGTERM', handler)) };
 }
 
-async function runOne(config: RunConfig, configDir: string, resumeDir: string | undefined, quiet: boolean, stop: () => boolean): Promise<{ dir: string; status: string }> {
+async function runOne(
+  config: RunConfig,
+  configDir: string,
+  target: { resumeDir?: string; runId?: string },
+  quiet: boolean,
+  stop: () => boolean,
+  title: string = config.mode,
+): Promise<{ dir: string; status: 'completed' | 'stopped' }> {
   const engine = openEngine(config);
   const deps = buildDeps(config, configDir, engine);
-  const bar = quiet ? null : progressBar(config.rounds * config.steps_per_round, config.mode.padEnd(12), '{bar} {value}/{total} steps {detail}');
+  const bar = quiet ? null : progressBar(config.rounds * config.steps_per_round, title.padEnd(12), '{bar} {value}/{total} steps {detail}');
   try {
     const result = await runExperiment({
       config,
       deps,
-      resumeDir,
+      resumeDir: target.resumeDir,
+      runId: target.runId,
       log: quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
       shouldStop: stop,
       onStep: (p) => bar?.update(p.step, { detail: `round ${p.round}  asr ${(p.metrics.asr ?? NaN).toFixed(2)}  over-refusal ${(p.metrics.over_refusal ?? NaN).toFixed(2)}` }),
@@ -48,12 +61,32 @@ export function runCommand(): Command {
     .argument('[config]', 'run config JSON (docs/config.md); omitted: the built-in sandbox experiment')
     .option('--resume <dir>', 'continue a stopped or killed run from its last complete round')
     .option('--runs-dir <dir>', 'folder for run directories (overrides the config)')
+    .option('--seeds <list>', 'run the experiment and its baselines once per seed, as one sweep (e.g. 1-8 or 1,3,5)')
     .option('--no-baselines', 'skip the baseline runs the config asks for')
     .option('--json', 'print the summary as JSON', false)
     .option('--quiet', 'no progress output', false)
     .action(async (configFile: string | undefined, o) => {
       const stop = installStopHandler();
       try {
+        const sweepLog = o.quiet ? undefined : (line: string) => process.stderr.write(`${line}\n`);
+        if (o.resume && isSweepDir(path.resolve(o.resume))) {
+          // A sweep resumes as a whole: completed runs are kept, an unfinished one resumes, the rest start.
+          const sweepDir = path.resolve(o.resume);
+          const reader = SweepReader.open(sweepDir);
+          const saved = reader.config();
+          if (!saved) throw new Error(`${reader.layout.config}: missing or damaged; cannot resume the sweep without its config`);
+          const config = parseRunConfig(saved, reader.layout.config);
+          const result = await runSweep({
+            config,
+            seeds: reader.info.seeds,
+            modes: reader.info.modes,
+            resumeDir: sweepDir,
+            log: sweepLog,
+            runOne: (c, target, run) => runOne(c, sweepDir, target, o.quiet, stop.stopRequested, `seed ${run.seed} ${run.mode}`),
+          });
+          process.stdout.write(o.json ? JSON.stringify(result.summary, null, 2) + '\n' : '\n' + formatSweepSummary(result.summary, result.dir) + '\n');
+          return;
+        }
         let config: RunConfig;
         let configDir = process.cwd();
         let resumeDir: string | undefined;
@@ -72,12 +105,25 @@ export function runCommand(): Command {
         config = resolveConfigPaths(config, configDir);
         if (o.runsDir) config = { ...config, runs_dir: path.resolve(o.runsDir) };
 
+        const seeds = resumeDir ? undefined : o.seeds ? parseSeedList(o.seeds) : (config.seeds ?? (configFile ? undefined : MAIN_JOB_SEEDS));
+        if (seeds) {
+          const result = await runSweep({
+            config,
+            seeds,
+            modes: o.baselines === false ? [config.mode] : sweepModes(config),
+            log: sweepLog,
+            runOne: (c, target, run) => runOne(c, configDir, target, o.quiet, stop.stopRequested, `seed ${run.seed} ${run.mode}`),
+          });
+          process.stdout.write(o.json ? JSON.stringify(result.summary, null, 2) + '\n' : '\n' + formatSweepSummary(result.summary, result.dir) + '\n');
+          return;
+        }
+
         const summaries: TrainingSummary[] = [];
-        const main = await runOne(config, configDir, resumeDir, o.quiet, stop.stopRequested);
+        const main = await runOne(config, configDir, { resumeDir }, o.quiet, stop.stopRequested);
         summaries.push(summarizeRun(main.dir));
         if (main.status === 'completed' && o.baselines !== false && !resumeDir) {
           for (const mode of config.baselines.filter((m) => m !== config.mode)) {
-            const baseline = await runOne({ ...config, mode, name: `${config.name}-${mode}`, baselines: [] }, configDir, undefined, o.quiet, stop.stopRequested);
+            const baseline = await runOne({ ...config, mode, name: `${config.name}-${mode}`, baselines: [] }, configDir, {}, o.quiet, stop.stopRequested);
             summaries.push(summarizeRun(baseline.dir));
             if (baseline.status !== 'completed') break;
           }
