@@ -37,7 +37,7 @@ export const FIELD_DOCS: Record<string, string> = {
   mode: 'bipolicy: ABSP, two LoRA adapters (attacker, defender) on the frozen base. shared-lora: one adapter plays both roles (self-play baseline). shared-full: full fine-tuning of one shared model. attacker-only / defender-only: train one role against the frozen other.',
   rounds: 'Rounds of training; the adapters are saved, and the Nash gap measured, after each.',
   steps_per_round: 'RL steps per round.',
-  schedule: 'simultaneous: both roles update every step. alternating: attacker_steps attacker updates, then defender_steps defender updates.',
+  schedule: 'simultaneous: both roles update every step. alternating: attacker_steps attacker updates, then defender_steps defender updates. adaptive: the attacker trains until its attacks succeed (attacker_until), then the defender until they fail (defender_until), each phase at most max_steps (MAGIC\'s schedule).',
   game: 'The red-teaming game played each step.',
   'game.seeds_per_step': 'Seed requests drawn per step (the rollout batch).',
   'game.harmful_fraction': 'Share of harmful seeds (the rest are benign, to reward helpfulness and catch over-refusal).',
@@ -55,6 +55,9 @@ export const FIELD_DOCS: Record<string, string> = {
   'rl.kl': 'KL penalty to the frozen base (the anchor).',
   'rl.kl.coef': 'KL coefficient (Self-RedTeam: 0.01).',
   'rl.clip_eps': 'PPO-style ratio clipping.',
+  'rl.entropy_bonus': 'Entropy bonus per role: each sample\'s surprisal, centred in its group, keeps a role exploring when its outcomes tie.',
+  'rl.past_attackers': 'Fictitious play: share of attacks written by a past attacker (saved at the end of an earlier round, round 0 included); they train the defender only.',
+  'rl.drop_tied_groups': 'GRPO: leave groups whose rewards all tie out of the update (DAPO\'s dynamic sampling); they carry no signal.',
   optimizer: 'Optimiser of the adapters.',
   'optimizer.lr': 'Learning rate per policy.',
   'optimizer.clip_norm': 'Gradient norm clipping (null: off).',
@@ -66,6 +69,7 @@ export const FIELD_DOCS: Record<string, string> = {
   'evaluation.nash_gap': 'Measure the Nash gap (exact in the sandbox, estimated by best-response training elsewhere).',
   'evaluation.crossplay': 'After the run, play every saved attacker against every saved defender (crossplay.json).',
   baselines: 'Modes to run after the main run at the same budget, to compare with (e.g. ["shared-lora"]).',
+  seeds: 'Run the experiment and its baselines once per seed, as one sweep with medians and intervals over seeds (e.g. [1, 2, 3]); "seed" is then ignored.',
 };
 
 type JsonSchema = { [key: string]: unknown; properties?: Record<string, JsonSchema>; oneOf?: JsonSchema[]; anyOf?: JsonSchema[] };
