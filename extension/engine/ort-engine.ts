@@ -321,11 +321,15 @@ function missingSettings(name: string): never {
   throw new EngineError(`no optimiser settings for policy ${name}`);
 }
 
+/**
+ * Micro-batches of at most `budget` padded tokens. Rows are taken in order of length, so each batch
+ * pads its rows to a width close to their own (the loss is a sum over rows: order does not matter).
+ */
 function chunkRows<T extends { ids: readonly number[] }>(rows: T[], budget: number): T[][] {
   const out: T[][] = [];
   let current: T[] = [];
   let width = 0;
-  for (const r of rows) {
+  for (const r of [...rows].sort((a, b) => a.ids.length - b.ids.length)) {
     const w = Math.max(width, r.ids.length);
     if (current.length > 0 && w * (current.length + 1) > budget) {
       out.push(current);
