@@ -60,6 +60,26 @@ describe('inference engine', function () {
     }
   });
 
+  it('rows that stop early leave the batch, and every row generates what it generates alone', async () => {
+    const ads = adapters();
+    // A quarter of the vocabulary stops a row, so rows finish at different steps and the batch shrinks.
+    const stopTokens = Array.from({ length: 20 }, (_, i) => 4 * i);
+    const gRows = Array.from({ length: 12 }, (_, i) => ({ prompt: [1 + i, 2 + i, 3 + 2 * i], adapter: (i % 3) - 1, seed: 500 + i }));
+    const opts = { maxNewTokens: 16, temperature: 1, topP: 1, stopTokens };
+    const together = await lm.generate(gRows, ads, opts);
+    const lengths = new Set(together.map((g) => g.tokens.length));
+    assert.ok(lengths.size >= 3, `rows finish at different steps: ${[...lengths]}`);
+    for (let i = 0; i < gRows.length; i++) {
+      const [alone] = await lm.generate([gRows[i]], ads, opts);
+      assert.deepEqual(together[i].tokens, alone.tokens, `row ${i} tokens`);
+      assert.equal(together[i].finish, alone.finish, `row ${i} finish`);
+      close(together[i].logprobs, alone.logprobs, 2e-5, `row ${i} log-probs`);
+    }
+    // And the log-probs are the model's: scoring the whole sequence gives them back.
+    const scored = await lm.score(gRows.map((r, i) => ({ ids: [...r.prompt, ...together[i].tokens], adapter: r.adapter })), ads);
+    together.forEach((g, i) => close(scored[i].slice(gRows[i].prompt.length), g.logprobs, 2e-5, `row ${i} rescored`));
+  });
+
   it('a mixed attacker/defender batch equals running each adapter alone', async () => {
     const [attacker, defender] = adapters();
     const rows = [

@@ -281,7 +281,7 @@ export class LanguageModel {
       this.checkIds(r.prompt, `row ${i} prompt`);
     });
     const c = this.config;
-    const B = rows.length;
+    let B = rows.length;
     const maxPrompt = Math.max(...rows.map((r) => r.prompt.length));
     const maxNew = Math.max(0, Math.min(options.maxNewTokens, c.maxPositions - maxPrompt));
     const { layout, feeds: adapterFeeds } = this.adapterFeeds(adapters, rows);
@@ -299,13 +299,14 @@ export class LanguageModel {
     // the graph reads all of it and the mask hides positions not yet written.
     const capacity = maxPrompt + maxNew;
     const rowStride = capacity * c.headDim;
+    const slab = c.numKvHeads * rowStride;
     const caches: Record<string, HostTensor> = {};
     for (let l = 0; l < c.numLayers; l++) {
       for (const which of ['key', 'value'] as const) {
-        caches[pastName(l, which)] = { dtype: this.dtype, dims: [B, c.numKvHeads, capacity, c.headDim], data: this.floats(B * c.numKvHeads * rowStride) };
+        caches[pastName(l, which)] = { dtype: this.dtype, dims: [B, c.numKvHeads, capacity, c.headDim], data: this.floats(B * slab) };
       }
     }
-    const cacheMask = new BigInt64Array(B * capacity);
+    let cacheMask = new BigInt64Array(B * capacity);
     let cached = 0;
     const append = (result: Record<string, HostTensor>, stepLen: number) => {
       for (let l = 0; l < c.numLayers; l++) {
@@ -325,7 +326,9 @@ export class LanguageModel {
     let positions = first.positions;
     let stepLen = maxPrompt;
     const out: Generation[] = rows.map(() => ({ tokens: [], logprobs: [], finish: 'length' }));
-    const done = new Array<boolean>(B).fill(false);
+    const done = new Array<boolean>(rows.length).fill(false);
+    // The batch's slots: live[b] is the row slot b decodes. Finished rows leave the batch in groups.
+    let live = rows.map((_, i) => i);
 
     // The prompt's pass reads an empty cache rather than a masked full-capacity one it would only waste work on.
     const emptyCaches: Record<string, HostTensor> = {};
@@ -347,9 +350,9 @@ export class LanguageModel {
         position_ids: { dtype: 'int64', dims: [B, stepLen], data: positions },
       };
       if (!greedy) {
-        // Every row draws from its own stream each step, finished or not, so streams stay aligned.
+        // Each row draws from its own stream, one draw per step it decodes, whatever else is in the batch.
         const uniform = this.floats(B);
-        for (let b = 0; b < B; b++) uniform[b] = rngs[b].uniform();
+        for (let b = 0; b < B; b++) uniform[b] = rngs[live[b]].uniform();
         feeds.uniform = { dtype: this.dtype, dims: [B], data: uniform };
       }
       const result = await session.run(feeds);
@@ -357,24 +360,46 @@ export class LanguageModel {
       const logprobs = result.token_logprob.data as Float32Array;
       const next = new BigInt64Array(B);
       for (let b = 0; b < B; b++) {
-        if (done[b]) continue;
+        const row = live[b];
+        if (done[row]) continue;
         const token = Number(tokens[b]);
-        out[b].tokens.push(token);
-        out[b].logprobs.push(logprobs[b]);
+        out[row].tokens.push(token);
+        out[row].logprobs.push(logprobs[b]);
         next[b] = BigInt(token);
         if (stop.has(token)) {
-          done[b] = true;
-          out[b].finish = 'stop';
+          done[row] = true;
+          out[row].finish = 'stop';
         }
       }
-      if (done.every(Boolean) || step === maxNew - 1) break;
+      if (live.every((row) => done[row]) || step === maxNew - 1) break;
       append(result, stepLen);
       for (let b = 0; b < B; b++) cacheMask.set(stepMask.subarray(b * stepLen, (b + 1) * stepLen), b * capacity + cached);
       cached += stepLen;
-      // Finished rows keep decoding a pad token whose output is ignored, so rows stay in lockstep.
-      stepMask = new BigInt64Array(B).fill(1n);
       lastPosition = lastPosition.map((p) => p + 1);
       inputIds = next;
+      // Finished rows keep decoding a pad token whose output is ignored, so rows stay in lockstep,
+      // until a quarter of the batch has finished: then the batch is rebuilt from the rows still going.
+      const going = live.map((row, b) => (done[row] ? -1 : b)).filter((b) => b >= 0);
+      if (going.length <= 0.75 * B) {
+        for (const [name, t] of Object.entries(caches)) {
+          const from = t.data as Float32Array | Float64Array;
+          const to = this.floats(going.length * slab);
+          going.forEach((b, k) => to.set(from.subarray(b * slab, (b + 1) * slab), k * slab));
+          caches[name] = { dtype: this.dtype, dims: [going.length, c.numKvHeads, capacity, c.headDim], data: to };
+        }
+        const mask2 = new BigInt64Array(going.length * capacity);
+        going.forEach((b, k) => mask2.set(cacheMask.subarray(b * capacity, (b + 1) * capacity), k * capacity));
+        cacheMask = mask2;
+        if (adapterFeeds.adapter_index) {
+          const index = adapterFeeds.adapter_index.data as BigInt64Array;
+          adapterFeeds.adapter_index = { dtype: 'int64', dims: [going.length], data: BigInt64Array.from(going, (b) => index[b]) };
+        }
+        lastPosition = going.map((b) => lastPosition[b]);
+        inputIds = BigInt64Array.from(going, (b) => next[b]);
+        live = going.map((b) => live[b]);
+        B = going.length;
+      }
+      stepMask = new BigInt64Array(B).fill(1n);
       positions = BigInt64Array.from(lastPosition, BigInt);
       stepLen = 1;
     }
