@@ -342,7 +342,9 @@ export async function loadRunPlayers(
 async function crossplayWithinRun(runDir: string, c: RunConfig, engine: PolicyEngine, evaluator: Evaluator): Promise<Crossplay> {
   const runId = path.basename(runDir);
   const players = await loadRunPlayers(runDir, c.mode, engine, 'xp-');
-  const { cells, samples } = await evaluator.crossplay(players.attackers, players.defenders);
+  // Round 0's adapters start at zero (PEFT's initialisation), so the base plays exactly as round 0 did.
+  const asRound0 = (p: { policy: PolicyName; round: number | null }) => (p.policy === null ? { ...p, round: 0 } : p);
+  const { cells, samples } = await evaluator.crossplay(players.attackers.map(asRound0), players.defenders.map(asRound0));
   for (const p of [...players.attackers, ...players.defenders]) if (p.policy) await engine.dropPolicy(p.policy);
   return {
     version: 1,

@@ -98,7 +98,7 @@ export class SandboxEvaluator implements Evaluator {
    * saved that round, so its table (exact) and rewrites (a sample of the same distribution) stand.
    */
   async crossplay(attackers: readonly Contestant[], defenders: readonly Contestant[]): Promise<{ cells: CrossplayCell[][]; samples: number }> {
-    const known = (c: Contestant) => (c.policy !== null && typeof c.round === 'number' ? this.measured.get(c.round) : undefined);
+    const known = (c: Contestant) => (typeof c.round === 'number' ? this.measured.get(c.round) : undefined);
     const tables: ComplianceTable[] = [];
     for (const d of defenders) tables.push(known(d)?.table ?? (await this.table(d.policy)));
     const cells: CrossplayCell[][] = [];

@@ -80,8 +80,9 @@ describe('self-play runs', function () {
     const xp = reader.crossplay()!;
     assert.deepEqual(xp.attackers.map((a) => a.label), ['base', 'r1', 'r2']);
     assert.equal(xp.asr.length, 3);
-    // Cross-play reuses what each round measured: a round's own pair scores what the round reported.
-    for (const r of reader.rounds().filter((x) => x.round > 0)) assert.equal(xp.asr[r.round][r.round], r.metrics['asr/trained_attacker'], `round ${r.round}`);
+    // Cross-play reuses what each round measured: a round's own pair scores what the round reported
+    // (the base plays as round 0 did: round 0's adapters start at zero).
+    for (const r of reader.rounds()) assert.equal(xp.asr[r.round][r.round], r.metrics['asr/trained_attacker'], `round ${r.round}`);
     // Exchanges name the adapters that played: those saved at the end of the previous round.
     const ex = reader.transcript(2)[0];
     assert.equal(ex.adapters.defender, 'rounds/round-0001/defender');
