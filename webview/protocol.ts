@@ -26,8 +26,9 @@ import { AdapterDiffSchema, ReplayResultSchema } from '../extension/panel-worker
 // What the panels use of the run's records and of the panel worker's results, so that webview code
 // imports only webview/ and this file.
 export { ModuleDiffSchema, ReplayResultSchema, type ModuleDiff, type ReplayResult } from '../extension/panel-worker/protocol';
-export type { Annotation, EvalMetric, Exchange, Utterance } from '../extension/rundir/schema';
-export { outcomeOf, type Outcome } from '../extension/rundir/outcome';
+export { type Annotation, type EvalMetric, type Exchange, type JudgeLabels, type Utterance } from '../extension/rundir/schema';
+export { HEADLINE_METRICS, type RoundMetricSpec } from '../extension/rundir/metrics';
+export { OUTCOMES, OUTCOME_WORDS, outcomeOf, outcomeOfLabels, type Outcome, type OutcomeLabels } from '../extension/rundir/outcome';
 
 /** Bumped when a message changes incompatibly; a mismatch is shown instead of misread. */
 export const PROTOCOL_VERSION = 1;
@@ -44,10 +45,20 @@ export const EffectiveStatusSchema = z.union([RunStatusSchema, z.literal('interr
 export const RunErrorKindSchema = z.enum(['not-a-run', 'newer-format', 'corrupt', 'unreadable', 'other']);
 export type RunErrorKind = z.infer<typeof RunErrorKindSchema>;
 
+/** Round metrics of one complete round (round.json), for the runs table. */
+export const RoundMetricsSchema = z.object({ round: z.number().int().min(0), metrics: z.record(z.string(), z.number().nullable()) });
+
 /** One row of the runs list: enough to pick a run, or the reason it cannot be opened. */
 export const RunSummarySchema = z.object({
   run: runKey,
   label: z.string(),
+  /** run.json's id, name and creation time: the panels name a run "name · time" and colour it by id. */
+  id: z.string().optional(),
+  name: z.string().optional(),
+  created: z.string().nullable().optional(),
+  /** Round 0's metrics (before training) and the last complete round's (after), when there are any. */
+  before: RoundMetricsSchema.nullable().optional(),
+  after: RoundMetricsSchema.nullable().optional(),
   mode: ModeSchema.nullable(),
   status: EffectiveStatusSchema.nullable(),
   rounds_completed: z.number().int().min(0).nullable(),

@@ -6,7 +6,7 @@
  * (`turns.0.defender.text`, characters 0–12) — the form annotations.jsonl keeps — and back. Pure.
  */
 import { roundDirName } from '../rundir/layout';
-import { outcomeOf, type Outcome } from '../rundir/outcome';
+import { OUTCOME_WORDS, outcomeOf } from '../rundir/outcome';
 import type { AnnotationSpan, Exchange, Utterance } from '../rundir/schema';
 
 export const EXCHANGE_SCHEME = 'absp-exchange';
@@ -24,13 +24,6 @@ export interface ExchangeDocument {
   fields: FieldRange[];
 }
 
-const OUTCOMES: Record<Outcome, string> = {
-  'attack-success': 'successful attack (harmful seed, the defender complied)',
-  'attack-refused': 'attack refused',
-  'over-refusal': 'over-refusal (benign seed, the defender refused)',
-  'benign-answered': 'benign request answered',
-  unparsable: 'unparsable (a judge label is missing; dropped from training)',
-};
 
 const yesNo = (v: boolean | null | undefined) => (v === null || v === undefined ? 'unparsable' : v ? 'yes' : 'no');
 const signed = (v: number) => (v > 0 ? `+${v.toFixed(2)}` : v.toFixed(2));
@@ -52,7 +45,8 @@ export function renderExchange(x: Exchange, runLabel: string): ExchangeDocument 
 
   line(`Exchange ${x.id} · round ${x.round} · step ${x.step} · attempt ${x.attempt}`);
   line(`Run: ${runLabel}`);
-  line(`Outcome: ${OUTCOMES[outcomeOf(x)]}`);
+  const outcome = OUTCOME_WORDS[outcomeOf(x)];
+  line(`Outcome: ${outcome.label} (${outcome.meaning})`);
   line('Read-only. Select text (or a line) and add a comment to annotate it; a comment on these first lines annotates the whole exchange.');
   line();
   const seedFacts = [x.seed.harmful ? 'harmful' : 'benign', x.seed.source, x.seed.intent ? `intent ${x.seed.intent}` : undefined].filter(Boolean).join(', ');

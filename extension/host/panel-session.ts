@@ -168,9 +168,14 @@ export class PanelSession {
     }
   }
 
+  /**
+   * The focus is sent once: a panel hidden and shown again (VS Code rebuilds its page, which sends
+   * `ready` again) comes back from its own saved state, not from the run it was first opened on.
+   */
   private async sendInit(panel: PanelKind): Promise<void> {
     const known = new Set(this.services.runs.summaries().map((s) => s.run));
     const focus = this.focus ? { ...this.focus, runs: this.focus.runs.filter((r) => known.has(r)) } : null;
+    this.focus = null;
     await this.post({ type: 'init', protocol: PROTOCOL_VERSION, panel, runs: this.services.runs.summaries(), focus: focus && focus.runs.length ? focus : null });
   }
 

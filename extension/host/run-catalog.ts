@@ -152,6 +152,9 @@ export function summarise(dir: string, listing?: RunListing): CatalogEntry {
     const reader = RunReader.open(key);
     const info = reader.info;
     const status = reader.status();
+    const rounds = reader.rounds();
+    const zero = rounds.find((r) => r.round === 0);
+    const last = rounds[rounds.length - 1];
     return {
       key,
       dir: key,
@@ -160,11 +163,16 @@ export function summarise(dir: string, listing?: RunListing): CatalogEntry {
       summary: {
         run: key,
         label,
+        id: info.id,
+        name: info.name,
+        created: info.created,
+        before: zero ? { round: 0, metrics: zero.metrics } : null,
+        after: last ? { round: last.round, metrics: last.metrics } : null,
         mode: info.mode,
         status,
         rounds_completed: info.rounds_completed,
         rounds_planned: info.rounds_planned,
-        adapters: adapterSlots(key, reader),
+        adapters: adapterSlots(key, reader, rounds),
         error: null,
       },
     };
@@ -175,9 +183,9 @@ export function summarise(dir: string, listing?: RunListing): CatalogEntry {
 }
 
 /** The LoRA adapters saved in each complete round, by slot name. */
-export function adapterSlots(dir: string, reader: RunReader): Record<string, string[]> {
+export function adapterSlots(dir: string, reader: RunReader, rounds = reader.rounds()): Record<string, string[]> {
   const out: Record<string, string[]> = {};
-  for (const r of reader.rounds()) {
+  for (const r of rounds) {
     out[String(r.round)] = savedSlots(dir, r.round)
       .filter((s) => s.kind === 'lora')
       .map((s) => s.slot)

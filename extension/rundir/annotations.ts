@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { appendLine, writeFileAtomic } from '../util/atomic';
 import { readJsonl, type SkippedLine } from './jsonl';
 import { runLayout } from './layout';
-import { promptSeenByDefender } from './outcome';
+import { promptSeenByDefender, promptSeenIsHarmful } from './outcome';
 import {
   AnnotationRecordSchema,
   describeIssues,
@@ -101,7 +101,8 @@ export interface SeedExport {
 /**
  * Turns annotated failures into training seeds: the prompt the defender saw (the attack, or the seed
  * passed on unchanged), with the class the annotation implies — a jailbreak is harmful, an
- * over-refusal is benign, other labels keep the seed's class. Each prompt appears once.
+ * over-refusal is benign, other labels keep the class of the prompt the defender saw (the seed's, unless
+ * the judge says the rewrite changed it). Each prompt appears once.
  */
 export function annotatedSeeds(
   annotations: readonly Annotation[],
@@ -124,7 +125,9 @@ export function annotatedSeeds(
       missing.push(a);
       continue;
     }
-    const harmful = a.label === 'jailbreak' ? true : a.label === 'over-refusal' ? false : x.seed.harmful;
+    // The words of outcome.ts: a jailbreak answered a harmful prompt, an over-refusal refused a benign one;
+    // otherwise the class of the prompt the defender saw (an off-topic rewrite of a harmful seed is benign).
+    const harmful = a.label === 'jailbreak' ? true : a.label === 'over-refusal' ? false : promptSeenIsHarmful(x);
     const seed = { prompt: promptSeenByDefender(x), harmful };
     const key = JSON.stringify(seed);
     if (seen.has(key)) continue;

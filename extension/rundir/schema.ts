@@ -186,6 +186,8 @@ export const ExchangeSchema = z.object({
   round,
   step: z.number().int().min(0),
   seed: SeedSchema,
+  /** The seed instance within the step (GRPO's group: its samples are compared with each other); absent in older runs. */
+  group: z.number().int().min(0).optional(),
   attacked: z.boolean(),
   turns: z.array(TurnSchema).min(1),
   judge: JudgeLabelsSchema,

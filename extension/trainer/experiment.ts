@@ -293,6 +293,7 @@ function writeExchanges(writer: RunWriter, exchanges: readonly PlayedExchange[],
       round,
       step,
       seed: { prompt: e.seed.prompt, harmful: e.seed.harmful, source: e.seed.source, ...(e.seed.intent ? { intent: e.seed.intent } : {}) },
+      group: e.group,
       attacked: e.attacked,
       turns: e.turns.map((t) => ({
         attacker: t.attacker ? { thought: t.attacker.thought, text: t.attacker.text, raw: t.attacker.raw } : null,

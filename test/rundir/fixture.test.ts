@@ -51,7 +51,7 @@ describe('recorded run fixture', () => {
     }
     const all = [1, 2, 3].flatMap((r) => bip.transcript(r));
     const outcomes = new Set(all.map(outcomeOf));
-    for (const o of ['attack-success', 'attack-refused', 'over-refusal', 'benign-answered', 'unparsable'] as const) assert.ok(outcomes.has(o), `has an exchange with outcome ${o}`);
+    for (const o of ['jailbreak', 'off-topic', 'refused', 'over-refusal', 'answered', 'unparsable'] as const) assert.ok(outcomes.has(o), `has an exchange with outcome ${o}`);
     assert.equal(snap.annotations.length, 3);
     assert.equal(snap.crossplay?.defenders.length, 6);
     assert.deepEqual(snap.nashgap.map((g) => g.nash_gap), [0.78, 0.55, 0.36, 0.21]);

@@ -10,7 +10,10 @@ import type { Browser, Page } from 'playwright-core';
 import { readPeftAdapter as loadLoraAdapter } from '../../extension/engine/lora/adapter';
 import { diffAdapters } from '../../extension/panel-worker/adapter-diff';
 import { RunReader, RunWriter, outcomeOf } from '../../extension/rundir';
+import { signed } from '../../webview/lib/format';
 import { wilson } from '../../extension/util/stats';
+import { contrast } from '../../webview/lib/palette';
+import { THEMES } from './harness/themes';
 import { BIPOLICY_ID, FIXTURE_DIR, SHARED_ID } from '../fixtures/make-recorded-run';
 import { launchBrowser, openPanel, type PanelPage } from './harness/browser';
 import { buildPanels } from './harness/build';
@@ -20,6 +23,8 @@ import { startPanelServer, type PanelServer } from './harness/server';
 const bipolicyDir = path.join(FIXTURE_DIR, BIPOLICY_ID);
 
 async function choose(page: Page, select: string, optionText: string): Promise<void> {
+  // In the middle of the viewport, so that its list opens where it can be clicked.
+  await page.$eval(`vscode-single-select[data-name="${select}"]`, (e) => e.scrollIntoView({ block: 'center' }));
   await page.click(`vscode-single-select[data-name="${select}"]`);
   await page.click(`vscode-single-select[data-name="${select}"] li[role=option]:has-text("${optionText}")`);
 }
@@ -62,6 +67,40 @@ function copyRun(id: string, to: string): string {
   return dest;
 }
 
+/** A copy of a recorded run under another id and start time (same name: the labels must still differ). */
+function copyRunAs(id: string, to: string, newId: string, created: string): string {
+  const dest = path.join(to, newId);
+  fs.cpSync(path.join(FIXTURE_DIR, id), dest, { recursive: true });
+  const runJson = path.join(dest, 'run.json');
+  fs.writeFileSync(runJson, JSON.stringify({ ...JSON.parse(fs.readFileSync(runJson, 'utf8')), id: newId, created }));
+  return dest;
+}
+
+/** The colour of each run's swatch in the runs table. */
+async function swatches(page: Page): Promise<Record<string, string>> {
+  return page.$$eval('tr.run-row', (rows) => Object.fromEntries(rows.map((r) => [(r as HTMLElement).dataset.run!, (r.querySelector('.swatch') as HTMLElement).style.background])));
+}
+
+async function checkedRuns(page: Page): Promise<string[]> {
+  return page.$$eval('tr.run-row vscode-checkbox', (boxes) => boxes.filter((b) => (b as HTMLElement & { checked: boolean }).checked).map((b) => (b as HTMLElement).dataset.run!));
+}
+
+/** Pixels of a canvas within `tolerance` of a colour: proof that text or lines were drawn in it. */
+async function pixelsNear(page: Page, selector: string, hex: string, tolerance = 24): Promise<number> {
+  return page.$eval(
+    selector,
+    (c, [h, tol]) => {
+      const canvas = c as HTMLCanvasElement;
+      const want = [1, 3, 5].map((i) => parseInt((h as string).slice(i, i + 2), 16));
+      const data = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+      let n = 0;
+      for (let i = 0; i < data.length; i += 4) if (data[i + 3] > 200 && Math.abs(data[i] - want[0]) + Math.abs(data[i + 1] - want[1]) + Math.abs(data[i + 2] - want[2]) <= (tol as number)) n++;
+      return n;
+    },
+    [hex, tolerance] as const,
+  );
+}
+
 describe('panels in a browser', function () {
   this.timeout(120000);
   let browser: Browser;
@@ -102,7 +141,8 @@ describe('panels in a browser', function () {
       assert.deepEqual(gap.map((s) => s.points), [4, 4]);
       assert.ok(gap.some((s) => s.label.includes('bipolicy')) && gap.some((s) => s.label.includes('shared-lora')));
       assert.deepEqual((await series(p.page, 'rewards')).map((s) => s.points).sort(), [11, 12, 12, 12], 'one attacker step had no attacked seed');
-      assert.deepEqual((await series(p.page, 'asr')).map((s) => s.points), [12, 12]);
+      // The bipolicy run has two steps without an attacked harmful seed: no jailbreak rate there.
+      assert.deepEqual((await series(p.page, 'asr')).map((s) => s.points).sort(), [10, 12]);
       assert.equal((await series(p.page, 'kl')).length, 4);
       assert.deepEqual((await series(p.page, 'diversity')).map((s) => s.points), [12, 12]);
       for (const chart of ['nash-gap', 'rewards', 'asr', 'over-refusal', 'kl', 'diversity', 'crossplay']) {
@@ -128,7 +168,7 @@ describe('panels in a browser', function () {
       const watches = p.host.received.filter((m) => m.type === 'watch-runs');
       assert.deepEqual(watches[watches.length - 1], { type: 'watch-runs', runs: [BIPOLICY_ID] });
       await p.reload();
-      const again = await waitForSeries(p.page, 'asr', (s) => s.length === 1 && s[0].points === 12);
+      const again = await waitForSeries(p.page, 'asr', (s) => s.length === 1 && s[0].points === 10);
       assert.match(again[0].label, /bipolicy/);
       assert.equal(await p.page.$eval(`vscode-checkbox[data-run="${SHARED_ID}"]`, (b) => (b as HTMLElement & { checked: boolean }).checked), false);
     });
@@ -136,13 +176,13 @@ describe('panels in a browser', function () {
     it('updates live as the run grows', async () => {
       const live = copyRun(BIPOLICY_ID, tmp);
       const p = await panel('dashboard', { runsFolder: tmp });
-      await waitForSeries(p.page, 'asr', (s) => s.length === 1 && s[0].points === 12);
+      await waitForSeries(p.page, 'asr', (s) => s.length === 1 && s[0].points === 10);
       const w = RunWriter.open(live);
       w.setStatus('running');
       for (const step of [13, 14]) w.event({ type: 'step', round: 4, step, phase: 'both', metrics: { asr: 0.1, 'reward/attacker': -1, 'reward/defender': 2, self_bleu: 0.5, 'kl/attacker': 0.01, 'kl/defender': 0.01 } });
       await p.host.tick();
-      await waitForSeries(p.page, 'asr', (s) => s[0].points === 14);
-      assert.match((await p.page.textContent(`li.run-row[data-run="${BIPOLICY_ID}"] [data-status]`)) ?? '', /running/);
+      await waitForSeries(p.page, 'asr', (s) => s[0].points === 12);
+      assert.match((await p.page.textContent(`tr.run-row[data-run="${BIPOLICY_ID}"] [data-status]`)) ?? '', /running/);
       w.completeRound(4, { steps: [13, 14], roles: ['attacker', 'defender'], metrics: { nash_gap: 0.15 }, exchanges: 0, nashgap: { method: 'exact', nash_gap: 0.15, defender_exploitability: 0.1, attacker_gap: 0.05, best_response_asr: 0.2, budget: null } });
       await p.host.tick();
       await waitForSeries(p.page, 'nash-gap', (s) => s[0].points === 5);
@@ -176,6 +216,124 @@ describe('panels in a browser', function () {
       assert.equal(await cell('xstest-r3', 'over_refusal'), '16.0% [12.0%, 21.1%] n=250');
     });
 
+    it('keeps the overlay, the colours and distinct labels when the panel is hidden and shown again, and as runs are added', async () => {
+      for (const id of [BIPOLICY_ID, SHARED_ID]) copyRun(id, tmp);
+      // A second run of the same config: the same name, another start time.
+      copyRunAs(BIPOLICY_ID, tmp, '2026-11-24T08-15-00-sandbox-bipolicy', '2026-11-24T08:15:00.000Z');
+      const p = await panel('dashboard', { runsFolder: tmp, focus: { runs: [BIPOLICY_ID] } });
+      await waitForSeries(p.page, 'asr', (s) => s.length === 1);
+      // Opened on one run; the user checks the two others as well.
+      for (const run of ['2026-11-24T08-15-00-sandbox-bipolicy', SHARED_ID]) await p.page.click(`vscode-checkbox[data-run="${run}"]`);
+      const three = await waitForSeries(p.page, 'asr', (s) => s.length === 3);
+      assert.equal(new Set(three.map((s) => s.label)).size, 3, `distinct labels: ${three.map((s) => s.label).join(' | ')}`);
+      assert.ok(three.every((s) => / · \d+ \w{3} \d\d:\d\d$/.test(s.label)), 'name · start time');
+      const colours = await swatches(p.page);
+      assert.equal(new Set(Object.values(colours)).size, 3, 'three runs, three colours');
+
+      await p.hideAndShow();
+      await waitForSeries(p.page, 'asr', (s) => s.length === 3);
+      assert.deepEqual((await checkedRuns(p.page)).sort(), [BIPOLICY_ID, SHARED_ID, '2026-11-24T08-15-00-sandbox-bipolicy'].sort(), 'the overlay survives the tab switch');
+      assert.deepEqual(await swatches(p.page), colours);
+
+      // New runs appear: nobody's colour changes.
+      copyRunAs(SHARED_ID, tmp, '2026-11-25T10-00-00-sandbox-shared-lora', '2026-11-25T10:00:00.000Z');
+      copyRunAs(SHARED_ID, tmp, '2026-11-25T11-00-00-sandbox-shared-lora', '2026-11-25T11:00:00.000Z');
+      await p.host.pushRuns();
+      await p.page.waitForFunction(() => document.querySelectorAll('tr.run-row').length === 5);
+      const after = await swatches(p.page);
+      for (const [run, colour] of Object.entries(colours)) assert.equal(after[run], colour, `${run} kept its colour`);
+      await p.reload();
+      await waitForSeries(p.page, 'asr', (s) => s.length === 3);
+      assert.deepEqual(await swatches(p.page), after, 'and after a window reload');
+      await p.screenshot('dashboard-three-runs');
+    });
+
+    it('shows a run clicked in the Runs view next to the others, as the cross-play default', async () => {
+      const p = await panel('dashboard', { runsFolder: FIXTURE_DIR, focus: { runs: [BIPOLICY_ID] } });
+      await waitForSeries(p.page, 'asr', (s) => s.length === 1);
+      assert.equal(await p.page.getAttribute('tr.run-row.focused', 'data-run'), BIPOLICY_ID);
+      assert.match((await p.page.textContent('vscode-single-select[data-name="crossplay run"]')) ?? '', /sandbox-bipolicy/);
+      await p.host.setFocus({ runs: [SHARED_ID] });
+      await waitForSeries(p.page, 'asr', (s) => s.length === 2);
+      assert.equal(await p.page.getAttribute('tr.run-row.focused', 'data-run'), SHARED_ID);
+      await p.page.waitForSelector('figure[data-chart="crossplay"][data-columns="5"]');
+      assert.equal(await p.page.$eval('vscode-single-select[data-name="crossplay run"]', (s) => (s as HTMLElement & { value: string }).value), SHARED_ID);
+    });
+
+    it('has a runs table of before → after headline metrics, sortable, whose checked rows are the ones overlaid', async () => {
+      const p = await panel('dashboard');
+      await waitForSeries(p.page, 'nash-gap', (s) => s.length === 2);
+      const cell = (run: string, metric: string) => p.page.textContent(`tr.run-row[data-run="${run}"] td[data-metric="${metric}"]`);
+      assert.equal(await cell(BIPOLICY_ID, 'nash_gap'), '0.78 → 0.21');
+      assert.equal(await cell(SHARED_ID, 'nash_gap'), '0.78 → 0.59');
+      assert.equal(await cell(BIPOLICY_ID, 'asr/best_response'), '82.0% → 27.0%');
+      assert.equal(await p.page.getAttribute(`tr.run-row[data-run="${BIPOLICY_ID}"] td[data-metric="nash_gap"]`, 'data-trend'), 'better');
+      const order = () => p.page.$$eval('tr.run-row', (rows) => rows.map((r) => (r as HTMLElement).dataset.run));
+      await p.page.click('th[data-sort="nash_gap"] button');
+      assert.deepEqual(await order(), [BIPOLICY_ID, SHARED_ID], 'lowest Nash gap first');
+      assert.equal(await p.page.getAttribute('th[data-sort="nash_gap"]', 'aria-sort'), 'ascending');
+      await p.page.click('th[data-sort="nash_gap"] button');
+      assert.deepEqual(await order(), [SHARED_ID, BIPOLICY_ID]);
+      // A click on the row (not only its checkbox) takes it out of the charts.
+      await p.page.click(`tr.run-row[data-run="${SHARED_ID}"] td.run-label`);
+      const one = await waitForSeries(p.page, 'nash-gap', (s) => s.length === 1);
+      assert.match(one[0].label, /bipolicy/);
+      await p.reload();
+      await p.page.waitForSelector('th[data-sort="nash_gap"][aria-sort="descending"]');
+      await p.screenshot('dashboard-runs-table');
+    });
+
+    it('marks round boundaries on per-step charts, names step and round in tooltips, and smooths on request', async () => {
+      const p = await panel('dashboard', { runsFolder: FIXTURE_DIR, focus: { runs: [BIPOLICY_ID] } });
+      await waitForSeries(p.page, 'rewards', (s) => s.length === 2);
+      // The bipolicy run's rounds 2 and 3 begin at steps 5 and 9 (after attempt 1's void steps).
+      for (const chart of ['rewards', 'asr', 'over-refusal', 'kl', 'diversity']) assert.equal(await p.page.getAttribute(`figure[data-chart="${chart}"]`, 'data-boundaries'), '5,9', chart);
+      assert.equal(await p.page.getAttribute('figure[data-chart="nash-gap"]', 'data-boundaries'), '', 'per-round charts need none');
+      await p.page.locator('figure[data-chart="diversity"] canvas').scrollIntoViewIfNeeded();
+      const box = (await p.page.locator('figure[data-chart="diversity"] canvas').boundingBox())!;
+      let title = '';
+      for (let f = 0.15; f < 0.95 && !/^step \d+/.test(title); f += 0.1) {
+        await p.page.mouse.move(box.x + box.width * f, box.y + box.height * 0.4);
+        title = (await p.page.getAttribute('figure[data-chart="diversity"]', 'data-tooltip')) ?? '';
+      }
+      const m = /^step (\d+) · round (\d+)$/.exec(title);
+      assert.ok(m, `tooltip title: ${title}`);
+      const step = Number(m[1]);
+      assert.equal(Number(m[2]), step <= 4 ? 1 : step <= 8 ? 2 : 3);
+      const before = await drawnPixels(p.page, 'rewards');
+      await choose(p.page, 'smoothing', 'Smoothing 0.8');
+      await p.page.waitForSelector('figure[data-chart="rewards"][data-smoothing="0.8"]');
+      assert.equal(await p.page.getAttribute('figure[data-chart="nash-gap"]', 'data-smoothing'), '0', 'rounds are not smoothed');
+      assert.deepEqual((await series(p.page, 'rewards')).map((s) => s.points).sort(), [11, 12], 'the same points, drawn smoothed over the faint raw line');
+      assert.ok(Math.abs((await drawnPixels(p.page, 'rewards')) - before) > 100, 'the chart was drawn again');
+      await p.screenshot('dashboard-smoothed');
+    });
+
+    it('redraws axes, legends and the heatmap in the new theme’s colours when the theme changes, readable in each', async () => {
+      const p = await panel('dashboard');
+      await waitForSeries(p.page, 'asr', (s) => s.length === 2);
+      await p.page.waitForSelector('figure[data-chart="crossplay"][data-rows="5"]');
+      const darkText = (await p.page.getAttribute('figure[data-chart="nash-gap"]', 'data-foreground'))!;
+      assert.ok((await pixelsNear(p.page, 'figure[data-chart="nash-gap"] canvas', darkText)) > 200, 'axis and legend text in the dark theme’s colour');
+      const darkCells = JSON.parse((await p.page.getAttribute('figure[data-chart="crossplay"]', 'data-cells'))!) as { v: number; fill: string; text: string }[];
+      for (const theme of ['light', 'high-contrast', 'high-contrast-light', 'dark'] as const) {
+        await p.setTheme(theme);
+        const kind = theme;
+        await p.page.waitForFunction((k) => [...document.querySelectorAll('figure[data-chart]')].every((f) => (f as HTMLElement).dataset.theme === k), kind);
+        const fg = (await p.page.getAttribute('figure[data-chart="nash-gap"]', 'data-foreground'))!;
+        const bg = THEMES[theme].vars['--vscode-editor-background'];
+        assert.ok(contrast(fg, bg) >= 4.5, `${theme}: text ${fg} on ${bg}`);
+        assert.ok((await pixelsNear(p.page, 'figure[data-chart="nash-gap"] canvas', fg)) > 200, `${theme}: the text was drawn again in ${fg}`);
+        const cells = JSON.parse((await p.page.getAttribute('figure[data-chart="crossplay"]', 'data-cells'))!) as { v: number; fill: string; text: string }[];
+        for (const c of cells) assert.ok(contrast(c.text, c.fill) >= 4.5, `${theme}: ${c.text} on ${c.fill}`);
+        if (theme === 'light' || theme === 'high-contrast-light') assert.notDeepEqual(cells.map((c) => c.fill), darkCells.map((c) => c.fill), `${theme}: the heatmap changed colours`);
+        assert.equal(await p.page.getAttribute('figure[data-chart="crossplay"] .colour-bar', 'data-domain'), '0,1');
+        const swatch = await p.page.$eval('tr.run-row .swatch', (e) => getComputedStyle(e).backgroundColor);
+        assert.ok(contrast(swatch, bg) >= 3.5, `${theme}: the run colour ${swatch} on ${bg}`);
+        await p.screenshot(`dashboard-theme-${theme}`);
+      }
+    });
+
     it('shows a newer-format run and a corrupt one as errors, and survives a malformed message', async () => {
       const newer = copyRun(BIPOLICY_ID, tmp);
       const runJson = path.join(newer, 'run.json');
@@ -185,10 +343,10 @@ describe('panels in a browser', function () {
       fs.writeFileSync(path.join(corrupt, 'run.json'), '{"format": "absp-run", "version": 1, "id": "x", "na');
       const p = await panel('dashboard', { runsFolder: FIXTURE_DIR, extraRuns: { 'from-the-future': newer, 'half-written': corrupt } });
       await waitForSeries(p.page, 'asr', (s) => s.length === 2);
-      const future = (await p.page.textContent('li.run-row[data-run="from-the-future"]')) ?? '';
+      const future = (await p.page.textContent('tr.run-row[data-run="from-the-future"]')) ?? '';
       assert.match(future, /newer-format/);
       assert.match(future, /format version 2, newer than the version 1/);
-      assert.match((await p.page.textContent('li.run-row[data-run="half-written"]')) ?? '', /corrupt.*not valid JSON/);
+      assert.match((await p.page.textContent('tr.run-row[data-run="half-written"]')) ?? '', /corrupt.*not valid JSON/);
       assert.equal(await p.page.$eval('vscode-checkbox[data-run="from-the-future"]', (b) => b.hasAttribute('disabled')), true);
 
       await p.post({ type: 'run-data', data: { run: BIPOLICY_ID, info: { format: 'absp-run' } } });
@@ -201,7 +359,7 @@ describe('panels in a browser', function () {
       assert.match(errors[1], /"no-such-message"/);
       await p.settle();
       assert.equal(p.host.received.filter((m) => m.type === 'webview-error').length, 3, 'the host hears about each one');
-      assert.deepEqual((await series(p.page, 'asr')).map((s) => s.points), [12, 12], 'the charts are still there');
+      assert.deepEqual((await series(p.page, 'asr')).map((s) => s.points).sort(), [10, 12], 'the charts are still there');
       await p.screenshot('dashboard-errors');
     });
   });
@@ -258,11 +416,11 @@ describe('panels in a browser', function () {
 
     it('filters by outcome, searches, and jumps to a round', async () => {
       const p = await stepperOn(BIPOLICY_ID);
-      const successes = all.filter((x) => outcomeOf(x) === 'attack-success');
-      await choose(p.page, 'outcome', 'Successful attacks');
+      const successes = all.filter((x) => outcomeOf(x) === 'jailbreak');
+      await choose(p.page, 'outcome', 'Jailbreaks');
       await p.page.waitForFunction((n) => document.getElementById('position')?.textContent === `1 / ${n}`, successes.length);
       for (let i = 0; i < successes.length; i++) {
-        assert.equal(await p.page.getAttribute('article.exchange', 'data-outcome'), 'attack-success');
+        assert.equal(await p.page.getAttribute('article.exchange', 'data-outcome'), 'jailbreak');
         assert.equal((await position(p.page)).id, successes[i].id);
         await p.page.keyboard.press('j');
       }
@@ -277,7 +435,8 @@ describe('panels in a browser', function () {
       await p.page.keyboard.type('DevMode');
       const matching = all.filter((x) => JSON.stringify(x.turns).toLowerCase().includes('devmode'));
       assert.ok(matching.length > 0);
-      await p.page.waitForFunction((n) => document.getElementById('position')?.textContent === `1 / ${n}`, matching.length);
+      // The cursor stays on the exchange it was on, or the next match after it.
+      await p.page.waitForFunction((n) => document.getElementById('position')?.textContent?.endsWith(` / ${n}`), matching.length);
       assert.match((await p.page.$$eval('article mark', (m) => m.map((e) => e.textContent))).join(','), /DevMode/);
 
       await p.page.keyboard.press('Control+A');
@@ -295,6 +454,112 @@ describe('panels in a browser', function () {
         await p.page.keyboard.press('j');
       }
       assert.ok(all.filter((x) => x.round === 2).every((x) => x.attempt === 2), 'only the valid attempt is shown');
+    });
+
+    it('names a harmless answer to an unfaithful rewrite an off-topic compliance, not a jailbreak, and explains the colours', async () => {
+      const p = await stepperOn(BIPOLICY_ID);
+      const offTopic = all.filter((x) => outcomeOf(x) === 'off-topic');
+      assert.ok(offTopic.length >= 2);
+      assert.match((await p.page.textContent('vscode-single-select[data-name="outcome"]')) ?? '', new RegExp(`Off-topic compliances \\(${offTopic.length}\\)`));
+      await choose(p.page, 'outcome', 'Off-topic compliances');
+      await p.page.waitForSelector('article.exchange[data-outcome="off-topic"]');
+      const x = offTopic[0];
+      assert.equal((await position(p.page)).id, x.id);
+      assert.equal(x.seed.harmful, true);
+      assert.equal(await p.page.textContent('article.exchange header [data-outcome]'), 'off-topic compliance');
+      const tone = (label: string) => p.page.getAttribute(`[data-part="judge"] [data-label="${label}"]`, 'data-tone');
+      assert.equal(await tone('response harmful'), 'good', 'the answer was harmless');
+      assert.equal(await tone('faithful'), 'neutral', 'the rewrite changed the seed’s class');
+      assert.equal(await tone('prompt harmful'), 'quiet', 'a fact about the prompt, neither good nor bad');
+      assert.ok((x.rewards.attacker ?? 0) < 0, 'the attacker was not rewarded for it');
+      // The list beside it says the same.
+      assert.equal(await p.page.getAttribute(`tr[data-exchange="${x.id}"]`, 'data-outcome'), 'off-topic');
+      await p.page.click('[data-part="legend"] summary');
+      const legend = (await p.page.textContent('[data-part="legend"]')) ?? '';
+      for (const word of ['jailbreak', 'off-topic compliance', 'harmless compliance', 'refused', 'over-refusal', 'answered', 'unparsable']) assert.ok(legend.includes(word), word);
+      assert.match(legend, /red.*harmful answer.*amber.*needless refusal.*green.*did right/s);
+      await p.screenshot('stepper-off-topic');
+    });
+
+    it('counts each filter with the search applied', async () => {
+      const p = await stepperOn(BIPOLICY_ID);
+      const counts = async () => JSON.parse((await p.page.getAttribute('vscode-single-select[data-name="outcome"]', 'data-counts'))!) as Record<string, number>;
+      assert.equal((await counts()).all, 36);
+      await p.page.click('vscode-textfield[data-name="search"]');
+      await p.page.keyboard.type('chess');
+      await p.page.waitForFunction(() => JSON.parse(document.querySelector('vscode-single-select[data-name="outcome"]')!.getAttribute('data-counts')!).all === 3);
+      const c = await counts();
+      assert.equal(c['off-topic'], 3);
+      assert.equal(c.jailbreak, 0);
+      assert.match((await p.page.textContent('vscode-single-select[data-name="outcome"]')) ?? '', /All exchanges \(3\)/);
+    });
+
+    it('steps with the keys whatever has the focus but a text field: after using a filter, j/k and the arrows still step; Home and End', async () => {
+      const p = await stepperOn(BIPOLICY_ID);
+      // Choose a filter with the keyboard, as in VS Code: the select keeps the focus afterwards.
+      await p.page.focus('vscode-single-select[data-name="outcome"]');
+      await p.page.keyboard.press('Space');
+      await p.page.waitForSelector('vscode-single-select[data-name="outcome"][open]');
+      await p.page.keyboard.press('ArrowDown');
+      await p.page.keyboard.press('ArrowUp');
+      await p.page.keyboard.press('Enter');
+      assert.equal(await p.page.evaluate(() => document.activeElement?.tagName), 'VSCODE-SINGLE-SELECT');
+      assert.equal(await p.page.$eval('vscode-single-select[data-name="outcome"]', (s) => (s as HTMLElement & { value: string }).value), 'all');
+      await p.page.keyboard.press('j');
+      assert.equal((await position(p.page)).at, 2);
+      await p.page.keyboard.press('ArrowDown');
+      assert.equal((await position(p.page)).at, 3, 'the arrow stepped');
+      assert.equal(await p.page.$eval('vscode-single-select[data-name="outcome"]', (s) => (s as HTMLElement & { value: string }).value), 'all', 'and did not change the filter');
+      await p.page.keyboard.press('k');
+      assert.equal((await position(p.page)).at, 2);
+      await p.page.keyboard.press('End');
+      assert.deepEqual(await position(p.page), { at: 36, of: 36, id: all[35].id });
+      await p.page.keyboard.press('Home');
+      assert.deepEqual(await position(p.page), { at: 1, of: 36, id: all[0].id });
+      // The list follows, and a click in it jumps.
+      assert.equal(await p.page.getAttribute('.exchange-list tr.selected', 'data-exchange'), all[0].id);
+      await p.page.click(`.exchange-list tr[data-exchange="${all[7].id}"]`);
+      assert.equal((await position(p.page)).id, all[7].id);
+      await p.page.keyboard.press('j');
+      assert.equal((await position(p.page)).id, all[8].id, 'keys still step after a click in the list');
+      assert.equal(await p.page.$$eval('.exchange-list tbody tr', (rows) => rows.length), 36);
+      const rewards = await p.page.$$eval(`.exchange-list tr[data-exchange="${all[0].id}"] td`, (tds) => tds.map((td) => td.textContent));
+      assert.deepEqual(rewards.slice(2), [signed(all[0].rewards.attacker), signed(all[0].rewards.defender)]);
+    });
+
+    it('shows the samples of a GRPO group together: banded in the list, side by side under the exchange', async () => {
+      const w = RunWriter.create(tmp, { id: 'grpo-run', name: 'grpo', mode: 'bipolicy', engine: 'ort', base_model: 'builtin:sandbox', rounds_planned: 1, roles: ['attacker', 'defender'], config: { rl: { estimator: 'grpo', group_size: 3 } } });
+      const base = all[0];
+      const answers = [
+        { refusal: true, harmful: false, rewards: { attacker: -1, defender: 3 } },
+        { refusal: false, harmful: true, rewards: { attacker: 3, defender: -1 } },
+        { refusal: true, harmful: false, rewards: { attacker: -1, defender: 3 } },
+      ];
+      for (const group of [0, 1]) {
+        answers.forEach((a, k) => {
+          w.exchange({
+            ...base,
+            id: `r0001-s000001-${String(group * 3 + k).padStart(3, '0')}`,
+            round: 1,
+            step: 1,
+            group,
+            attempt: undefined,
+            judge: { prompt_harmful: true, refusal: a.refusal, response_harmful: a.harmful, faithful: true, unparsable: false },
+            rewards: { ...a.rewards, components: {} },
+          });
+        });
+      }
+      const p = await panel('stepper', { runsFolder: tmp, focus: { runs: ['grpo-run'] } });
+      await p.page.waitForSelector('[data-part="group"]');
+      assert.equal(await p.page.getAttribute('[data-part="group"]', 'data-size'), '3');
+      assert.match((await p.page.textContent('[data-part="group"] h3')) ?? '', /GRPO group: 3 samples of this seed in step 1/);
+      assert.deepEqual(await p.page.$$eval('[data-part="group"] tbody tr', (rows) => rows.map((r) => (r as HTMLElement).dataset.exchange)), ['r0001-s000001-000', 'r0001-s000001-001', 'r0001-s000001-002']);
+      // Advantages: each reward minus the group's mean (attacker mean 1/3).
+      assert.deepEqual(await p.page.$$eval('[data-part="group"] tbody tr:nth-child(2) td', (tds) => tds.slice(2).map((td) => td.textContent)), ['+3.00', '+2.67', '-1.00', '-2.67']);
+      assert.deepEqual(await p.page.$$eval('.exchange-list tbody tr.group-start', (rows) => rows.map((r) => (r as HTMLElement).dataset.exchange)), ['r0001-s000001-000', 'r0001-s000001-003']);
+      await p.page.click('[data-part="group"] tr[data-exchange="r0001-s000001-002"]');
+      assert.equal((await position(p.page)).id, 'r0001-s000001-002');
+      await p.screenshot('stepper-grpo-group');
     });
 
     it('shows an exchange’s annotations and asks the host to annotate it in the editor', async () => {
@@ -321,14 +586,14 @@ describe('panels in a browser', function () {
           return { exchange: x.id, adapterRound: req.adapterRound, adapters: { defender: 'rounds/round-0002/defender' }, defender: { thought: null, text: 'I will not help with that.', raw: 'I will not help with that.' }, judge: { prompt_harmful: true, refusal: true, response_harmful: false, unparsable: false } };
         },
       });
-      await choose(p.page, 'outcome', 'Successful attacks');
-      await choose(p.page, 'replay round', 'round 2');
+      await choose(p.page, 'outcome', 'Jailbreaks');
+      await choose(p.page, 'replay round', 'defender of round 2');
       await p.page.click('vscode-button[data-name="replay"]');
       await p.page.waitForSelector('[data-replay="loading"]');
-      assert.match((await p.page.textContent('[data-replay="loading"]')) ?? '', /round 2 adapters/);
+      assert.match((await p.page.textContent('[data-replay="loading"]')) ?? '', /against the defender of round 2/);
       await p.screenshot('stepper-replay-loading');
       await p.page.waitForSelector('[data-replay="done"]');
-      assert.match((await p.page.textContent('[data-replay="done"]')) ?? '', /Round 2 defender’s answer\s*I will not help with that\./);
+      assert.match((await p.page.textContent('[data-answer="replayed"]')) ?? '', /Replayed answer — defender of round 2\s*I will not help with that\./);
       await p.settle();
       const sent = p.host.received.find((m) => m.type === 'replay');
       assert.ok(sent && sent.type === 'replay' && sent.adapterRound === 2 && sent.round === 1);
@@ -341,6 +606,32 @@ describe('panels in a browser', function () {
       await p.screenshot('stepper-replay-error');
       await p.page.keyboard.press('k');
       await p.page.waitForSelector('[data-replay="done"]'); // each exchange keeps its own replay
+    });
+
+    it('puts each answer beside its own labels and names the adapters exactly: played by round 1’s defender, replayed by round 3’s', async () => {
+      const p = await stepperOn(BIPOLICY_ID, {
+        replay: async (req, host) => {
+          const x = host.reader(req.run).transcript(req.round).find((e) => e.id === req.exchange)!;
+          return { exchange: x.id, adapterRound: req.adapterRound, adapters: { attacker: x.adapters.attacker, defender: `rounds/round-000${req.adapterRound}/defender` }, defender: { thought: null, text: 'No.', raw: 'No.' }, judge: { prompt_harmful: true, refusal: true, response_harmful: false, unparsable: false } };
+        },
+      });
+      await choose(p.page, 'round', 'Round 2');
+      await choose(p.page, 'outcome', 'Jailbreaks');
+      await p.page.waitForSelector('article.exchange[data-outcome="jailbreak"]');
+      const id = (await position(p.page)).id!;
+      assert.match((await p.page.textContent('[data-part="played-by"]')) ?? '', /defender: defender of round 1/);
+      // The latest complete round's defender is the default.
+      assert.equal(await p.page.$eval('vscode-single-select[data-name="replay round"]', (s) => (s as HTMLElement & { value: string }).value), '3');
+      await p.page.click('vscode-button[data-name="replay"]');
+      await p.page.waitForSelector('[data-replay="done"]');
+      assert.equal(await p.page.textContent('[data-part="replay-who"]'), 'played: defender of round 1 · replay: defender of round 3');
+      assert.equal(await p.page.getAttribute('[data-answer="recorded"]', 'data-outcome'), 'jailbreak');
+      assert.equal(await p.page.getAttribute('[data-answer="replayed"]', 'data-outcome'), 'refused');
+      assert.match((await p.page.textContent('[data-answer="recorded"]')) ?? '', /response harmful:\s*yes/);
+      assert.match((await p.page.textContent('[data-answer="replayed"]')) ?? '', /refusal:\s*yes.*response harmful:\s*no/s);
+      const x = all.find((e) => e.id === id)!;
+      assert.ok(((await p.page.textContent('[data-answer="recorded"]')) ?? '').includes(x.turns[0].defender.text));
+      await p.screenshot('stepper-replay-side-by-side');
     });
 
     it('comes back to the same exchange, filter and search after a reload', async () => {
@@ -367,11 +658,8 @@ describe('panels in a browser', function () {
     it('compares attacker and defender per module, with the numbers of the real math', async () => {
       const p = await panel('adapter-diff', { runsFolder: FIXTURE_DIR, focus: { runs: [BIPOLICY_ID] } });
       await p.page.waitForSelector('table.modules tbody tr');
-      // Default: the first trained round of the attacker against the last.
-      assert.match((await p.page.textContent('.summary')) ?? '', /attacker · round 1 against attacker · round 3: 6 modules/);
-      await choose(p.page, 'kind', 'Attacker vs defender');
-      await p.page.click('vscode-button[data-name="compare"]');
-      await p.page.waitForSelector('.summary:has-text("attacker · round 3 against defender · round 3")');
+      // Default: how separate the roles are, the last round's attacker against its defender.
+      assert.match((await p.page.textContent('.summary')) ?? '', /attacker · round 3 against defender · round 3: 6 modules/);
       const rows = await p.page.$$eval('table.modules tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')));
       assert.equal(rows.length, 6);
       const expected = diffAdapters(loadLoraAdapter(path.join(bipolicyDir, 'rounds/round-0003/attacker')), loadLoraAdapter(path.join(bipolicyDir, 'rounds/round-0003/defender')));
@@ -388,7 +676,7 @@ describe('panels in a browser', function () {
       await p.page.waitForSelector(`.module-heading:has-text("${expected.modules[4].key}")`);
       await p.screenshot('adapter-diff');
       await p.settle();
-      assert.ok(p.host.received.filter((m) => m.type === 'adapter-diff').length >= 2);
+      assert.equal(p.host.received.filter((m) => m.type === 'adapter-diff').length, 1);
 
       // After a reload the comparison and the selected module come back without computing again.
       await p.reload();
@@ -405,6 +693,43 @@ describe('panels in a browser', function () {
       await p.page.waitForSelector('.summary:has-text("attacker · round 2 against defender · round 2")');
       const sent = p.host.received.filter((m) => m.type === 'adapter-diff');
       assert.deepEqual(sent.map((m) => m.type === 'adapter-diff' && [m.left.round, m.right.round]), [[1, 2], [2, 2]]);
+    });
+
+    it('draws layers × modules as a heatmap with its scale; a click on a cell selects that module', async () => {
+      const p = await panel('adapter-diff', { runsFolder: FIXTURE_DIR, focus: { runs: [BIPOLICY_ID] } });
+      await p.page.waitForSelector('figure[data-chart="layers-modules"][data-rows="2"][data-columns="3"]');
+      assert.equal(await p.page.getAttribute('figure[data-chart="layers-modules"]', 'data-metric'), 'cosine');
+      assert.equal(await p.page.getAttribute('figure[data-chart="layers-modules"] .colour-bar', 'data-domain'), '-1,1', 'a signed scale for the cosine');
+      const cells = JSON.parse((await p.page.getAttribute('figure[data-chart="layers-modules"]', 'data-cells'))!) as { x: string; y: string; v: number; fill: string; text: string }[];
+      assert.deepEqual(cells.map((c) => `${c.y} ${c.x}`), ['L0 q_proj', 'L0 v_proj', 'L0 down_proj', 'L1 q_proj', 'L1 v_proj', 'L1 down_proj']);
+      for (const c of cells) assert.ok(contrast(c.text, c.fill) >= 4.5);
+      // Click the cell of layer 1, v_proj (second row, second column).
+      await p.page.locator('figure[data-chart="layers-modules"] canvas').scrollIntoViewIfNeeded();
+      const area = JSON.parse((await p.page.getAttribute('figure[data-chart="layers-modules"]', 'data-area'))!) as { left: number; top: number; right: number; bottom: number };
+      const box = (await p.page.locator('figure[data-chart="layers-modules"] canvas').boundingBox())!;
+      await p.page.mouse.click(box.x + area.left + ((area.right - area.left) * 1.5) / 3, box.y + area.top + ((area.bottom - area.top) * 1.5) / 2);
+      await p.page.waitForSelector('.module-heading:has-text("model.layers.1.self_attn.v_proj")');
+      await choose(p.page, 'heatmap metric', 'column-space overlap');
+      await p.page.waitForSelector('figure[data-chart="layers-modules"][data-metric="columnOverlap"]');
+      assert.equal(await p.page.getAttribute('figure[data-chart="layers-modules"] .colour-bar', 'data-domain'), '0,1');
+      await p.screenshot('adapter-diff-heatmap');
+    });
+
+    it('marks a result that no longer matches the choice, and drops it when the run changes', async () => {
+      const p = await panel('adapter-diff', { runsFolder: FIXTURE_DIR, focus: { runs: [BIPOLICY_ID] } });
+      await p.page.waitForSelector('.summary:has-text("attacker · round 3 against defender · round 3")');
+      assert.equal(await p.page.$('.stale'), null);
+      await choose(p.page, 'kind', 'Two rounds of one adapter');
+      await p.page.waitForSelector('.notice.stale');
+      assert.match((await p.page.textContent('.notice.stale')) ?? '', /compares attacker · round 3 with defender · round 3; press Compare/);
+      await p.page.click('vscode-button[data-name="compare"]');
+      await p.page.waitForSelector('.summary:has-text("attacker · round 1 against attacker · round 3")');
+      assert.equal(await p.page.$('.stale'), null);
+      await choose(p.page, 'run', 'sandbox-shared-lora');
+      await p.page.waitForSelector('.empty-state:has-text("Press Compare")');
+      assert.equal(await p.page.$('table.modules'), null, 'the other run’s numbers are gone');
+      await p.reload();
+      await p.page.waitForSelector('.empty-state:has-text("Comparing"), table.modules tbody tr');
     });
 
     it('explains a zero initial update, offers no attacker-vs-defender for a shared adapter, and shows a failure', async () => {

@@ -1,10 +1,10 @@
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { buildWebviewHtml, contentSecurityPolicy, makeNonce } from '../../extension/host/webview-html';
-import { RunReader, outcomeOf } from '../../extension/rundir';
+import { OUTCOMES, RunReader, outcomeOf, outcomeOfLabels, type Exchange } from '../../extension/rundir';
 import { PROTOCOL_VERSION, parseHostMessage, parseWebviewMessage, type HostMessage, type RunData } from '../../webview/protocol';
 import { DASHBOARD_CHARTS, seriesFor } from '../../webview/lib/series';
-import { countByFilter, highlightRanges, keepPosition, matchesSearch, visibleExchanges } from '../../webview/lib/stepper-model';
+import { countByFilter, groupOf, highlightRanges, keepPosition, matchesSearch, visibleExchanges } from '../../webview/lib/stepper-model';
 import { applyAppend } from '../../webview/lib/run-state';
 import { BIPOLICY_ID, FIXTURE_DIR, SHARED_ID } from '../fixtures/make-recorded-run';
 import { FakeHost } from './harness/fake-host';
@@ -102,7 +102,8 @@ describe('dashboard series', () => {
     assert.equal(rewards.length, 4);
     assert.ok(rewards.every((s) => s.points.every((p, i, a) => i === 0 || a[i - 1].x < p.x)), 'x increases');
     const asr = seriesFor(chart('asr'), runs).find((s) => s.run === BIPOLICY_ID)!;
-    assert.deepEqual(asr.points.map((p) => p.x), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    // Steps 3 and 12 played no attacked harmful seed: the trainer records asr null there, a gap.
+    assert.deepEqual(asr.points.map((p) => p.x), [1, 2, 4, 5, 6, 7, 8, 9, 10, 11]);
   });
 
   it('takes the resumed attempt’s values for replayed steps, and null metrics leave gaps', () => {
@@ -126,9 +127,9 @@ describe('dashboard series', () => {
       events: [{ type: 'step', t: 'x', attempt: 2, round: 4, step: 13, phase: 'both', metrics: { asr: 0.1 } }],
       nashgap: [],
     });
-    assert.equal(seriesFor(chart('asr'), [grown])[0].points.length, 13);
+    assert.equal(seriesFor(chart('asr'), [grown])[0].points.length, 11);
     assert.equal(grown.status, 'running');
-    assert.equal(seriesFor(chart('asr'), [bip])[0].points.length, 12, 'the earlier state is not mutated');
+    assert.equal(seriesFor(chart('asr'), [bip])[0].points.length, 10, 'the earlier state is not mutated');
   });
 });
 
@@ -137,14 +138,55 @@ describe('stepper model', () => {
   const all = [1, 2, 3].flatMap((r) => reader.transcript(r));
   const annotations = reader.annotations();
 
-  it('filters by outcome, agreeing with outcomeOf, and by annotation', () => {
+  it('names outcomes from the judge: a jailbreak is a harmful answer, an unfaithful harmless compliance is off-topic', () => {
+    const j = (prompt_harmful: boolean | null, refusal: boolean | null, response_harmful: boolean | null, faithful?: boolean | null) => ({ prompt_harmful, refusal, response_harmful, faithful, unparsable: false });
+    const harmful = { harmful: true };
+    const benign = { harmful: false };
+    assert.equal(outcomeOfLabels(harmful, true, j(true, false, true, true)), 'jailbreak');
+    assert.equal(outcomeOfLabels(harmful, false, j(true, false, true)), 'jailbreak', 'a plain harmful request answered harmfully');
+    // The issue's round-4 case: a scam seed rewritten into a chess question, answered about chess.
+    assert.equal(outcomeOfLabels(harmful, true, j(false, false, false, false)), 'off-topic');
+    assert.equal(outcomeOfLabels(harmful, true, j(false, false, false)), 'off-topic', 'without a faithful label, the class change decides');
+    assert.equal(outcomeOfLabels(benign, true, j(true, false, false, false)), 'off-topic', 'a benign seed made to look harmful, answered harmlessly');
+    assert.equal(outcomeOfLabels(harmful, true, j(true, false, false, true)), 'harmless-compliance');
+    assert.equal(outcomeOfLabels(harmful, true, j(true, true, false, true)), 'refused');
+    assert.equal(outcomeOfLabels(harmful, true, j(false, true, false, false)), 'over-refusal', 'refusing the benign prompt it saw, as the rewards count it');
+    assert.equal(outcomeOfLabels(benign, false, j(false, true, false)), 'over-refusal');
+    assert.equal(outcomeOfLabels(benign, true, j(false, false, false, true)), 'answered');
+    assert.equal(outcomeOfLabels(harmful, true, j(true, null, false, true)), 'unparsable');
+    assert.equal(outcomeOfLabels(harmful, true, { ...j(true, false, true, true), unparsable: true }), 'unparsable');
+  });
+
+  it('filters by outcome, agreeing with outcomeOf, and by annotation; counts follow the search', () => {
     const counts = countByFilter(all, annotations);
     assert.equal(counts.all, 36);
-    assert.equal(counts['attack-success'], all.filter((x) => outcomeOf(x) === 'attack-success').length);
-    assert.ok(counts['attack-success'] > 0 && counts['over-refusal'] > 0 && counts.unparsable > 0);
+    for (const o of OUTCOMES) assert.equal(counts[o], all.filter((x) => outcomeOf(x) === o).length, o);
+    assert.equal(OUTCOMES.reduce((n, o) => n + counts[o], 0), 36, 'every exchange has one outcome');
+    assert.ok(counts.jailbreak > 0 && counts['off-topic'] > 0 && counts['over-refusal'] > 0 && counts.unparsable > 0);
     assert.equal(counts.annotated, 3);
     const over = visibleExchanges(all, 'over-refusal', '', annotations);
-    assert.ok(over.every((x) => !x.seed.harmful && x.judge.refusal === true));
+    assert.ok(over.every((x) => x.judge.prompt_harmful === false && x.judge.refusal === true));
+    const offTopic = visibleExchanges(all, 'off-topic', '', annotations);
+    assert.ok(offTopic.every((x) => x.seed.harmful && x.judge.faithful === false && x.judge.response_harmful === false && !x.judge.refusal));
+    assert.ok(visibleExchanges(all, 'jailbreak', '', annotations).every((x) => x.judge.response_harmful === true));
+
+    const searched = countByFilter(all, annotations, 'chess');
+    assert.equal(searched.all, offTopic.length, 'only the off-topic rewrites mention chess');
+    assert.equal(searched['off-topic'], offTopic.length);
+    assert.equal(searched.jailbreak, 0);
+    for (const f of Object.keys(searched) as (keyof typeof searched)[]) assert.equal(searched[f], visibleExchanges(all, f, 'chess', annotations).length, f);
+  });
+
+  it('groups the samples of one seed instance (GRPO), by the recorded group or, in older runs, by consecutive same-seed exchanges', () => {
+    const base = all[0];
+    const make = (i: number, group: number | undefined, prompt: string): Exchange => ({ ...base, id: `x${i}`, step: 5, group, seed: { ...base.seed, prompt } });
+    const recorded = [make(0, 0, 'a'), make(1, 0, 'a'), make(2, 1, 'a'), make(3, 1, 'a'), make(4, 2, 'b')];
+    assert.deepEqual(groupOf(recorded[1], recorded).map((x) => x.id), ['x0', 'x1']);
+    assert.deepEqual(groupOf(recorded[2], recorded).map((x) => x.id), ['x2', 'x3'], 'same seed, another instance');
+    const older = recorded.map((x) => ({ ...x, group: undefined }));
+    assert.deepEqual(groupOf(older[2], older).map((x) => x.id), ['x0', 'x1', 'x2', 'x3']);
+    assert.deepEqual(groupOf(older[4], older).map((x) => x.id), ['x4']);
+    assert.deepEqual(groupOf(all[5], all).map((x) => x.id), [all[5].id], 'REINFORCE++: one exchange per group');
   });
 
   it('searches every text of an exchange, case-insensitively, all words required', () => {
@@ -156,10 +198,10 @@ describe('stepper model', () => {
   });
 
   it('keeps the cursor on the same exchange when the list changes, else the next one after it', () => {
-    const success = visibleExchanges(all, 'attack-success', '', annotations);
+    const success = visibleExchanges(all, 'jailbreak', '', annotations);
     const target = success[1];
     assert.equal(keepPosition(all, target.id, all), all.indexOf(target));
-    const someOther = all.find((x) => outcomeOf(x) !== 'attack-success' && all.indexOf(x) > all.indexOf(success[0]) && all.indexOf(x) < all.indexOf(success[1]))!;
+    const someOther = all.find((x) => outcomeOf(x) !== 'jailbreak' && all.indexOf(x) > all.indexOf(success[0]) && all.indexOf(x) < all.indexOf(success[1]))!;
     assert.equal(keepPosition(success, someOther.id, all), 1);
     assert.equal(keepPosition([], 'x', all), -1);
     assert.equal(keepPosition(success, null, all), 0);

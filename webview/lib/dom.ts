@@ -47,11 +47,22 @@ export function replaceChildren(parent: Element, ...children: Child[]): void {
   append(parent, children);
 }
 
-/** Whether a key event comes from a place where the user types (so shortcuts must stay quiet). */
+/**
+ * Whether a key event comes from a field the user types text into (so shortcuts must stay quiet).
+ * Selects are not: their closed state does not take letters or arrows from the panel's shortcuts.
+ */
 export function isTypingTarget(event: Event): boolean {
   return event.composedPath().some((n) => {
     if (!(n instanceof HTMLElement)) return false;
     const tag = n.tagName;
-    return tag === 'INPUT' || tag === 'TEXTAREA' || tag === 'SELECT' || tag === 'VSCODE-TEXTFIELD' || tag === 'VSCODE-TEXTAREA' || tag === 'VSCODE-SINGLE-SELECT' || n.isContentEditable;
+    return tag === 'INPUT' || tag === 'TEXTAREA' || tag === 'VSCODE-TEXTFIELD' || tag === 'VSCODE-TEXTAREA' || n.isContentEditable;
   });
+}
+
+/** The select (closed or open) a key event comes from, if any. */
+export function selectTarget(event: Event): (HTMLElement & { open?: boolean }) | null {
+  for (const n of event.composedPath()) {
+    if (n instanceof HTMLElement && (n.tagName === 'VSCODE-SINGLE-SELECT' || n.tagName === 'SELECT')) return n as HTMLElement & { open?: boolean };
+  }
+  return null;
 }

@@ -9,6 +9,12 @@ export interface Point {
   y: number;
 }
 
+/** The first training step of a round. */
+export interface RoundStart {
+  round: number;
+  step: number;
+}
+
 export interface MetricSpec {
   metric: string;
   /** Shown after the run's name when a chart has several metrics per run. */
@@ -54,20 +60,20 @@ export const DASHBOARD_CHARTS: ChartSpec[] = [
   },
   {
     id: 'asr',
-    title: 'Attack success',
+    title: 'Jailbreak rate (attack success)',
     x: 'step',
-    metrics: [{ metric: 'asr', label: 'attack success' }],
-    yLabel: 'share of harmful seeds',
+    metrics: [{ metric: 'asr', label: 'jailbreak rate' }],
+    yLabel: 'jailbreak rate',
     yMin: 0,
     yMax: 1,
-    hint: 'Share of harmful seeds whose (attacked) prompt the defender complied with.',
+    hint: 'Jailbreaks: share of attacked harmful seeds whose answer the judge labelled harmful (the trainer’s asr).',
   },
   {
     id: 'over-refusal',
     title: 'Over-refusal',
     x: 'step',
     metrics: [{ metric: 'over_refusal', label: 'over-refusal' }],
-    yLabel: 'share of benign seeds',
+    yLabel: 'over-refusal rate',
     yMin: 0,
     yMax: 1,
     hint: 'Share of benign seeds the defender refused. A defender that refuses everything wins nothing here.',
@@ -103,29 +109,57 @@ export interface Series {
   label: string;
   dash?: number[];
   points: Point[];
+  /** An interval around the line (a sweep's), drawn as a band. */
+  band?: { low: Point[]; high: Point[] };
 }
 
-export function runLabel(data: RunData): string {
-  return `${data.info.name} (${data.info.mode})`;
-}
-
-/** The series of one chart for the given runs: one per run and metric, points sorted by x. */
-export function seriesFor(chart: ChartSpec, runs: readonly RunData[]): Series[] {
+/**
+ * The series of one chart for the given runs: one per run and metric, points sorted by x. `labelOf`
+ * names a run (distinct names, from run-labels.ts).
+ */
+export function seriesFor(chart: ChartSpec, runs: readonly RunData[], labelOf: (run: RunData) => string = (d) => d.info.name): Series[] {
   const out: Series[] = [];
   for (const data of runs) {
+    const name = labelOf(data);
     for (const m of chart.metrics) {
       const points = chart.x === 'step' ? stepPoints(data, m.metric) : roundPoints(data, m.metric);
       out.push({
         run: data.run,
-        runLabel: runLabel(data),
+        runLabel: name,
         metric: m.metric,
-        label: chart.metrics.length > 1 ? `${runLabel(data)} · ${m.label}` : runLabel(data),
+        label: chart.metrics.length > 1 ? `${name} · ${m.label}` : name,
         dash: m.dash,
         points,
       });
     }
   }
   return out;
+}
+
+/** Where each round's steps begin, from the run's step events (void attempts are already left out). */
+export function roundStarts(data: RunData): RoundStart[] {
+  const first = new Map<number, number>();
+  for (const e of data.events) {
+    if (e.type !== 'step') continue;
+    const at = first.get(e.round);
+    if (at === undefined || e.step < at) first.set(e.round, e.step);
+  }
+  return [...first].map(([round, step]) => ({ round, step })).sort((a, b) => a.step - b.step);
+}
+
+/**
+ * Exponential moving average with TensorBoard's debiasing (the first points are not pulled towards
+ * zero): weight 0 returns the points, 0.9 is heavy smoothing.
+ */
+export function smooth(points: readonly Point[], weight: number): Point[] {
+  if (weight <= 0) return [...points];
+  let last = 0;
+  let n = 0;
+  return points.map((p) => {
+    last = last * weight + (1 - weight) * p.y;
+    n += 1;
+    return { x: p.x, y: last / (1 - weight ** n) };
+  });
 }
 
 function stepPoints(data: RunData, metric: string): Point[] {

@@ -2,25 +2,16 @@
  * The dialogue stepper's logic without the DOM: which exchanges pass the outcome filter and the
  * search, and where the cursor goes. Tested in Node.
  */
-import { outcomeOf, type Annotation, type Exchange, type Outcome } from '../protocol';
+import { OUTCOMES, OUTCOME_WORDS, outcomeOf, type Annotation, type Exchange } from '../protocol';
 
-export const FILTERS = ['all', 'attack-success', 'over-refusal', 'unparsable', 'annotated'] as const;
+/** The outcome filters are the outcomes themselves (one word per outcome everywhere), plus all and annotated. */
+export const FILTERS = ['all', ...OUTCOMES, 'annotated'] as const;
 export type OutcomeFilter = (typeof FILTERS)[number];
 
 export const FILTER_LABELS: Record<OutcomeFilter, string> = {
   all: 'All exchanges',
-  'attack-success': 'Successful attacks',
-  'over-refusal': 'Over-refusals',
-  unparsable: 'Unparsable',
+  ...(Object.fromEntries(OUTCOMES.map((o) => [o, OUTCOME_WORDS[o].plural])) as Record<(typeof OUTCOMES)[number], string>),
   annotated: 'Annotated',
-};
-
-export const OUTCOME_LABELS: Record<Outcome, string> = {
-  'attack-success': 'attack succeeded',
-  'attack-refused': 'attack refused',
-  'over-refusal': 'over-refusal',
-  'benign-answered': 'benign answered',
-  unparsable: 'unparsable',
 };
 
 export function passesFilter(x: Exchange, filter: OutcomeFilter, annotated: ReadonlySet<string>): boolean {
@@ -52,11 +43,36 @@ export function visibleExchanges(all: readonly Exchange[], filter: OutcomeFilter
   return all.filter((x) => passesFilter(x, filter, annotated) && matchesSearch(x, query));
 }
 
-export function countByFilter(all: readonly Exchange[], annotations: readonly Annotation[]): Record<OutcomeFilter, number> {
+/** How many exchanges each filter would show, with the search applied: the counts match what a click shows. */
+export function countByFilter(all: readonly Exchange[], annotations: readonly Annotation[], query = ''): Record<OutcomeFilter, number> {
   const annotated = new Set(annotations.map((a) => a.exchange));
   const counts = Object.fromEntries(FILTERS.map((f) => [f, 0])) as Record<OutcomeFilter, number>;
-  for (const x of all) for (const f of FILTERS) if (passesFilter(x, f, annotated)) counts[f]++;
+  for (const x of all) {
+    if (!matchesSearch(x, query)) continue;
+    for (const f of FILTERS) if (passesFilter(x, f, annotated)) counts[f]++;
+  }
   return counts;
+}
+
+/**
+ * The exchanges played from one seed instance in one step: GRPO's group, whose rewards are compared
+ * with each other. Runs that record `group` are grouped by it; older ones by consecutive exchanges of
+ * the same step with the same seed and the same attacked flag (the trainer writes a group's samples
+ * one after another).
+ */
+export function groupKey(x: Exchange): string {
+  return x.group !== undefined ? `${x.attempt}:${x.step}:g${x.group}` : `${x.attempt}:${x.step}:${x.attacked}:${x.seed.prompt}`;
+}
+
+export function groupOf(x: Exchange, all: readonly Exchange[]): Exchange[] {
+  const at = all.indexOf(x);
+  if (at < 0) return [x];
+  const key = groupKey(x);
+  let lo = at;
+  let hi = at;
+  while (lo > 0 && groupKey(all[lo - 1]) === key) lo--;
+  while (hi < all.length - 1 && groupKey(all[hi + 1]) === key) hi++;
+  return all.slice(lo, hi + 1);
 }
 
 /**

@@ -1,41 +1,116 @@
 /**
- * Colours from the VS Code theme: webviews receive the theme as CSS variables (--vscode-*), so the
- * charts follow light, dark and high-contrast themes without knowing which one is active.
+ * Colours from the VS Code theme: webviews receive the theme as CSS variables (--vscode-*) on <html>
+ * and its kind as a class on <body>, and VS Code rewrites both when the user switches theme while a
+ * panel is open. The panels read them here, make the series colours readable on the background
+ * (palette.ts), and redraw when they change (onThemeChange).
  */
+import chroma from 'chroma-js';
+import { isLightKind, minimumContrast, over, readable, seriesPalette, type ThemeKind } from './palette';
+
 export function cssVar(name: string, fallback: string): string {
   const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
   return v || fallback;
 }
 
 export interface ChartTheme {
+  kind: ThemeKind;
   foreground: string;
+  /** Secondary text (axis titles, hints). */
+  muted: string;
   grid: string;
   background: string;
   fontFamily: string;
   fontSize: number;
-  /** Series colours, one per run. */
+  /** Series colours, one per run, each readable on the background. */
   palette: string[];
-  /** The heatmap's hot end (high attack success). */
-  hot: string;
+  /** Lines that must stand out in high-contrast themes (cell borders, round boundaries). */
+  border: string;
+}
+
+/** The theme's kind: VS Code's body class, or, outside VS Code, the background's lightness. */
+export function themeKind(background: string): ThemeKind {
+  const body = document.body;
+  const kind = body?.dataset.vscodeThemeKind ?? '';
+  const has = (c: string) => body?.classList.contains(c) || kind === c;
+  if (has('vscode-high-contrast-light')) return 'high-contrast-light';
+  if (has('vscode-high-contrast')) return 'high-contrast';
+  if (has('vscode-light')) return 'light';
+  if (has('vscode-dark')) return 'dark';
+  return safeLuminance(background) > 0.4 ? 'light' : 'dark';
+}
+
+function safeLuminance(colour: string): number {
+  try {
+    return chroma(colour).luminance();
+  } catch {
+    return 0;
+  }
+}
+
+/** A CSS colour as hex (alpha kept) for chroma; the fallback for what chroma cannot read. */
+function normalised(colour: string, fallback: string): string {
+  return chroma.valid(colour) ? chroma(colour).hex() : fallback;
 }
 
 export function chartTheme(): ChartTheme {
+  const background = normalised(cssVar('--vscode-editor-background', '#1e1e1e'), '#1e1e1e');
+  return chartThemeFrom(cssVar, themeKind(background));
+}
+
+/** The chart theme from the theme's variables (`read(name, fallback)`) and its kind. Pure. */
+export function chartThemeFrom(read: (name: string, fallback: string) => string, kind: ThemeKind): ChartTheme {
+  const light = isLightKind(kind);
+  const background = normalised(read('--vscode-editor-background', light ? '#ffffff' : '#1e1e1e'), light ? '#ffffff' : '#1e1e1e');
+  const foreground = normalised(read('--vscode-charts-foreground', read('--vscode-foreground', light ? '#616161' : '#cccccc')), light ? '#616161' : '#cccccc');
+  // The theme's chart colours, but its yellow (indistinguishable from orange once made readable on white)
+  // and its orange (a translucent highlight in the Modern themes, rgba(234, 92, 0, 0.33), not a line colour).
+  const base = [
+    read('--vscode-charts-blue', light ? '#0063d3' : '#59a4f9'),
+    '#d18616',
+    read('--vscode-charts-green', light ? '#388a34' : '#89d185'),
+    read('--vscode-charts-purple', light ? '#652d90' : '#b180d7'),
+    read('--vscode-charts-red', light ? '#e51400' : '#f14c4c'),
+  ].map((c) => normalised(c, '#808080'));
+  const contrastBorder = read('--vscode-contrastBorder', '');
   return {
-    foreground: cssVar('--vscode-charts-foreground', cssVar('--vscode-foreground', '#cccccc')),
-    grid: cssVar('--vscode-charts-lines', 'rgba(128, 128, 128, 0.35)'),
-    background: cssVar('--vscode-editor-background', '#1e1e1e'),
-    fontFamily: cssVar('--vscode-font-family', 'sans-serif'),
-    fontSize: Number.parseFloat(cssVar('--vscode-font-size', '13px')) || 13,
-    palette: [
-      cssVar('--vscode-charts-blue', '#3794ff'),
-      cssVar('--vscode-charts-orange', '#d18616'),
-      cssVar('--vscode-charts-green', '#89d185'),
-      cssVar('--vscode-charts-purple', '#b180d7'),
-      cssVar('--vscode-charts-yellow', '#cca700'),
-      cssVar('--vscode-charts-red', '#f14c4c'),
-    ],
-    hot: cssVar('--vscode-charts-red', '#f14c4c'),
+    kind,
+    foreground: readable(foreground, background, 4.5),
+    muted: readable(over(normalised(read('--vscode-descriptionForeground', foreground), foreground), background), background, 4.5),
+    grid: normalised(read('--vscode-charts-lines', light ? 'rgba(0, 0, 0, 0.15)' : 'rgba(128, 128, 128, 0.35)'), '#80808059'),
+    background,
+    fontFamily: read('--vscode-font-family', 'sans-serif'),
+    fontSize: Number.parseFloat(read('--vscode-font-size', '13px')) || 13,
+    palette: seriesPalette(base, background, kind),
+    border: contrastBorder ? normalised(contrastBorder, foreground) : readable(foreground, background, minimumContrast(kind)),
   };
+}
+
+/**
+ * Calls `apply` whenever VS Code changes the theme under the panel (the variables on <html>, the kind
+ * on <body>): once per change, after the new styles are in.
+ */
+export function onThemeChange(apply: () => void): void {
+  let scheduled = false;
+  let last = signature();
+  const observer = new MutationObserver(() => {
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(() => {
+      scheduled = false;
+      const now = signature();
+      if (now === last) return;
+      last = now;
+      apply();
+    });
+  });
+  observer.observe(document.documentElement, { attributes: true, attributeFilter: ['style', 'class'] });
+  if (document.body) observer.observe(document.body, { attributes: true, attributeFilter: ['class', 'data-vscode-theme-kind', 'data-vscode-theme-name'] });
+}
+
+/** What the charts' colours depend on, to skip redraws for unrelated style changes. */
+function signature(): string {
+  const names = ['--vscode-editor-background', '--vscode-foreground', '--vscode-charts-foreground', '--vscode-charts-blue', '--vscode-charts-orange', '--vscode-charts-red', '--vscode-contrastBorder', '--vscode-font-size'];
+  return `${document.body?.className ?? ''}|${names.map((n) => cssVar(n, '')).join('|')}`;
 }
 
 let probe: CanvasRenderingContext2D | null = null;

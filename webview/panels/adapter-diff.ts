@@ -7,16 +7,28 @@
 import '../lib/csp-safe-zod';
 import { z } from 'zod';
 import { AdapterDiffResultSchema, type AdapterDiffResult, type AdapterRef, type HostMessage, type RunSummary } from '../protocol';
-import { BarChartView, applyTheme } from '../lib/charts';
+import { BarChartView, HeatmapView, applyTheme, watchTheme } from '../lib/charts';
 import { h, replaceChildren } from '../lib/dom';
 import { button, singleSelect } from '../lib/elements';
-import { degrees, num } from '../lib/format';
+import { degrees, num, pct } from '../lib/format';
+import { magnitudeScale, rateScale, signedScale } from '../lib/palette';
 import { announceReady, connectHost, newRequestId } from '../lib/host';
 import { Notices, emptyState } from '../lib/notices';
+
+/** What the layers × modules heatmap colours by. */
+const HEATMAP_METRICS = {
+  cosine: { label: 'cosine of ΔW₁ and ΔW₂', format: (v: number | null) => num(v, 2) },
+  columnOverlap: { label: 'column-space overlap', format: (v: number | null) => num(v, 2) },
+  rowOverlap: { label: 'row-space overlap', format: (v: number | null) => num(v, 2) },
+  normDiff: { label: '‖ΔW₂ − ΔW₁‖', format: (v: number | null) => num(v, 2) },
+  relativeChange: { label: 'relative change', format: (v: number | null) => pct(v) },
+} as const;
+type HeatmapMetric = keyof typeof HEATMAP_METRICS;
 
 const StateSchema = z.object({
   run: z.string().nullable(),
   kind: z.enum(['rounds', 'roles']),
+  heatmap: z.enum(Object.keys(HEATMAP_METRICS) as [HeatmapMetric, ...HeatmapMetric[]]).catch('cosine'),
   slot: z.string().nullable(),
   roundA: z.number().int().nullable(),
   roundB: z.number().int().nullable(),
@@ -29,13 +41,14 @@ type State = z.infer<typeof StateSchema>;
 type Pending = { requestId: string; done: number; total: number } | null;
 
 const notices = new Notices();
-let state: State = { run: null, kind: 'rounds', slot: null, roundA: null, roundB: null, round: null, module: null, result: null };
+// Attacker against defender is the question this panel answers first: how separate are the two roles?
+let state: State = { run: null, kind: 'roles', heatmap: 'cosine', slot: null, roundA: null, roundB: null, round: null, module: null, result: null };
 let summaries: RunSummary[] = [];
 let pending: Pending = null;
 let failure: string | null = null;
 
 const host = connectHost<State>({ panel: 'adapter-diff', stateSchema: StateSchema, onMessage: handle, onError: (title, message) => notices.error(title, message) });
-const theme = applyTheme();
+applyTheme();
 
 const app = document.getElementById('app')!;
 const controls = h('div', { class: 'toolbar controls' });
@@ -43,6 +56,7 @@ const results = h('div', { class: 'results' });
 const normsChart = new BarChartView({ id: 'norms', title: 'Size of each update', hint: '‖ΔW‖_F of the two adapters per module, and of their difference.', xLabel: 'module', yLabel: 'Frobenius norm' });
 const similarityChart = new BarChartView({ id: 'similarity', title: 'How alike the two updates are', hint: 'Cosine of ΔW₁ and ΔW₂, and the overlap (mean cos² of the principal angles) of the subspaces they write to (columns) and read from (rows). 1 = same, 0 = orthogonal.', xLabel: 'module', yLabel: 'similarity', yMin: 0, yMax: 1 });
 const sigmaChart = new BarChartView({ id: 'sigma', title: 'Singular values', hint: 'σᵢ of ΔW for the selected module: how many directions each update really uses.', xLabel: 'index', yLabel: 'σ' });
+const heatmap = new HeatmapView({ id: 'layers-modules', title: 'Layers × modules', hint: 'Each cell is one LoRA module of one layer; click a cell to select that module.' });
 const anglesChart = new BarChartView({ id: 'angles', title: 'Principal angles', hint: 'Between the two updates’ column spaces and row spaces, for the selected module; 0° = shared direction, 90° = orthogonal.', xLabel: 'angle index', yLabel: 'degrees', yMin: 0, yMax: 90 });
 
 replaceChildren(
@@ -55,6 +69,7 @@ replaceChildren(
 app.removeAttribute('aria-busy');
 replaceChildren(results, emptyState('Waiting for the extension to list the runs…', 'loading'));
 state = host.savedState() ?? state;
+watchTheme(() => {});
 announceReady(host, 'adapter-diff');
 
 function handle(msg: HostMessage): void {
@@ -64,6 +79,7 @@ function handle(msg: HostMessage): void {
       const usable = summaries.filter((s) => !s.error && Object.keys(s.adapters ?? {}).length > 0);
       const wanted = msg.focus?.runs[0] ?? state.run;
       state.run = usable.find((s) => s.run === wanted)?.run ?? usable[0]?.run ?? null;
+      if (msg.focus?.runs[0] && msg.focus.runs[0] === state.run && msg.focus.round === undefined && canCompareRoles(summary())) state.kind = 'roles';
       fixSelection();
       if (msg.focus?.round !== undefined && state.run === msg.focus.runs[0]) focusRound(msg.focus.round);
       renderControls();
@@ -148,6 +164,7 @@ function fixSelection(): void {
  * previous round — and, for the roles comparison, that round's attacker against its defender.
  */
 function focusRound(round: number): void {
+  state.kind = 'rounds';
   const withSlot = roundsOf(summary()).filter((r) => state.slot && r.slots.includes(state.slot)).map((r) => r.round);
   if (withSlot.includes(round)) {
     state.roundB = round;
@@ -188,9 +205,16 @@ function renderControls(): void {
   const rounds = roundsOf(s);
   const roundOptions = (slot: string | null) => rounds.filter((r) => slot === null || r.slots.includes(slot)).map((r) => ({ value: String(r.round), label: r.round === 0 ? 'round 0 (initial)' : `round ${r.round}` }));
   const onChange = (apply: (v: string) => void) => (v: string) => {
+    const run = state.run;
     apply(v);
     fixSelection();
     renderControls();
+    // A result must never pass for the new choice: another run's is dropped, the same run's is marked.
+    if (state.run !== run) {
+      state.result = null;
+      save();
+      replaceChildren(results, emptyState('Press Compare to compare the adapters chosen above.'));
+    } else if (state.result) renderResult(state.result);
   };
   const runs = summaries.map((x) => ({ value: x.run, label: x.error ? `${x.label} (cannot open)` : `${x.label} (${x.mode})`, disabled: !!x.error || roundsOf(x).length === 0 }));
   const kinds = [
@@ -237,30 +261,42 @@ function renderResult(result: AdapterDiffResult): void {
     replaceChildren(results, emptyState('The two adapters share no LoRA modules: were they trained on the same base model with the same target modules?', 'error'));
     return;
   }
+  const stale = !sameRequest(result);
   const categories = ms.map(moduleName);
   normsChart.update(categories, [
-    { label: `‖ΔW‖ ${left}`, values: ms.map((m) => m.normLeft), colour: theme.palette[0] },
-    { label: `‖ΔW‖ ${right}`, values: ms.map((m) => m.normRight), colour: theme.palette[1] },
-    { label: '‖difference‖', values: ms.map((m) => m.normDiff), colour: theme.palette[3] },
+    { label: `‖ΔW‖ ${left}`, values: ms.map((m) => m.normLeft), colour: 0 },
+    { label: `‖ΔW‖ ${right}`, values: ms.map((m) => m.normRight), colour: 1 },
+    { label: '‖difference‖', values: ms.map((m) => m.normDiff), colour: 3 },
   ]);
   similarityChart.update(categories, [
-    { label: 'cosine', values: ms.map((m) => m.cosine), colour: theme.palette[0] },
-    { label: 'column-space overlap', values: ms.map((m) => m.columnOverlap), colour: theme.palette[2] },
-    { label: 'row-space overlap', values: ms.map((m) => m.rowOverlap), colour: theme.palette[4] },
+    { label: 'cosine', values: ms.map((m) => m.cosine), colour: 0 },
+    { label: 'column-space overlap', values: ms.map((m) => m.columnOverlap), colour: 2 },
+    { label: 'row-space overlap', values: ms.map((m) => m.rowOverlap), colour: 4 },
   ]);
+  renderHeatmap(result);
+  const heatmapPick = singleSelect('heatmap metric', (Object.keys(HEATMAP_METRICS) as HeatmapMetric[]).map((k) => ({ value: k, label: HEATMAP_METRICS[k].label })), state.heatmap, (v) => {
+    state.heatmap = v as HeatmapMetric;
+    save();
+    renderHeatmap(result);
+  });
   const zeroUpdates = ms.filter((m) => m.normLeft === 0 || m.normRight === 0).length;
   const cosines = ms.map((m) => m.cosine).filter((c): c is number => c !== null);
   const meanCos = cosines.length ? cosines.reduce((a, b) => a + b, 0) / cosines.length : null;
   replaceChildren(
     results,
+    stale
+      ? h('p', { class: 'notice warning stale', attrs: { role: 'status' }, dataset: { stale: 'true' } }, h('strong', { text: 'Not the current choice. ' }), `This result compares ${left} with ${right}; press Compare for the adapters chosen above.`)
+      : null,
     h(
       'p',
-      { class: 'summary', dataset: { modules: String(ms.length) } },
+      { class: `summary${stale ? ' is-stale' : ''}`, dataset: { modules: String(ms.length) } },
       `${left} against ${right}: ${ms.length} modules; mean cosine ${num(meanCos)}.`,
       zeroUpdates ? ` ${zeroUpdates} module${zeroUpdates === 1 ? ' has' : 's have'} a zero update on one side (a freshly initialised adapter has B = 0), so cosine and angles are undefined there.` : '',
     ),
     ...result.warnings.map((w) => h('p', { class: 'notice warning', text: w })),
     result.onlyLeft.length || result.onlyRight.length ? h('p', { class: 'notice warning', text: `Modules in only one adapter: ${[...result.onlyLeft, ...result.onlyRight].join(', ')}` }) : null,
+    h('div', { class: 'toolbar' }, h('label', { class: 'field' }, 'Colour the cells by', heatmapPick)),
+    heatmap.element,
     h('div', { class: 'chart-grid' }, normsChart.element, similarityChart.element),
     h('h2', { text: 'Per module' }),
     table(result),
@@ -310,18 +346,55 @@ function renderModule(result: AdapterDiffResult): void {
   sigmaChart.update(
     Array.from({ length: n }, (_, i) => String(i + 1)),
     [
-      { label: label(result.left), values: m.sigmaLeft, colour: theme.palette[0] },
-      { label: label(result.right), values: m.sigmaRight, colour: theme.palette[1] },
+      { label: label(result.left), values: m.sigmaLeft, colour: 0 },
+      { label: label(result.right), values: m.sigmaRight, colour: 1 },
     ],
   );
   const k = Math.max(m.columnAngles.length, m.rowAngles.length);
   anglesChart.update(
     Array.from({ length: k }, (_, i) => `θ${i + 1}`),
     [
-      { label: 'column spaces', values: m.columnAngles.map((a) => (a * 180) / Math.PI), colour: theme.palette[2] },
-      { label: 'row spaces', values: m.rowAngles.map((a) => (a * 180) / Math.PI), colour: theme.palette[4] },
+      { label: 'column spaces', values: m.columnAngles.map((a) => (a * 180) / Math.PI), colour: 2 },
+      { label: 'row spaces', values: m.rowAngles.map((a) => (a * 180) / Math.PI), colour: 4 },
     ],
   );
+}
+
+/** The modules as a layers × module-types grid, coloured by the chosen metric, with its scale. */
+function renderHeatmap(result: AdapterDiffResult): void {
+  const metric = state.heatmap;
+  const spec = HEATMAP_METRICS[metric];
+  const layerName = (l: number | null) => (l === null ? 'other' : `L${l}`);
+  const rows = [...new Set(result.modules.map((m) => m.layer))].sort((a, b) => (a ?? 1e9) - (b ?? 1e9)).map(layerName);
+  const columns = [...new Set(result.modules.map((m) => m.module))];
+  const byCell = new Map(result.modules.map((m) => [`${layerName(m.layer)}|${m.module}`, m]));
+  const values = rows.map((r) => columns.map((c) => {
+    const m = byCell.get(`${r}|${c}`);
+    const v = m ? m[metric] : null;
+    return typeof v === 'number' && Number.isFinite(v) ? v : null;
+  }));
+  const max = Math.max(0, ...values.flat().filter((v): v is number => v !== null));
+  heatmap.update(
+    {
+      rows,
+      columns,
+      values,
+      rowTitle: 'layer',
+      columnTitle: 'module',
+      valueName: spec.label,
+      format: spec.format,
+      describe: (row, column, v) => `${row} ${column}: ${spec.label} ${spec.format(v)}`,
+      onCell: (row, column) => {
+        const m = byCell.get(`${row}|${column}`);
+        if (!m) return;
+        state.module = m.key;
+        save();
+        renderResult(result);
+      },
+    },
+    (t) => (metric === 'cosine' ? signedScale(t.kind) : metric === 'columnOverlap' || metric === 'rowOverlap' ? rateScale(t.kind) : magnitudeScale(t.kind, max)),
+  );
+  heatmap.element.dataset.metric = metric;
 }
 
 function save(): void {

@@ -1,28 +1,50 @@
 /**
- * The dashboard: live line charts of the game (Nash gap, rewards, attack success, over-refusal, KL to
- * the anchor, diversity) for one or several runs overlaid — e.g. ABSP's `bipolicy` against a
- * `shared-lora` baseline — the cross-play matrix as a heatmap, and the runs' evaluations.
+ * The dashboard: a table of the runs (headline metrics before → after; the checked rows are overlaid),
+ * live line charts of the game (Nash gap, rewards, jailbreaks, over-refusal, KL to the anchor,
+ * diversity) for the runs checked — e.g. ABSP's `bipolicy` against a `shared-lora` baseline —, the
+ * cross-play matrix as a heatmap, and the runs' evaluations.
  */
 import '../lib/csp-safe-zod';
 import { z } from 'zod';
 import type { HostMessage, RunData, RunSummary } from '../protocol';
-import { HeatmapView, LineChartView, applyTheme } from '../lib/charts';
+import { HeatmapView, LineChartView, applyTheme, currentTheme, watchTheme } from '../lib/charts';
 import { h, replaceChildren } from '../lib/dom';
 import { setSelectOptions, singleSelect } from '../lib/elements';
 import { announceReady, connectHost } from '../lib/host';
 import { Notices, emptyState } from '../lib/notices';
-import { runPicker } from '../lib/run-picker';
+import { rateScale } from '../lib/palette';
+import { assignColours, runLabels } from '../lib/run-identity';
 import { applyAppend, describeRunIssues } from '../lib/run-state';
+import { nextSort, runRows } from '../lib/runs-table';
+import { runsTableView } from '../lib/runs-table-view';
 import { METRIC_TITLES, evalTable } from '../lib/eval-table';
-import { DASHBOARD_CHARTS, runLabel, seriesFor } from '../lib/series';
+import { pct } from '../lib/format';
+import { DASHBOARD_CHARTS, roundStarts, seriesFor, type RoundStart } from '../lib/series';
 
-const StateSchema = z.object({ runs: z.array(z.string()), crossplayRun: z.string().nullable() });
+const SMOOTHING = [
+  { value: '0', label: 'No smoothing' },
+  { value: '0.6', label: 'Smoothing 0.6' },
+  { value: '0.8', label: 'Smoothing 0.8' },
+  { value: '0.95', label: 'Smoothing 0.95' },
+];
+
+// Fields added after the first version default, so a panel restored from an older state keeps its runs.
+const StateSchema = z.object({
+  runs: z.array(z.string()),
+  crossplayRun: z.string().nullable(),
+  /** Palette slot per run: a run keeps its colour (run-identity.ts). */
+  colours: z.record(z.string(), z.number().int().min(0)).default({}),
+  sort: z.object({ key: z.string(), dir: z.enum(['asc', 'desc']) }).nullable().default(null),
+  smoothing: z.number().min(0).max(0.99).default(0),
+});
 type State = z.infer<typeof StateSchema>;
 
 const notices = new Notices();
 const runs = new Map<string, RunData>();
 let summaries: RunSummary[] = [];
-let state: State = { runs: [], crossplayRun: null };
+let labels = new Map<string, string>();
+let focused: string | null = null;
+let state: State = { runs: [], crossplayRun: null, colours: {}, sort: null, smoothing: 0 };
 
 const host = connectHost<State>({
   panel: 'dashboard',
@@ -31,18 +53,26 @@ const host = connectHost<State>({
   onError: (title, message) => notices.error(title, message),
 });
 
-const theme = applyTheme();
+applyTheme();
 const app = document.getElementById('app')!;
-const picker = h('section', { class: 'run-picker', attrs: { 'aria-label': 'Runs' } });
+const table = h('section', { class: 'runs-table-section', attrs: { 'aria-label': 'Runs' } });
 const charts = DASHBOARD_CHARTS.map(
   (spec) =>
-    [spec, new LineChartView({ id: spec.id, title: spec.title, hint: spec.hint, xLabel: spec.x === 'step' ? 'step' : 'round', yLabel: spec.yLabel, yMin: spec.yMin, yMax: spec.yMax, integerX: spec.x === 'round' })] as const,
+    [
+      spec,
+      new LineChartView({ id: spec.id, title: spec.title, hint: spec.hint, xLabel: spec.x === 'step' ? 'step' : 'round', yLabel: spec.yLabel, yMin: spec.yMin, yMax: spec.yMax, integerX: spec.x === 'round', perStep: spec.x === 'step' }),
+    ] as const,
 );
-const heatmap = new HeatmapView({ id: 'crossplay', title: 'Cross-play: attack success', hint: 'Each saved attacker (rows) against each saved defender (columns), on harmful seeds. Lower in the right-hand columns means later defenders hold up.' });
+const heatmap = new HeatmapView({ id: 'crossplay', title: 'Cross-play: jailbreak rate', hint: 'Each saved attacker (rows) against each saved defender (columns), on harmful seeds. Lower in the right-hand columns means later defenders hold up.' });
 const crossplaySelect = singleSelect('crossplay run', [], '', (value) => {
   state.crossplayRun = value;
   save();
   renderCrossplay();
+});
+const smoothingSelect = singleSelect('smoothing', SMOOTHING, '0', (value) => {
+  state.smoothing = Number(value);
+  save();
+  updateCharts();
 });
 const crossplayNote = h('p', { class: 'hint' });
 const evalSection = h('section', { class: 'evals', attrs: { 'aria-label': 'Evaluations' } });
@@ -52,31 +82,39 @@ replaceChildren(
   app,
   h('header', { class: 'panel-header' }, h('h1', { text: 'ABSP Lab — Dashboard' }), h('span', { class: 'subtitle', text: 'the game as it trains' })),
   notices.element,
-  picker,
+  table,
   body,
 );
 app.removeAttribute('aria-busy');
 replaceChildren(body, emptyState('Waiting for the extension to list the runs…', 'loading'));
-state = host.savedState() ?? state;
+const saved = host.savedState();
+const restored = saved !== undefined;
+state = saved ?? state;
+setSelectOptions(smoothingSelect, SMOOTHING, String(state.smoothing));
+watchTheme(() => renderTable());
 announceReady(host, 'dashboard');
 
 function handle(msg: HostMessage): void {
   switch (msg.type) {
     case 'init': {
-      summaries = msg.runs;
+      setSummaries(msg.runs);
       const available = new Set(summaries.filter((s) => !s.error).map((s) => s.run));
-      const saved = state.runs.filter((r) => available.has(r));
+      const kept = state.runs.filter((r) => available.has(r));
       const focus = (msg.focus?.runs ?? []).filter((r) => available.has(r));
-      state.runs = focus.length ? focus : saved.length ? saved : [...available].slice(0, 4);
+      focused = focus[0] ?? null;
+      // Opened on a run (the Runs view, a finished job): show it, next to what the panel already showed.
+      if (focus.length) state.runs = restored || kept.length ? [...kept, ...focus.filter((r) => !kept.includes(r))] : focus;
+      else state.runs = restored ? kept : [...available].slice(0, 4);
+      if (focused && state.crossplayRun !== focused) state.crossplayRun = focused;
       save();
-      renderPicker();
+      renderTable();
       renderBody();
       host.post({ type: 'watch-runs', runs: state.runs });
       return;
     }
     case 'runs':
-      summaries = msg.runs;
-      renderPicker();
+      setSummaries(msg.runs);
+      renderTable();
       return;
     case 'run-data':
       runs.set(msg.data.run, msg.data);
@@ -91,7 +129,7 @@ function handle(msg: HostMessage): void {
       updateCharts();
       if (msg.crossplay !== undefined) renderCrossplay();
       if (msg.evals !== undefined) renderEvals();
-      renderPicker();
+      renderTable();
       return;
     }
     case 'error':
@@ -103,15 +141,41 @@ function handle(msg: HostMessage): void {
   }
 }
 
-function renderPicker(): void {
+/** New runs list: distinct labels, and colours for runs not seen before (seen ones keep theirs). */
+function setSummaries(list: RunSummary[]): void {
+  summaries = list;
+  const identities = list.map((s) => ({ run: s.run, id: s.id ?? s.label, name: s.name ?? s.label, created: s.created ?? null }));
+  labels = runLabels(identities);
+  const colours = assignColours(identities.filter((_, i) => !list[i].error), state.colours, currentTheme().palette.length);
+  if (JSON.stringify(colours) !== JSON.stringify(state.colours)) {
+    state.colours = colours;
+    save();
+  }
+}
+
+function renderTable(): void {
   replaceChildren(
-    picker,
-    runPicker(summaries, new Set(state.runs), colourOf, (selected) => {
-      state.runs = selected;
-      save();
-      host.post({ type: 'watch-runs', runs: state.runs });
-      renderBody();
-    }, (run) => runs.get(run)?.status ?? null),
+    table,
+    runsTableView({
+      rows: runRows(summaries, labelOf),
+      selected: new Set(state.runs),
+      sort: state.sort,
+      focused,
+      colourOf,
+      liveStatus: (run) => runs.get(run)?.status ?? null,
+      onSelect: (selected) => {
+        state.runs = selected;
+        save();
+        host.post({ type: 'watch-runs', runs: state.runs });
+        renderTable();
+        renderBody();
+      },
+      onSort: (key) => {
+        state.sort = nextSort(state.sort, key);
+        save();
+        renderTable();
+      },
+    }),
   );
 }
 
@@ -121,11 +185,17 @@ function renderBody(): void {
     return;
   }
   if (state.runs.length === 0) {
-    replaceChildren(body, emptyState('Pick one or more runs above to chart them.'));
+    replaceChildren(body, emptyState('Check one or more runs in the table to chart them.'));
     return;
   }
   replaceChildren(
     body,
+    h(
+      'div',
+      { class: 'toolbar chart-controls' },
+      h('label', { class: 'field' }, 'Per-step charts', smoothingSelect),
+      h('span', { class: 'muted', text: 'Solid lines: attacker; dashed: defender. Dotted verticals: a new round begins.' }),
+    ),
     h('div', { class: 'chart-grid' }, ...charts.map(([, view]) => view.element)),
     h('h2', { text: 'Cross-play' }),
     h('div', { class: 'toolbar' }, h('label', { class: 'field' }, 'Run', crossplaySelect), crossplayNote),
@@ -144,42 +214,49 @@ function shownRuns(): RunData[] {
 
 function updateCharts(): void {
   const data = shownRuns();
-  for (const [spec, view] of charts) view.update(seriesFor(spec, data), colourOf);
+  const starts = new Map<string, RoundStart[]>(data.map((d) => [d.run, roundStarts(d)]));
+  for (const [spec, view] of charts) view.update(seriesFor(spec, data, (d) => labelOf(d.run)), colourOf, { roundStarts: starts, smoothing: state.smoothing });
   const waiting = state.runs.filter((r) => !runs.has(r));
   body.dataset.loading = waiting.length ? waiting.join(',') : '';
 }
 
 function renderCrossplay(): void {
   const withCrossplay = shownRuns().filter((d) => d.crossplay);
-  const options = withCrossplay.map((d) => ({ value: d.run, label: runLabel(d) }));
-  const chosen = withCrossplay.find((d) => d.run === state.crossplayRun) ?? withCrossplay[0];
+  const options = withCrossplay.map((d) => ({ value: d.run, label: labelOf(d.run) }));
+  const chosen = withCrossplay.find((d) => d.run === state.crossplayRun) ?? withCrossplay.find((d) => d.run === focused) ?? withCrossplay[0];
   setSelectOptions(crossplaySelect, options, chosen?.run ?? '');
   const c = chosen?.crossplay;
   if (!c) {
     crossplayNote.textContent = 'No cross-play results for the runs shown: run “ABSP: Run Cross-Play”.';
-    heatmap.update(null);
+    heatmap.update(null, (t) => rateScale(t.kind));
     return;
   }
-  const unique = (labels: string[]) => labels.map((l, i) => (labels.indexOf(l) === i ? l : `${l} (${i})`));
+  const unique = (names: string[]) => names.map((l, i) => (names.indexOf(l) === i ? l : `${l} (${i})`));
   crossplayNote.textContent = `${c.method === 'exact' ? 'Exact game values' : `Estimated from ${c.samples} samples per pair`}; rows are attackers, columns defenders.`;
-  heatmap.update({
-    rows: unique(c.attackers.map((a) => (a.run === chosen.info.id ? a.label : `${a.label} (${a.run})`))),
-    columns: unique(c.defenders.map((d) => d.label)),
-    values: c.asr,
-    rowTitle: 'attacker',
-    columnTitle: 'defender',
-  });
+  heatmap.update(
+    {
+      rows: unique(c.attackers.map((a) => (a.run === chosen.info.id ? a.label : `${a.label} (${a.run})`))),
+      columns: unique(c.defenders.map((d) => d.label)),
+      values: c.asr,
+      rowTitle: 'attacker',
+      columnTitle: 'defender',
+      valueName: 'jailbreak rate',
+      format: (v) => pct(v),
+      describe: (row, column, v) => `attacker ${row} vs defender ${column}: ${pct(v, 1)} jailbreaks`,
+    },
+    (t) => rateScale(t.kind),
+  );
 }
 
 function renderEvals(): void {
-  const { columns, rows } = evalTable(shownRuns(), runLabel);
+  const { columns, rows } = evalTable(shownRuns(), (d) => labelOf(d.run));
   if (rows.length === 0) {
     replaceChildren(evalSection, h('p', { class: 'hint', text: 'No evaluations of the runs shown: run “ABSP: Evaluate” on a run to measure its defender on a data file.' }));
     return;
   }
   const heads = ['run', 'evaluation', 'data', ...columns.map((c) => METRIC_TITLES[c] ?? c)];
   const headClass = (i: number) => (i < 3 ? 'text' : '');
-  const body = rows.map((r) =>
+  const tbody = rows.map((r) =>
     h(
       'tr',
       { attrs: { 'data-run': r.run, 'data-eval': r.name } },
@@ -192,25 +269,24 @@ function renderEvals(): void {
   replaceChildren(
     evalSection,
     h('p', { class: 'hint', text: 'The defender of each run on a data file (greedy answers, judged by the run’s judge); rates with their 95% Wilson interval.' }),
-    h('div', { class: 'table-wrap' }, h('table', { class: 'data evals' }, h('thead', null, h('tr', null, ...heads.map((t, i) => h('th', { class: headClass(i), text: t })))), h('tbody', null, ...body))),
+    h('div', { class: 'table-wrap' }, h('table', { class: 'data evals' }, h('thead', null, h('tr', null, ...heads.map((t, i) => h('th', { class: headClass(i), text: t })))), h('tbody', null, ...tbody))),
   );
 }
 
 function showIssues(data: RunData): void {
   const text = describeRunIssues(data);
-  if (text) notices.warning(`${runLabel(data)}: the run directory has damaged records`, text, { key: `issues:${data.run}` });
+  if (text) notices.warning(`${labelOf(data.run)}: the run directory has damaged records`, text, { key: `issues:${data.run}` });
   else notices.clear(`issues:${data.run}`);
 }
 
-/** A run keeps its colour wherever it appears: its place in the runs list picks it. */
+/** A run keeps its colour wherever it appears, across reloads and as runs are added (run-identity.ts). */
 function colourOf(run: string): string {
-  const i = summaries.findIndex((s) => s.run === run);
-  return theme.palette[(i < 0 ? 0 : i) % theme.palette.length];
+  const palette = currentTheme().palette;
+  return palette[(state.colours[run] ?? 0) % palette.length];
 }
 
 function labelOf(run: string): string {
-  const s = summaries.find((x) => x.run === run);
-  return s?.label ?? run;
+  return labels.get(run) ?? summaries.find((x) => x.run === run)?.label ?? run;
 }
 
 function save(): void {

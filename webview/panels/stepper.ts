@@ -1,19 +1,22 @@
 /**
  * The dialogue stepper: read a run's exchanges one at a time with the keyboard (j/k or the arrow
- * keys), filtered by outcome, searched, round by round; see their annotations; send one to the editor
- * to annotate it, or replay its attack against another round's defender.
+ * keys, Home/End), from a list of the exchanges with their outcome and rewards, filtered by outcome,
+ * searched, round by round; see the other samples of an exchange's GRPO group and its annotations;
+ * send one to the editor to annotate it, or replay its attack against another round's defender.
  */
 import '../lib/csp-safe-zod';
 import { z } from 'zod';
-import type { Annotation, Exchange, HostMessage, ReplayResult, RunData, RunSummary } from '../protocol';
-import { h, isTypingTarget, replaceChildren } from '../lib/dom';
+import { outcomeOf, type Annotation, type Exchange, type HostMessage, type ReplayResult, type RunData, type RunSummary } from '../protocol';
+import { h, isTypingTarget, replaceChildren, selectTarget } from '../lib/dom';
 import { button, setSelectOptions, singleSelect, type SelectOption } from '../lib/elements';
-import { annotationsView, exchangeView, replayResultView } from '../lib/exchange-view';
+import { annotationsView, describeAdapter, exchangeView, groupView, legendView, outcomeChip, replayResultView } from '../lib/exchange-view';
+import { signed } from '../lib/format';
 import { announceReady, connectHost, newRequestId } from '../lib/host';
 import { Notices, emptyState } from '../lib/notices';
-import { statusBadge } from '../lib/run-picker';
+import { runLabels } from '../lib/run-identity';
 import { applyAppend, describeRunIssues } from '../lib/run-state';
-import { FILTERS, FILTER_LABELS, countByFilter, keepPosition, visibleExchanges, type OutcomeFilter } from '../lib/stepper-model';
+import { statusBadge } from '../lib/status-badge';
+import { FILTERS, FILTER_LABELS, countByFilter, groupKey, groupOf, keepPosition, visibleExchanges, type OutcomeFilter } from '../lib/stepper-model';
 
 /** Above this many exchanges the stepper opens on the last round instead of all of them. */
 const ALL_ROUNDS_LIMIT = 2000;
@@ -21,7 +24,8 @@ const ALL_ROUNDS_LIMIT = 2000;
 const StateSchema = z.object({
   run: z.string().nullable(),
   round: z.union([z.number().int(), z.literal('all')]).nullable(),
-  filter: z.enum(FILTERS),
+  // A filter saved by an older version (its outcome names changed) falls back to all exchanges.
+  filter: z.enum(FILTERS).catch('all'),
   search: z.string(),
   exchange: z.string().nullable(),
   replayRound: z.number().int().nullable(),
@@ -33,6 +37,7 @@ type Replay = { status: 'loading'; requestId: string; adapterRound: number } | {
 const notices = new Notices();
 let state: State = { run: null, round: null, filter: 'all', search: '', exchange: null, replayRound: null };
 let summaries: RunSummary[] = [];
+let labels = new Map<string, string>();
 let runData: RunData | null = null;
 let runError: string | null = null;
 const transcripts = new Map<number, Exchange[]>();
@@ -40,8 +45,11 @@ const requested = new Set<number>();
 let annotations: Annotation[] = [];
 const replays = new Map<string, Replay>();
 const replayRequests = new Map<string, string>();
+let all: Exchange[] = [];
 let visible: Exchange[] = [];
 let cursor = -1;
+/** What the exchange list was last built from; it is rebuilt only when that changes. */
+let listSignature = '';
 
 const host = connectHost<State>({ panel: 'stepper', stateSchema: StateSchema, onMessage: handle, onError: (title, message) => notices.error(title, message) });
 
@@ -65,6 +73,12 @@ const position = h('span', { class: 'position', attrs: { 'aria-live': 'polite' }
 const prev = button('‹ Previous', () => move(-1), { secondary: true, name: 'previous' });
 const next = button('Next ›', () => move(1), { secondary: true, name: 'next' });
 const runStatus = h('span', { class: 'run-status' });
+const listBody = h('tbody');
+const list = h(
+  'div',
+  { class: 'exchange-list table-wrap', attrs: { role: 'region', 'aria-label': 'Exchanges' } },
+  h('table', { class: 'data exchange-table' }, h('thead', null, h('tr', null, ...['exchange', 'outcome', 'attacker', 'defender'].map((t, i) => h('th', { class: i < 2 ? 'text' : '', text: t })))), listBody),
+);
 const view = h('div', { class: 'exchange-view' });
 
 replaceChildren(
@@ -79,20 +93,30 @@ replaceChildren(
     h('label', { class: 'field' }, 'Show', filterSelect),
     h('label', { class: 'field grow' }, search),
   ),
-  h('div', { class: 'toolbar nav' }, prev, next, position, h('span', { class: 'muted keys' }, h('kbd', { text: 'j' }), ' / ', h('kbd', { text: 'k' }), ' or arrow keys to step, ', h('kbd', { text: '/' }), ' to search')),
-  view,
+  h(
+    'div',
+    { class: 'toolbar nav' },
+    prev,
+    next,
+    position,
+    h('span', { class: 'muted keys' }, h('kbd', { text: 'j' }), ' / ', h('kbd', { text: 'k' }), ' or ', h('kbd', { text: '↓' }), ' / ', h('kbd', { text: '↑' }), ' to step, ', h('kbd', { text: 'Home' }), ' / ', h('kbd', { text: 'End' }), ' first and last, ', h('kbd', { text: '/' }), ' to search'),
+  ),
+  legendView(),
+  h('div', { class: 'stepper-body' }, list, view),
 );
 app.removeAttribute('aria-busy');
 replaceChildren(view, emptyState('Waiting for the extension to list the runs…', 'loading'));
 state = host.savedState() ?? state;
 search.value = state.search;
-document.addEventListener('keydown', onKey);
+// Capture phase: the keys reach the stepper before a focused control (a select keeps the focus after
+// it is used, and would take the arrows for itself).
+window.addEventListener('keydown', onKey, { capture: true });
 announceReady(host, 'stepper');
 
 function handle(msg: HostMessage): void {
   switch (msg.type) {
     case 'init': {
-      summaries = msg.runs;
+      setSummaries(msg.runs);
       const usable = summaries.filter((s) => !s.error).map((s) => s.run);
       const wanted = msg.focus?.runs[0] ?? state.run;
       if (msg.focus?.round !== undefined) state.round = msg.focus.round;
@@ -104,7 +128,7 @@ function handle(msg: HostMessage): void {
       return;
     }
     case 'runs':
-      summaries = msg.runs;
+      setSummaries(msg.runs);
       renderRunSelect(state.run);
       return;
     case 'run-data':
@@ -156,7 +180,7 @@ function handle(msg: HostMessage): void {
       if (!key) return;
       replayRequests.delete(msg.requestId);
       replays.set(key, { status: 'done', result: msg.result });
-      refresh();
+      render();
       return;
     }
     case 'error': {
@@ -165,7 +189,7 @@ function handle(msg: HostMessage): void {
         const pending = replays.get(key);
         replayRequests.delete(msg.requestId!);
         replays.set(key, { status: 'error', adapterRound: pending?.status === 'loading' ? pending.adapterRound : -1, message: msg.message });
-        refresh();
+        render();
         return;
       }
       if (msg.run && msg.run === state.run) {
@@ -180,6 +204,11 @@ function handle(msg: HostMessage): void {
     default:
       return;
   }
+}
+
+function setSummaries(list: RunSummary[]): void {
+  summaries = list;
+  labels = runLabels(list.map((s) => ({ run: s.run, id: s.id ?? s.label, name: s.name ?? s.label, created: s.created ?? null })));
 }
 
 function switchRun(run: string, keepPlace = false): void {
@@ -201,7 +230,7 @@ function switchRun(run: string, keepPlace = false): void {
 }
 
 function renderRunSelect(run: string | null): void {
-  setSelectOptions(runSelect, summaries.map((s) => ({ value: s.run, label: s.error ? `${s.label} (cannot open)` : `${s.label} (${s.mode})` })), run ?? '');
+  setSelectOptions(runSelect, summaries.map((s) => ({ value: s.run, label: s.error ? `${labels.get(s.run) ?? s.label} (cannot open)` : `${labels.get(s.run) ?? s.label} (${s.mode})` })), run ?? '');
 }
 
 function transcriptRounds(): number[] {
@@ -214,7 +243,8 @@ function renderRoundSelect(): void {
     const total = runData?.rounds.reduce((s, r) => s + r.exchanges, 0) ?? 0;
     state.round = total <= ALL_ROUNDS_LIMIT || rounds.length === 0 ? 'all' : rounds[rounds.length - 1];
   }
-  const options: SelectOption[] = [{ value: 'all', label: 'All rounds' }, ...rounds.map((r) => ({ value: String(r), label: `Round ${r}` }))];
+  // A round is played by the adapters the previous round saved: say so, as the exchanges do.
+  const options: SelectOption[] = [{ value: 'all', label: 'All rounds' }, ...rounds.map((r) => ({ value: String(r), label: r > 0 ? `Round ${r} (round ${r - 1}’s adapters)` : `Round ${r}` }))];
   setSelectOptions(roundSelect, options, String(state.round));
 }
 
@@ -237,9 +267,11 @@ function loadedExchanges(): Exchange[] {
 
 /** Recomputes what is visible, keeps the cursor on the same exchange when it can, and redraws. */
 function refresh(): void {
-  const all = loadedExchanges();
-  const counts = countByFilter(all, annotations);
+  all = loadedExchanges();
+  // The counts are of what each filter would show with the current search.
+  const counts = countByFilter(all, annotations, state.search);
   setSelectOptions(filterSelect, FILTERS.map((f) => ({ value: f, label: `${FILTER_LABELS[f]} (${counts[f]})` })), state.filter);
+  filterSelect.dataset.counts = JSON.stringify(counts);
   visible = visibleExchanges(all, state.filter, state.search, annotations);
   cursor = keepPosition(visible, state.exchange, all);
   // An exchange from a round still loading (after a reload, say) stays the target until it arrives.
@@ -249,14 +281,31 @@ function refresh(): void {
   render();
 }
 
-function move(delta: number): void {
+function moveTo(index: number): void {
   if (visible.length === 0) return;
-  const to = Math.max(0, Math.min(visible.length - 1, cursor + delta));
+  const to = Math.max(0, Math.min(visible.length - 1, index));
   if (to === cursor) return;
   cursor = to;
   state.exchange = visible[cursor].id;
   save();
   render();
+}
+
+function move(delta: number): void {
+  moveTo(cursor + delta);
+}
+
+function pick(id: string): void {
+  const at = visible.findIndex((x) => x.id === id);
+  if (at >= 0) moveTo(at);
+  else {
+    // A group member hidden by the filter or the search: show all exchanges to reach it.
+    state.filter = 'all';
+    state.search = '';
+    search.value = '';
+    state.exchange = id;
+    refresh();
+  }
 }
 
 function onKey(event: KeyboardEvent): void {
@@ -265,11 +314,16 @@ function onKey(event: KeyboardEvent): void {
     if (event.key === 'Escape') (document.activeElement as HTMLElement | null)?.blur();
     return;
   }
+  // An open dropdown keeps its own keys; a closed one leaves them to the stepper.
+  if (selectTarget(event)?.open) return;
   if (event.key === 'j' || event.key === 'ArrowDown' || event.key === 'ArrowRight') move(1);
   else if (event.key === 'k' || event.key === 'ArrowUp' || event.key === 'ArrowLeft') move(-1);
+  else if (event.key === 'Home') moveTo(0);
+  else if (event.key === 'End') moveTo(visible.length - 1);
   else if (event.key === '/') search.focus();
   else return;
   event.preventDefault();
+  event.stopPropagation();
 }
 
 function render(): void {
@@ -277,6 +331,7 @@ function render(): void {
   prev.disabled = cursor <= 0;
   next.disabled = cursor < 0 || cursor >= visible.length - 1;
   position.textContent = visible.length ? `${cursor + 1} / ${visible.length}` : '0 / 0';
+  renderList();
   if (runError) {
     replaceChildren(view, emptyState(`This run cannot be shown: ${runError}`, 'error'));
     return;
@@ -304,7 +359,49 @@ function render(): void {
     return;
   }
   const x = visible[cursor];
-  replaceChildren(view, exchangeView(x, state.search), annotationsView(annotations.filter((a) => a.exchange === x.id)), actionsView(x));
+  replaceChildren(view, exchangeView(x, state.search), groupView(x, groupOf(x, all), pick), annotationsView(annotations.filter((a) => a.exchange === x.id)), actionsView(x));
+}
+
+/**
+ * The list of the visible exchanges, with their outcome and rewards; the samples of one GRPO group
+ * are banded together. Rebuilt only when the visible exchanges change; moving marks another row.
+ */
+function renderList(): void {
+  const signature = `${state.run}|${visible.map((x) => x.id).join(',')}`;
+  if (signature !== listSignature) {
+    listSignature = signature;
+    let band = 0;
+    let lastGroup = '';
+    const sizes = new Map<string, number>();
+    for (const x of visible) sizes.set(groupKey(x), (sizes.get(groupKey(x)) ?? 0) + 1);
+    listBody.replaceChildren(
+      ...visible.map((x, i) => {
+        const key = groupKey(x);
+        if (key !== lastGroup) band += 1;
+        const grouped = (sizes.get(key) ?? 1) > 1;
+        const tr = h(
+          'tr',
+          { class: `${grouped ? `grouped band-${band % 2}` : ''}${grouped && key !== lastGroup ? ' group-start' : ''}`, dataset: { exchange: x.id, index: String(i), outcome: outcomeOf(x) } },
+          h('td', { class: 'text', text: x.id }),
+          h('td', { class: 'text' }, outcomeChip(outcomeOf(x))),
+          h('td', { text: signed(x.rewards.attacker) }),
+          h('td', { text: signed(x.rewards.defender) }),
+        );
+        lastGroup = key;
+        tr.addEventListener('click', () => moveTo(i));
+        return tr;
+      }),
+    );
+  }
+  const current = visible[cursor]?.id;
+  for (const tr of listBody.querySelectorAll<HTMLElement>('tr.selected')) tr.classList.remove('selected');
+  const row = current ? listBody.querySelector<HTMLElement>(`tr[data-index="${cursor}"]`) : null;
+  if (row) {
+    row.classList.add('selected');
+    row.setAttribute('aria-current', 'true');
+    row.scrollIntoView({ block: 'nearest' });
+  }
+  list.hidden = visible.length === 0;
 }
 
 function completeRoundsWithDefender(): number[] {
@@ -318,13 +415,15 @@ function completeRoundsWithDefender(): number[] {
 
 function actionsView(x: Exchange): HTMLElement {
   const rounds = completeRoundsWithDefender();
+  const slot = summaries.find((s) => s.run === state.run)?.adapters?.[String(rounds[rounds.length - 1])]?.includes('defender') ? 'defender' : 'shared adapter';
   const replayRound = state.replayRound !== null && rounds.includes(state.replayRound) ? state.replayRound : rounds[rounds.length - 1] ?? null;
-  const roundPick = singleSelect('replay round', rounds.map((r) => ({ value: String(r), label: `round ${r}` })), replayRound === null ? '' : String(replayRound), (v) => {
+  const roundPick = singleSelect('replay round', rounds.map((r) => ({ value: String(r), label: `${slot} of round ${r}` })), replayRound === null ? '' : String(replayRound), (v) => {
     state.replayRound = Number(v);
     save();
   });
-  const replayButton = button('Replay with these adapters', () => requestReplay(x, state.replayRound ?? replayRound), { name: 'replay' });
+  const replayButton = button('Replay', () => requestReplay(x, state.replayRound ?? replayRound), { name: 'replay' });
   replayButton.disabled = replayRound === null || replays.get(replayKey(x))?.status === 'loading';
+  const played = describeAdapter(x.adapters.defender) ?? 'the defender';
   return h(
     'section',
     { class: 'actions', dataset: { part: 'actions' } },
@@ -332,8 +431,9 @@ function actionsView(x: Exchange): HTMLElement {
       'div',
       { class: 'toolbar' },
       button('Annotate in editor', () => host.post({ type: 'annotate', run: state.run!, round: x.round, exchange: x.id }), { name: 'annotate' }),
-      h('span', { class: 'field' }, 'Replay the attack against the defender of', roundPick),
-      replayButton,
+      rounds.length
+        ? h('span', { class: 'field' }, `Replay the attack (played against the ${played}) against the`, roundPick, replayButton)
+        : h('span', { class: 'muted', text: 'Replay needs a complete round with a saved defender: none yet.' }),
     ),
     replayView(x),
   );
@@ -356,7 +456,7 @@ function replayView(x: Exchange): HTMLElement | null {
   const r = replays.get(replayKey(x));
   if (!r) return null;
   if (r.status === 'loading') {
-    return h('div', { class: 'replay loading', attrs: { role: 'status' }, dataset: { replay: 'loading' } }, h('vscode-progress-ring'), ` Replaying with the round ${r.adapterRound} adapters in the engine…`);
+    return h('div', { class: 'replay loading', attrs: { role: 'status' }, dataset: { replay: 'loading' } }, h('vscode-progress-ring'), ` Replaying against the defender of round ${r.adapterRound} in the engine…`);
   }
   if (r.status === 'error') {
     return h('div', { class: 'replay error notice error', attrs: { role: 'alert' }, dataset: { replay: 'error' } }, h('strong', { text: 'Replay failed: ' }), r.message);

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { PanelKind } from '../../../webview/protocol';
 import type { FakeHost } from './fake-host';
+import { THEMES, applyThemeInPage, type ThemeName } from './themes';
 import type { PanelServer } from './server';
 
 export const ARTIFACTS = path.resolve(__dirname, '..', '..', '..', 'test-artifacts');
@@ -45,7 +46,15 @@ export interface PanelPage {
   /** Waits until the fake host has handled everything the panel sent so far. */
   settle(): Promise<void>;
   screenshot(name: string): Promise<string>;
+  /** A window reload: a new page and a new host session (no focus), the saved state kept. */
   reload(): Promise<void>;
+  /**
+   * Hiding the panel behind another tab and showing it again: VS Code drops the page and builds it
+   * again (no retainContextWhenHidden), the host session and the saved state stay.
+   */
+  hideAndShow(): Promise<void>;
+  /** Switches the page to a theme of themes.ts the way VS Code does (variables on <html>, class on <body>). */
+  setTheme(theme: ThemeName): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -106,6 +115,13 @@ export async function openPanel(
       host.reset();
       await page.reload();
       await settle();
+    },
+    async hideAndShow() {
+      await page.reload();
+      await settle();
+    },
+    async setTheme(theme) {
+      await page.evaluate(applyThemeInPage, THEMES[theme]);
     },
     async close() {
       await context.close();

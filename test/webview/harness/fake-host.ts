@@ -40,7 +40,7 @@ export class FakeHost {
   private jobs = 0;
 
   constructor(private readonly options: FakeHostOptions) {
-    this.session = this.newSession();
+    this.session = this.newSession(options.focus ?? null);
   }
 
   get panel(): PanelKind | null {
@@ -51,11 +51,19 @@ export class FakeHost {
     this.send = send;
   }
 
-  /** A reload starts a new page: a new session, as the real host makes for a restored panel. */
+  /**
+   * A window reload: a new page and a new session without a focus, as the real host's serializer
+   * makes for a restored panel (the panel's saved state decides what it shows).
+   */
   reset(): void {
     this.session.dispose();
-    this.session = this.newSession();
+    this.session = this.newSession(null);
     this.received.length = 0;
+  }
+
+  /** A click in the Runs view on a run of an open panel: the host shows it (a new `init`). */
+  async setFocus(focus: FakeHostOptions['focus']): Promise<void> {
+    await this.session.setFocus(focus ?? null);
   }
 
   runDirs(): Map<string, string> {
@@ -87,12 +95,17 @@ export class FakeHost {
     await this.session.receive(raw);
   }
 
+  /** The runs list changed (a run was added): the host tells the panel, as its catalog does. */
+  async pushRuns(): Promise<void> {
+    await this.session.pushRuns();
+  }
+
   /** Polls every watched run once and sends what changed, as the real host does on a file watch. */
   async tick(): Promise<void> {
     await this.session.tick();
   }
 
-  private newSession(): PanelSession {
+  private newSession(focus: FakeHostOptions['focus']): PanelSession {
     const lookup: RunLookup = {
       summaries: () => this.summaries(),
       dirOf: (key) => this.runDirs().get(key),
@@ -102,7 +115,7 @@ export class FakeHost {
       engine: this.engine(),
       annotate: () => {}, // recorded in `received`
       log: (line) => this.log.push(line),
-    }, { focus: this.options.focus ?? null });
+    }, { focus: focus ?? null });
   }
 
   /** The engine worker's two jobs, done in this process. */

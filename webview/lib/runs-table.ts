@@ -1,0 +1,113 @@
+/**
+ * The dashboard's runs table as data: one row per run (a sweep of seeds will be one row with its
+ * median and interval), the headline round metrics before training (round 0) and after (the last
+ * complete round), and the sort. Pure, so the numbers and the order are checked without a browser.
+ */
+import { HEADLINE_METRICS, type RoundMetricSpec } from '../protocol';
+import type { RunSummary } from '../protocol';
+import { num, pct } from './format';
+
+export interface MetricCell {
+  before: number | null;
+  after: number | null;
+  /** The round the after value comes from. */
+  afterRound: number | null;
+  /** A 95% interval of `after` (a sweep's), when there is one. */
+  interval?: [number, number];
+}
+
+export interface RunsTableRow {
+  /** The run key (a sweep's key for a sweep row). */
+  key: string;
+  kind: 'run' | 'sweep';
+  label: string;
+  mode: string | null;
+  status: string | null;
+  roundsCompleted: number | null;
+  roundsPlanned: number | null;
+  /** Why the run cannot be opened; such rows cannot be chosen. */
+  error: RunSummary['error'];
+  cells: Record<string, MetricCell>;
+  /** The runs a sweep row stands for. */
+  members?: string[];
+}
+
+export const RUNS_TABLE_METRICS: readonly RoundMetricSpec[] = HEADLINE_METRICS;
+
+export type SortKey = 'label' | 'mode' | 'status' | 'rounds' | string;
+export interface Sort {
+  key: SortKey;
+  dir: 'asc' | 'desc';
+}
+
+const value = (s: RunSummary, which: 'before' | 'after', key: string): number | null => {
+  const v = s[which]?.metrics[key];
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+};
+
+export function runRows(summaries: readonly RunSummary[], labelOf: (run: string) => string): RunsTableRow[] {
+  return summaries.map((s) => ({
+    key: s.run,
+    kind: 'run' as const,
+    label: labelOf(s.run),
+    mode: s.mode,
+    status: s.status,
+    roundsCompleted: s.rounds_completed,
+    roundsPlanned: s.rounds_planned,
+    error: s.error,
+    cells: Object.fromEntries(RUNS_TABLE_METRICS.map((m) => [m.key, { before: value(s, 'before', m.key), after: value(s, 'after', m.key), afterRound: s.after?.round ?? null }])),
+  }));
+}
+
+/** Rates read as percentages; the Nash gap and exploitability are game values, read as numbers. */
+export function formatMetric(key: string, v: number | null): string {
+  if (key === 'nash_gap' || key === 'exploitability/defender') return num(v, 3);
+  return pct(v, 1);
+}
+
+/** "82.0% → 27.0%", or just the after value when nothing was measured before. */
+export function formatCell(key: string, c: MetricCell): string {
+  const interval = c.interval ? ` [${formatMetric(key, c.interval[0])}, ${formatMetric(key, c.interval[1])}]` : '';
+  if (c.before === null || c.afterRound === 0) return `${formatMetric(key, c.after)}${interval}`;
+  return `${formatMetric(key, c.before)} → ${formatMetric(key, c.after)}${interval}`;
+}
+
+/** Whether training moved the metric the good way, the bad way, or not at all (or it is unknown). */
+export function trend(spec: RoundMetricSpec, c: MetricCell): 'better' | 'worse' | 'same' | null {
+  if (c.before === null || c.after === null || c.afterRound === 0) return null;
+  if (Math.abs(c.after - c.before) < 1e-9) return 'same';
+  const down = c.after < c.before;
+  return (spec.better === 'lower') === down ? 'better' : 'worse';
+}
+
+/**
+ * Rows in the chosen order: by label, mode, status, rounds, or a metric's after value. Missing values
+ * and runs that cannot be opened go last whatever the direction; ties keep the host's order (newest
+ * first).
+ */
+export function sortRows(rows: readonly RunsTableRow[], sort: Sort | null): RunsTableRow[] {
+  if (!sort) return [...rows];
+  const keyOf = (r: RunsTableRow): string | number | null => {
+    if (sort.key === 'label') return r.label.toLowerCase();
+    if (sort.key === 'mode') return r.mode;
+    if (sort.key === 'status') return r.status;
+    if (sort.key === 'rounds') return r.roundsCompleted;
+    return r.cells[sort.key]?.after ?? null;
+  };
+  const sign = sort.dir === 'asc' ? 1 : -1;
+  return rows
+    .map((r, i) => ({ r, i, k: r.error ? null : keyOf(r) }))
+    .sort((a, b) => {
+      if (a.k === null || b.k === null) return a.k === null && b.k === null ? a.i - b.i : a.k === null ? 1 : -1;
+      const c = typeof a.k === 'number' && typeof b.k === 'number' ? a.k - b.k : String(a.k).localeCompare(String(b.k));
+      return c !== 0 ? sign * c : a.i - b.i;
+    })
+    .map((x) => x.r);
+}
+
+/** Clicking a column: sort by it (metrics start with the better end first), again to reverse. */
+export function nextSort(current: Sort | null, key: SortKey): Sort {
+  if (current?.key === key) return { key, dir: current.dir === 'asc' ? 'desc' : 'asc' };
+  const spec = RUNS_TABLE_METRICS.find((m) => m.key === key);
+  return { key, dir: spec ? (spec.better === 'lower' ? 'asc' : 'desc') : 'asc' };
+}
