@@ -78,6 +78,48 @@ function runsIn(dir: string): string[] {
   }
 }
 
+/** The theme labels of VS Code 1.139's theme picker, and the kind the panels read from the body class. */
+const THEMES = { dark: 'Dark Modern', light: 'Light Modern', 'high-contrast': 'Dark High Contrast', 'high-contrast-light': 'Light High Contrast' } as const;
+
+/** Switches the colour theme as a user does: Preferences: Color Theme, then the theme's name. */
+async function setTheme(page: Page, kind: keyof typeof THEMES): Promise<void> {
+  // A webview keeps the keyboard when it has the focus: give it back to the workbench first.
+  await page.locator('.part.sidebar .composite.title .title-label').first().click();
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible' });
+  await input.fill('>Preferences: Color Theme');
+  await page.locator('.quick-input-widget .monaco-list-row', { has: page.locator('.label-name', { hasText: /^Preferences: Color Theme$/ }) }).first().click();
+  await input.fill(THEMES[kind]);
+  await page.locator('.quick-input-widget .monaco-list-row', { has: page.locator('.label-name', { hasText: new RegExp(`^${THEMES[kind]}$`) }) }).first().click();
+}
+
+/** The runs the dashboard's table has checked, and each run's colour. */
+async function dashboardRuns(frame: Frame): Promise<{ checked: string[]; colours: Record<string, string> }> {
+  return frame.evaluate(() => {
+    const rows = [...document.querySelectorAll<HTMLElement>('tr.run-row')].filter((r) => !r.classList.contains('has-error'));
+    return {
+      checked: rows.filter((r) => (r.querySelector('vscode-checkbox') as HTMLElement & { checked: boolean }).checked).map((r) => r.dataset.run!).sort(),
+      colours: Object.fromEntries(rows.map((r) => [r.dataset.run!, (r.querySelector('.swatch') as HTMLElement).style.background])),
+    };
+  });
+}
+
+/** WCAG contrast of two CSS colours given as rgb()/hex (the panels' own palette module is for the browser). */
+function luminance(colour: string): number {
+  const hex = /^#([0-9a-f]{6})/i.exec(colour);
+  const rgb = hex ? [0, 2, 4].map((i) => parseInt(hex[1].slice(i, i + 2), 16)) : (/(\d+)[, ]+(\d+)[, ]+(\d+)/.exec(colour) ?? []).slice(1, 4).map(Number);
+  const [r, g, b] = rgb.map((v) => {
+    const c = v / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+function contrast(a: string, b: string): number {
+  const [x, y] = [luminance(a), luminance(b)].sort((p, q) => q - p);
+  return (x + 0.05) / (y + 0.05);
+}
+
 async function main(): Promise<void> {
   fs.mkdirSync(artifacts, { recursive: true });
   const browser = await chromium.launch({
@@ -102,10 +144,11 @@ async function main(): Promise<void> {
     await screenshot(page, 'runs-view-before');
 
     step('starting a run from the command palette (ABSP: Start Run… → tiny.absp.json)');
+    const runsFolder = path.join(workspace, 'runs');
+    const recorded = runsIn(runsFolder);
     await command(page, 'ABSP: Start Run');
     await pick(page, 'tiny.absp.json');
-    const runsFolder = path.join(workspace, 'runs');
-    const runId = await until('the run directory', () => runsIn(runsFolder)[0], 60000);
+    const runId = await until('the run directory', () => runsIn(runsFolder).find((n) => !recorded.includes(n)), 60000);
     const runDir = path.join(runsFolder, runId);
     step(`run directory ${runId}`);
     const runRow = page.locator('.monaco-list-row', { hasText: runId }).first();
@@ -129,6 +172,18 @@ async function main(): Promise<void> {
     });
     await screenshot(page, 'dashboard');
 
+    step('three runs overlaid from the runs table');
+    await until('the runs table with the three runs', async () => (await dashboard.locator('tr.run-row:not(.has-error)').count()) === 3);
+    for (const run of recorded) await dashboard.click(`vscode-checkbox[data-run="${path.join(runsFolder, run)}"]`);
+    await until('three runs in the charts', async () => {
+      const raw = await dashboard.getAttribute('figure[data-chart="nash-gap"]', 'data-series').catch(() => null);
+      return raw && (JSON.parse(raw) as unknown[]).length === 3;
+    });
+    const overlaid = await dashboardRuns(dashboard);
+    assert.equal(overlaid.checked.length, 3);
+    assert.equal(new Set(Object.values(overlaid.colours)).size, 3, 'three colours');
+    await screenshot(page, 'dashboard-three-runs');
+
     step('the dialogue stepper at round 2 (from the Runs view), j steps');
     await page.locator('.monaco-list-row', { hasText: 'Transcript' }).first().click();
     const stepper = await panelFrame(page, 'stepper');
@@ -139,16 +194,32 @@ async function main(): Promise<void> {
     const exchangeId = (await stepper.getAttribute('article.exchange', 'data-exchange-id'))!;
     await screenshot(page, 'stepper');
 
+    step('back to the dashboard tab: the three runs are still overlaid, in the same colours');
+    await page.locator('.tab', { hasText: 'ABSP Dashboard' }).first().click();
+    const dashboardAgain = await panelFrame(page, 'dashboard');
+    await until('the dashboard rebuilt with its runs', async () => (await dashboardRuns(dashboardAgain).catch(() => ({ checked: [] as string[] }))).checked.length === 3, 30000);
+    assert.deepEqual(await dashboardRuns(dashboardAgain), overlaid, 'hiding the panel kept its overlay and colours');
+    await page.locator('.tab', { hasText: 'ABSP Dialogue Stepper' }).first().click();
+    await until('the stepper back at the same exchange', async () => {
+      const f = await panelFrame(page, 'stepper');
+      return (await f.getAttribute('article.exchange', 'data-exchange-id').catch(() => null)) === exchangeId;
+    });
+
     step('replaying the exchange against the round 2 defender (ONNX Runtime in the engine worker)');
-    await stepper.click('vscode-button[data-name="replay"]');
-    await stepper.waitForSelector('[data-replay="done"], [data-replay="error"]', { timeout: 60000 });
-    const failed = stepper.locator('[data-replay="error"]');
+    const stepperShown = await panelFrame(page, 'stepper');
+    await stepperShown.click('vscode-button[data-name="replay"]');
+    await stepperShown.waitForSelector('[data-replay="done"], [data-replay="error"]', { timeout: 60000 });
+    const failed = stepperShown.locator('[data-replay="error"]');
     if (await failed.count()) assert.fail(`the replay failed: ${await failed.textContent()}`);
-    assert.equal(await stepper.getAttribute('.replay-result', 'data-adapter-round'), '2');
+    assert.equal(await stepperShown.getAttribute('.replay-result', 'data-adapter-round'), '2');
+    // Round 2 was played by the adapters round 1 saved; the replay used round 2's own defender.
+    assert.equal(await stepperShown.textContent('[data-part="replay-who"]'), 'played: defender of round 1 · replay: defender of round 2');
+    for (const part of ['recorded', 'replayed']) assert.ok(await stepperShown.getAttribute(`[data-answer="${part}"]`, 'data-outcome'), `the ${part} answer has its own outcome`);
+    await stepperShown.locator('[data-replay="done"]').scrollIntoViewIfNeeded();
     await screenshot(page, 'replay');
 
     step(`annotating exchange ${exchangeId} in the editor`);
-    await stepper.click('vscode-button[data-name="annotate"]');
+    await stepperShown.click('vscode-button[data-name="annotate"]');
     const editor = page.locator('.editor-instance .monaco-editor', { hasText: `Exchange ${exchangeId}` }).first();
     await editor.waitFor({ timeout: 30000 });
     // Select the defender's answer: the document's layout comes from the same renderer the extension uses.
@@ -183,7 +254,7 @@ async function main(): Promise<void> {
     await screenshot(page, 'annotation-saved');
 
     step('the annotation shows in the stepper and the Annotations view');
-    await until('the stepper to list the annotation', async () => (await stepper.getAttribute('[data-part="annotations"]', 'data-count').catch(() => null)) === '1', 30000);
+    await until('the stepper to list the annotation', async () => (await stepperShown.getAttribute('[data-part="annotations"]', 'data-count').catch(() => null)) === '1', 30000);
     await page.locator('.monaco-list-row', { hasText: 'jailbreak: role-play frame gets through' }).first().waitFor({ timeout: 30000 });
     await screenshot(page, 'annotations-everywhere');
 
@@ -201,6 +272,47 @@ async function main(): Promise<void> {
     assert.match((await restored.textContent('#position')) ?? '', /^2 \/ \d+$/);
     await page.locator('.tab', { hasText: 'ABSP Dashboard' }).first().waitFor({ timeout: 30000 });
     await screenshot(page, 'restored-after-reload');
+
+    step('an off-topic compliance of the recorded ABSP run is named so, not a jailbreak');
+    const reopened = await panelFrame(page, 'stepper');
+    await reopened.click('vscode-single-select[data-name="run"]');
+    await reopened.locator('vscode-single-select[data-name="run"] li[role=option]', { hasText: 'sandbox-bipolicy' }).first().click();
+    await reopened.waitForSelector('article.exchange');
+    await reopened.click('vscode-single-select[data-name="outcome"]');
+    await reopened.locator('vscode-single-select[data-name="outcome"] li[role=option]', { hasText: 'Off-topic compliances' }).first().click();
+    await reopened.waitForSelector('article.exchange[data-outcome="off-topic"]');
+    assert.equal(await reopened.textContent('article.exchange header [data-outcome]'), 'off-topic compliance');
+    assert.equal(await reopened.getAttribute('[data-part="judge"] [data-label="response harmful"]', 'data-value'), 'no');
+    assert.equal(await reopened.getAttribute('[data-part="judge"] [data-label="faithful"]', 'data-value'), 'no');
+    await reopened.click('[data-part="legend"] summary');
+    await screenshot(page, 'stepper-off-topic');
+
+    step('a theme switch recolours the open panels, readably');
+    await page.locator('.tab', { hasText: 'ABSP Dashboard' }).first().click();
+    let shownDashboard = await panelFrame(page, 'dashboard');
+    await until('the dashboard drawn', async () => (await shownDashboard.getAttribute('figure[data-chart="nash-gap"]', 'data-theme').catch(() => null)) === 'dark');
+    for (const kind of ['light', 'high-contrast', 'high-contrast-light', 'dark'] as const) {
+      await setTheme(page, kind);
+      shownDashboard = await panelFrame(page, 'dashboard');
+      await until(`the charts redrawn in ${kind}`, async () => {
+        const kinds = await shownDashboard.$$eval('figure[data-chart]', (fs) => fs.map((f) => (f as HTMLElement).dataset.theme)).catch(() => []);
+        return kinds.length > 0 && kinds.every((k) => k === kind);
+      }, 30000);
+      const look = await shownDashboard.evaluate(() => ({
+        background: getComputedStyle(document.body).backgroundColor,
+        text: (document.querySelector('figure[data-chart="nash-gap"]') as HTMLElement).dataset.foreground!,
+        swatches: [...document.querySelectorAll<HTMLElement>('tr.run-row .swatch')].map((s) => s.style.background).filter(Boolean),
+      }));
+      assert.ok(contrast(look.text, look.background) >= 4.5, `${kind}: chart text ${look.text} on ${look.background}`);
+      for (const sw of look.swatches) assert.ok(contrast(sw, look.background) >= 3.4, `${kind}: run colour ${sw} on ${look.background}`);
+      await screenshot(page, `theme-${kind}-dashboard`);
+      if (kind === 'light' || kind === 'high-contrast') {
+        await page.locator('.tab', { hasText: 'ABSP Dialogue Stepper' }).first().click();
+        await (await panelFrame(page, 'stepper')).waitForSelector('article.exchange');
+        await screenshot(page, `theme-${kind}-stepper`);
+        await page.locator('.tab', { hasText: 'ABSP Dashboard' }).first().click();
+      }
+    }
 
     step('the run directory holds the run, untouched but for annotations.jsonl');
     const info = JSON.parse(fs.readFileSync(path.join(runDir, 'run.json'), 'utf8'));

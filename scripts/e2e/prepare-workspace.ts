@@ -1,12 +1,14 @@
 /**
  * The end-to-end test's workspace: a tiny random model that speaks the sandbox's vocabulary, a run
- * config that trains on it in a few seconds, and a damaged run directory the Runs view must show as
- * such (not hide, not crash on).
+ * config that trains on it in a few seconds, the two recorded sandbox runs of the panel tests (so the
+ * dashboard has three runs to overlay, and the stepper a known off-topic compliance), and a damaged run
+ * directory the Runs view must show as such (not hide, not crash on).
  *
  *   npx tsx scripts/e2e/prepare-workspace.ts WORKSPACE
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { FIXTURE_DIR } from '../../test/fixtures/make-recorded-run';
 import { writeTinySandboxModel } from '../../test/helpers/random-checkpoint';
 
 const workspace = path.resolve(process.argv[2] ?? '');
@@ -28,6 +30,7 @@ const config = {
   baselines: [],
 };
 fs.writeFileSync(path.join(workspace, 'tiny.absp.json'), `${JSON.stringify(config, null, 2)}\n`);
+for (const run of fs.readdirSync(FIXTURE_DIR)) fs.cpSync(path.join(FIXTURE_DIR, run), path.join(workspace, 'runs', run), { recursive: true });
 const broken = path.join(workspace, 'runs', 'broken-run');
 fs.mkdirSync(broken, { recursive: true });
 fs.writeFileSync(path.join(broken, 'run.json'), '{"format": "absp-run", "version": 1, "id": ');
