@@ -26,8 +26,11 @@ const webviewEntries = existsSync(webviewDir)
   : {};
 
 const common = { bundle: true, sourcemap: true, logLevel: 'warning', absWorkingDir: root, outdir: 'dist' };
+// Node 21+ has a global `navigator`, and VS Code's extension host reports any read of it as a
+// PendingMigrationError. zod reads it once (typeof navigator, to detect Cloudflare Workers); in a Node
+// bundle it means nothing, so it is compiled away.
 const builds = [
-  { ...common, entryPoints: presentNode, platform: 'node', format: 'cjs', target: 'node20', external: ['vscode', 'onnxruntime-node'] },
+  { ...common, entryPoints: presentNode, platform: 'node', format: 'cjs', target: 'node20', external: ['vscode', 'onnxruntime-node'], define: { navigator: 'undefined' } },
 ];
 if (Object.keys(webviewEntries).length > 0) {
   builds.push({ ...common, entryPoints: webviewEntries, platform: 'browser', format: 'iife', target: 'es2022', minify: true, loader: { '.css': 'text' } });

@@ -4,12 +4,13 @@
  * consistent with the commands the host registers.
  */
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runConfigJsonSchemaText } from '../../extension/host/config-schema';
 import { freeConfigName, starterConfig, starterConfigText } from '../../extension/host/starter-config';
 import { parseRunConfig } from '../../extension/trainer/run-config';
-import { ROOT } from './helpers';
+import { CLI_ENTRY, ROOT, ensureBuilt, tempDir } from './helpers';
 
 const SCHEMA_FILE = path.join(ROOT, 'media', 'absp-config.schema.json');
 
@@ -58,5 +59,21 @@ describe('host: starter config, config schema and manifest', () => {
     assert.deepEqual(Object.keys(pkg.dependencies), ['onnxruntime-node'], 'no runtime dependency besides ONNX Runtime: the rest is bundled');
     const settings = Object.keys(pkg.contributes.configuration.properties).sort();
     assert.deepEqual(settings, ['abspLab.configGlob', 'abspLab.defaultEngine', 'abspLab.nodePath', 'abspLab.pythonPath', 'abspLab.runsFolder']);
+  });
+
+  it('builds Node bundles that never read the global navigator (VS Code reports a read as PendingMigrationError on activation)', () => {
+    ensureBuilt();
+    for (const name of fs.readdirSync(path.join(ROOT, 'dist')).filter((n) => n.endsWith('.js'))) {
+      assert.doesNotMatch(fs.readFileSync(path.join(ROOT, 'dist', name), 'utf8'), /\bnavigator\b/, `dist/${name}`);
+    }
+    // The command line builds its schemas on load, as the extension does: under a navigator that
+    // throws when read (VS Code's extension host), it must still start.
+    const dir = tempDir();
+    const preload = path.join(dir, 'navigator-throws.js');
+    fs.writeFileSync(preload, "Object.defineProperty(globalThis, 'navigator', { configurable: true, get() { throw new Error('PendingMigrationError: navigator is now a global in nodejs'); } });\n");
+    const out = spawnSync(process.execPath, ['--require', preload, CLI_ENTRY, '--help'], { encoding: 'utf8' });
+    fs.rmSync(dir, { recursive: true, force: true });
+    assert.equal(out.status, 0, out.stderr);
+    assert.doesNotMatch(out.stderr, /navigator/);
   });
 });
