@@ -52,10 +52,8 @@ export const RoundMetricsSchema = z.object({ round: z.number().int().min(0), met
 export const RunSummarySchema = z.object({
   run: runKey,
   label: z.string(),
-  /** run.json's id, name and creation time: the panels name a run "name · time" and colour it by id. */
+  /** run.json's id: a run's colour in the panels comes from it. (`label` is "name · start time".) */
   id: z.string().optional(),
-  name: z.string().optional(),
-  created: z.string().nullable().optional(),
   /** Round 0's metrics (before training) and the last complete round's (after), when there are any. */
   before: RoundMetricsSchema.nullable().optional(),
   after: RoundMetricsSchema.nullable().optional(),

@@ -14,6 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { RunReader, listRuns, readRunInfo, type RunFollower, type RunInfo } from '../rundir';
 import { Emitter } from './emitter';
+import { describeProgress, type RunPhase } from './run-progress';
 import type { NodeCommand } from './executables';
 import { describeOutcome, type JobOutcome } from './job-outcome';
 import { LogTail } from './log-tail';
@@ -54,8 +55,10 @@ export interface JobProgress {
   totalSteps: number | null;
   /** 0…1 when known. */
   fraction: number | null;
-  /** One line for the status bar: "round 2/4 · step 13/40". */
+  /** One line for the status bar: "round 2/4 · step 13/40", or what happens before step 1. */
   text: string;
+  /** What the run is doing (run-progress.ts); null for jobs that are not runs. */
+  phase: RunPhase | null;
 }
 
 export type JobState = 'running' | 'stopping' | 'exited';
@@ -70,8 +73,11 @@ export class CliJob {
   private tail: LogTail;
   private timer: NodeJS.Timeout | null = null;
   private runDirs: string[] = [];
-  private follower: { dir: string; follower: RunFollower; totalSteps: number | null } | null = null;
+  private follower: { dir: string; follower: RunFollower; stepsPerRound: number | null; roundsPlanned: number | null; measures: boolean; crossplay: boolean } | null = null;
   private lastStep: { round: number; step: number; asr: number | null } | null = null;
+  private roundsComplete = new Set<number>();
+  private startedRun = false;
+  private resumedRun = false;
   private stopRequests = 0;
   private resolveDone!: (o: JobOutcome) => void;
   private currentState: JobState = 'running';
@@ -97,7 +103,8 @@ export class CliJob {
     this.tail = new LogTail(this.logFile);
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     if (spec.runDir) this.runDirs.push(path.resolve(spec.runDir));
-    this.currentProgress = { runDir: this.runDir, round: null, roundsPlanned: null, step: null, totalSteps: null, fraction: null, text: 'starting…' };
+    const runs = spec.kind === 'run' || spec.kind === 'resume';
+    this.currentProgress = { runDir: this.runDir, round: null, roundsPlanned: null, step: null, totalSteps: null, fraction: null, text: runs ? 'starting absp…' : 'starting…', phase: runs ? 'starting' : null };
   }
 
   get state(): JobState {
@@ -198,34 +205,58 @@ export class CliJob {
       if (this.follower?.dir !== dir) {
         const reader = RunReader.open(dir);
         const config = reader.config();
-        const steps = typeof config?.steps_per_round === 'number' ? config.steps_per_round : null;
-        const rounds = typeof config?.rounds === 'number' ? config.rounds : reader.info.rounds_planned;
-        this.follower = { dir, follower: reader.follow(), totalSteps: steps !== null ? steps * rounds : null };
+        const evaluation = (config?.evaluation ?? {}) as { nash_gap?: unknown; crossplay?: unknown };
+        this.follower = {
+          dir,
+          follower: reader.follow(),
+          stepsPerRound: typeof config?.steps_per_round === 'number' ? config.steps_per_round : null,
+          roundsPlanned: typeof config?.rounds === 'number' ? config.rounds : reader.info.rounds_planned,
+          // The trainer's defaults: both on unless the config turns them off.
+          measures: evaluation.nash_gap !== false,
+          crossplay: evaluation.crossplay !== false,
+        };
         this.lastStep = null;
       }
       const delta = this.follower.follower.poll();
-      if (delta.reset) this.lastStep = null;
+      if (delta.reset) {
+        this.lastStep = null;
+        this.roundsComplete.clear();
+        this.startedRun = false;
+        this.resumedRun = false;
+      }
+      const info = delta.info ?? readInfoOrNull(dir);
       for (const e of delta.events) {
         if (e.type === 'step') this.lastStep = { round: e.round, step: e.step, asr: e.metrics.asr ?? null };
+        if (e.type === 'start') this.startedRun = true;
+        // A resume event of this attempt: the trainer is loading the last complete round's adapters.
+        if (e.type === 'resume' && (!info || e.attempt === info.attempt)) {
+          this.startedRun = true;
+          this.resumedRun = true;
+        }
       }
-      const info = delta.info;
-      if (info || delta.events.length || delta.rounds.length) this.updateProgress(info ?? readInfoOrNull(dir));
+      for (const r of delta.rounds) this.roundsComplete.add(r.round);
+      this.updateProgress();
     } catch {
       // A run directory being created may be briefly unreadable; the next poll tries again.
     }
   }
 
-  private updateProgress(info: RunInfo | null): void {
-    const total = this.follower?.totalSteps ?? null;
-    const step = this.lastStep?.step ?? null;
-    const roundsPlanned = info?.rounds_planned ?? null;
-    const round = this.lastStep?.round ?? (info ? Math.min(info.rounds_completed + 1, info.rounds_planned) : null);
-    const fraction = total && step !== null ? Math.min(1, step / total) : roundsPlanned && info ? info.rounds_completed / roundsPlanned : null;
-    const parts: string[] = [];
-    if (round !== null && roundsPlanned !== null) parts.push(`round ${round}/${roundsPlanned}`);
-    if (step !== null) parts.push(total ? `step ${step}/${total}` : `step ${step}`);
-    if (this.lastStep?.asr !== null && this.lastStep?.asr !== undefined) parts.push(`asr ${this.lastStep.asr.toFixed(2)}`);
-    this.currentProgress = { runDir: this.runDir, round, roundsPlanned, step, totalSteps: total, fraction, text: parts.join(' · ') || 'starting…' };
+  private updateProgress(): void {
+    const f = this.follower;
+    const p = describeProgress({
+      hasRunDir: this.runDir !== null,
+      started: this.startedRun,
+      resumed: this.resumedRun,
+      roundsPlanned: f?.roundsPlanned ?? null,
+      stepsPerRound: f?.stepsPerRound ?? null,
+      measures: f?.measures ?? false,
+      crossplay: f?.crossplay ?? false,
+      roundsComplete: [...this.roundsComplete],
+      lastStep: this.lastStep,
+    });
+    const next = { runDir: this.runDir, round: p.round, roundsPlanned: f?.roundsPlanned ?? null, step: p.step, totalSteps: p.totalSteps, fraction: p.fraction, text: p.text, phase: p.phase };
+    if (JSON.stringify(next) === JSON.stringify(this.currentProgress)) return;
+    this.currentProgress = next;
     this.emitProgress();
   }
 

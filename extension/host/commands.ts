@@ -7,14 +7,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { exportAnnotatedSeeds, readRunInfo, runLayout, type AnnotationLabel } from '../rundir';
-import { ConfigError, loadRunConfig, type RunConfig } from '../trainer/run-config';
+import { ConfigError, defaultRunConfig, loadRunConfig, type RunConfig } from '../trainer/run-config';
 import { LABEL_TITLES } from './annotation-comments';
 import { MissingExecutableError, MissingTorchEnvironmentError, resolveTorchPython } from './executables';
 import { defaultVenvDir, findEnginePythonAsync } from '../engine/torch/python-env';
 import { setupTorchEnv } from '../engine/torch/setup-env';
 import { cliArgs } from './job-manager';
 import type { Lab } from './lab';
-import { freeConfigName, starterConfigText } from './starter-config';
+import { builtinExperimentEntry, freeConfigName, seedsFolder, starterConfigText, type PastRun } from './starter-config';
+import { readRunProgress } from './run-catalog';
+import { stopQuestion, type RunProgress } from './run-progress';
 import type { AnnotationNode, TreeNode } from './tree-nodes';
 
 /** Anything a command may be invoked with: a view node, an explorer/editor Uri, or nothing. */
@@ -143,11 +145,16 @@ class Commands {
         .map((u) => u.fsPath)
         .sort()
         .map((f) => ({ label: `$(file-code) ${path.basename(f)}`, description: root ? path.relative(root, path.dirname(f)) || '.' : path.dirname(f), value: f })),
-      { label: '$(beaker) Built-in sandbox experiment', description: `ABSP on the shipped sandbox model (engine: ${s.defaultEngine})`, value: BUILTIN },
+      { label: '$(beaker) Built-in sandbox experiment', ...builtinExperimentEntry(defaultRunConfig(), s.defaultEngine, this.pastRuns()), value: BUILTIN },
       { label: '$(new-file) New config…', description: 'write a starter config to edit', value: NEW_CONFIG },
     ];
     const picked = await vscode.window.showQuickPick(items, { title: 'ABSP: Start Run', placeHolder: `A run config (${s.configGlob}), the built-in experiment, or a new config` });
     return picked?.value;
+  }
+
+  /** The runs this window lists, for the built-in experiment's "last time here". */
+  private pastRuns(): PastRun[] {
+    return this.lab.catalog.entries().flatMap((e) => (e.info ? [{ name: e.info.name, status: e.status, created: e.info.created, updated: e.info.updated }] : []));
   }
 
   async newConfig(): Promise<void> {
@@ -205,11 +212,28 @@ class Commands {
     void vscode.window.showInformationMessage(`ABSP: the PyTorch engine is ready: torch ${report.torch}, transformers ${report.transformers}, peft ${report.peft}; devices: ${(report.devices ?? []).join(', ')}.`);
   }
 
+  /**
+   * Asks first, saying what is kept and what resume will redo (the steps of the round in progress):
+   * stopping is a decision, never a side effect of dismissing a notification.
+   */
   async stopRun(target?: Target): Promise<void> {
     const dir = await this.runDir(target, 'Stop which run?', (e) => e.status === 'running');
     if (!dir) return;
+    const job = this.lab.jobs.jobFor(dir);
+    const label = this.lab.catalog.get(dir)?.summary.label ?? path.basename(dir);
+    let read: ReturnType<typeof readRunProgress> | null = null;
+    try {
+      read = readRunProgress(dir);
+    } catch {
+      read = null; // unreadable for a moment (a write in progress): the question says less
+    }
+    // The job's own progress is the freshest; a run started elsewhere is read from its directory.
+    const progress: RunProgress = job?.progress.phase ? { ...job.progress, phase: job.progress.phase } : read?.progress ?? { phase: 'training', round: null, step: null, totalSteps: null, fraction: null, text: '' };
+    const question = stopQuestion(label, progress, read?.stepsPerRound ?? null, job?.state === 'stopping');
+    const answer = await vscode.window.showWarningMessage(question.message, { modal: true, detail: question.detail }, question.confirm);
+    if (answer !== question.confirm) return;
     const result = this.lab.jobs.stopRun(dir);
-    const name = path.basename(dir);
+    const name = label;
     const messages: Record<typeof result, string> = {
       stopping: `Stopping ${name} after the current step; it will be marked stopped and can be resumed. Stop again to end it at once.`,
       killed: `Ended ${name} at once; its complete rounds are kept and resume continues from the last one.`,
@@ -308,8 +332,7 @@ class Commands {
       { canPickMany: true, title: 'ABSP: Export Annotated Failures', placeHolder: 'Labels to export (a jailbreak becomes a harmful seed, an over-refusal a benign one)' },
     );
     if (!pickedLabels || pickedLabels.length === 0) return;
-    const root = vscode.workspace.workspaceFolders?.[0]?.uri;
-    const suggested = root ? vscode.Uri.joinPath(root, 'seeds', `${path.basename(dir)}-annotated.jsonl`) : undefined;
+    const suggested = vscode.Uri.file(path.join(seedsFolder(vscode.workspace.workspaceFolders?.[0]?.uri.fsPath, dir), `${path.basename(dir)}-annotated.jsonl`));
     const target2 = await vscode.window.showSaveDialog({ title: 'ABSP: Save the seeds file', defaultUri: suggested, filters: { 'JSON Lines': ['jsonl'] } });
     if (!target2) return;
     const result = exportAnnotatedSeeds(dir, target2.fsPath, pickedLabels.map((p) => p.value));

@@ -1,7 +1,9 @@
 /**
  * How running jobs show in the editor: their output in the "ABSP Lab" output channel, their progress in
- * the status bar and in a progress notification (whose Cancel stops the run after the current step),
- * and a notification when they end, with buttons to open what they produced.
+ * the status bar (click: the run's dashboard; the tooltip offers Stop, which asks first, and the log)
+ * and as a progress line on the Runs view, whose rows say the step — never a notification that stays
+ * on screen for the whole run, or whose button stops it — and a notification when they end, with
+ * buttons to open what they produced.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -46,29 +48,11 @@ export class JobUi implements vscode.Disposable {
 
   private started(job: CliJob): void {
     this.output.appendLine(`${new Date().toISOString()} started ${job.spec.title} (pid ${job.pid ?? '?'}; node ${job.node}; log ${job.logFile})`);
-    this.progressLines.set(job, 'starting…');
+    this.progressLines.set(job, job.progress.text);
     this.render();
-    void vscode.window.withProgress(
-      { location: vscode.ProgressLocation.Notification, title: `ABSP: ${job.spec.title}`, cancellable: job.spec.kind === 'run' || job.spec.kind === 'resume' },
-      (progress, token) =>
-        new Promise<void>((resolve) => {
-          let reported = 0;
-          token.onCancellationRequested(() => {
-            job.stop();
-            this.output.appendLine(`${job.spec.title}: stop requested (the trainer finishes its current step, then marks the run stopped)`);
-          });
-          const sub = job.onProgress((p) => {
-            const fraction = p.fraction ?? 0;
-            const increment = Math.max(0, fraction * 100 - reported);
-            reported += increment;
-            progress.report({ message: p.text, increment: increment || undefined });
-          });
-          void job.done.then(() => {
-            sub.dispose();
-            resolve();
-          });
-        }),
-    );
+    // A busy line on the Runs view while the job lasts: visible where the runs are, and not cancellable
+    // (stopping a run is a decision, made with Stop).
+    void vscode.window.withProgress({ location: { viewId: 'abspLab.runs' } }, () => job.done.then(() => undefined));
   }
 
   private finished(job: CliJob, outcome: JobOutcome): void {
@@ -106,8 +90,18 @@ export class JobUi implements vscode.Disposable {
     const line = this.progressLines.get(job) ?? '';
     const more = active.length > 1 ? ` (+${active.length - 1})` : '';
     this.status.text = `$(sync~spin) ABSP ${job.spec.kind}: ${line}${more}`;
-    this.status.tooltip = new vscode.MarkdownString(active.map((j) => `**${j.spec.title}** — ${this.progressLines.get(j) ?? ''}`).join('\n\n') + '\n\nClick to open the log.');
-    this.status.command = 'abspLab.showLog';
+    const link = (title: string, command: string, dir?: string | null) => `[${title}](command:${command}${dir ? `?${encodeURIComponent(JSON.stringify([{ kind: 'run', dir }]))}` : ''})`;
+    const tooltip = new vscode.MarkdownString(
+      active
+        .map((j) => {
+          const actions = [j.runDir ? link('Open Dashboard', 'abspLab.openDashboard', j.runDir) : null, (j.spec.kind === 'run' || j.spec.kind === 'resume') && j.runDir ? link('Stop…', 'abspLab.stopRun', j.runDir) : null, link('Show Log', 'abspLab.showLog')].filter(Boolean);
+          return `**${j.spec.title}** — ${this.progressLines.get(j) ?? ''}\n\n${actions.join(' · ')}`;
+        })
+        .join('\n\n---\n\n'),
+    );
+    tooltip.isTrusted = { enabledCommands: ['abspLab.openDashboard', 'abspLab.stopRun', 'abspLab.showLog'] };
+    this.status.tooltip = tooltip;
+    this.status.command = job.runDir ? { command: 'abspLab.openDashboard', title: 'Open Dashboard', arguments: [{ kind: 'run', dir: job.runDir }] } : 'abspLab.showLog';
     this.status.show();
   }
 

@@ -15,7 +15,7 @@ import { JobManager } from './job-manager';
 import { JobUi } from './job-ui';
 import type { Focus } from './panel-session';
 import { PanelManager } from './panels';
-import { RunCatalog, type StatusChange } from './run-catalog';
+import { RunCatalog, catalogContext, type ContextKey, type StatusChange } from './run-catalog';
 import { SETTINGS_SECTION, resolveSettings, type HostSettings } from './settings';
 import { AnnotationsTreeProvider, RunsTreeProvider } from './views';
 
@@ -97,19 +97,40 @@ export class Lab implements vscode.Disposable {
         this.runsTree.refresh();
         void this.panels.pushRuns();
         for (const s of change.statusChanges) this.statusChanged(s);
+        this.updateContext();
       }),
-      this.annotations.onDidChange(() => this.annotationsTree.refresh()),
+      this.annotations.onDidChange(() => {
+        this.annotationsTree.refresh();
+        this.updateContext();
+      }),
       this.jobs.onProgress(({ job, progress }) => job.runDir && this.runsTree.setProgress(job.runDir, progress.text)),
-      this.jobs.onStarted(() => this.schedule(0)),
+      this.jobs.onStarted(() => {
+        this.updateContext();
+        this.schedule(0);
+      }),
       this.jobs.onFinished(({ job, outcome }) => {
         if (job.runDir) this.runsTree.setProgress(job.runDir, null);
         if (outcome.runDir) this.announced.add(outcome.runDir);
+        this.updateContext();
         this.schedule(0);
       }),
     );
     const s = this.settings();
     this.log(`ABSP Lab ${context.extension.packageJSON.version}: runs folder ${s.runsFolder}`);
     this.schedule(0);
+  }
+
+  private readonly contextKeys = new Map<ContextKey, boolean>();
+
+  /** Sets the context keys of package.json's `when` clauses (only those that changed). */
+  private updateContext(): void {
+    const running = this.jobs.active.some((j) => j.spec.kind === 'run' || j.spec.kind === 'resume');
+    const keys = catalogContext(this.catalog.entries(), this.annotations.runs().filter((r) => r.annotations.length > 0).length, running);
+    for (const [key, value] of Object.entries(keys) as [ContextKey, boolean][]) {
+      if (this.contextKeys.get(key) === value) continue;
+      this.contextKeys.set(key, value);
+      void vscode.commands.executeCommand('setContext', key, value);
+    }
   }
 
   settings(): HostSettings {

@@ -10,6 +10,8 @@ import * as path from 'node:path';
 import { RunDirError, RunReader, effectiveStatus, listRuns, readRunInfo, roundFolderNumbers, runLayout, savedSlots, type EffectiveStatus, type RunInfo, type RunListing } from '../rundir';
 import type { RunSummary } from '../../webview/protocol';
 import { Emitter } from './emitter';
+import { runLabels } from './run-labels';
+import { describeProgress, type RunProgress } from './run-progress';
 
 export interface CatalogEntry {
   key: string;
@@ -96,6 +98,13 @@ export class RunCatalog {
       if (previous && previous.status !== entry.status) statusChanges.push({ dir, from: previous.status, to: entry.status, info: entry.info });
     }
     if (!changed && order.some((k, i) => this.order[i] !== k)) changed = true;
+    // Labels depend on the other runs (two runs of one config are told apart by their start time).
+    for (const labelled of withRunLabels(order.map((k) => next.get(k)!))) {
+      if (labelled !== next.get(labelled.dir)) {
+        next.set(labelled.dir, labelled);
+        changed = true;
+      }
+    }
     this.current = next;
     this.stamps = nextStamps;
     this.order = order;
@@ -108,6 +117,20 @@ export class RunCatalog {
   dispose(): void {
     this.changeEmitter.dispose();
   }
+}
+
+/**
+ * The entries with their display labels, "name · start time" (run-labels.ts), distinct among them; an
+ * entry whose label is already right is returned as it is. Runs that cannot be opened keep their
+ * folder name.
+ */
+export function withRunLabels(entries: readonly CatalogEntry[]): CatalogEntry[] {
+  const readable = entries.filter((e) => e.info);
+  const labels = runLabels(readable.map((e) => ({ run: e.dir, name: e.info!.name || path.basename(e.dir), created: e.info!.created })));
+  return entries.map((e) => {
+    const label = labels.get(e.dir) ?? path.basename(e.dir);
+    return e.summary.label === label ? e : { ...e, summary: { ...e.summary, label } };
+  });
 }
 
 function listExtra(dir: string): RunListing {
@@ -164,8 +187,6 @@ export function summarise(dir: string, listing?: RunListing): CatalogEntry {
         run: key,
         label,
         id: info.id,
-        name: info.name,
-        created: info.created,
         before: zero ? { round: 0, metrics: zero.metrics } : null,
         after: last ? { round: last.round, metrics: last.metrics } : null,
         mode: info.mode,
@@ -192,4 +213,56 @@ export function adapterSlots(dir: string, reader: RunReader, rounds = reader.rou
       .sort();
   }
   return out;
+}
+
+/**
+ * The context keys that decide where the commands appear (package.json `when` clauses): Stop only
+ * while a run is running, Resume only when one can be resumed, and so on, so that the palette never
+ * offers a command that would answer "no run fits".
+ */
+export const CONTEXT_KEYS = ['abspLab.hasRuns', 'abspLab.hasRunningRun', 'abspLab.hasResumableRun', 'abspLab.hasCompleteRound', 'abspLab.hasAnnotations'] as const;
+export type ContextKey = (typeof CONTEXT_KEYS)[number];
+
+export function catalogContext(entries: readonly CatalogEntry[], annotatedRuns: number, jobRunning: boolean): Record<ContextKey, boolean> {
+  const readable = entries.filter((e) => e.info);
+  return {
+    'abspLab.hasRuns': readable.length > 0,
+    'abspLab.hasRunningRun': jobRunning || readable.some((e) => e.status === 'running'),
+    'abspLab.hasResumableRun': readable.some((e) => e.status !== 'running' && e.status !== 'completed'),
+    'abspLab.hasCompleteRound': readable.some((e) => e.status !== 'running' && (e.info?.rounds_completed ?? 0) > 0),
+    'abspLab.hasAnnotations': annotatedRuns > 0,
+  };
+}
+
+/**
+ * What a run is doing now, read from its directory (for a run this window did not start, and for the
+ * question Stop asks): its last step, its complete rounds, whether this attempt is a resume.
+ */
+export function readRunProgress(dir: string): { progress: RunProgress; stepsPerRound: number | null } {
+  const snap = RunReader.open(dir).load();
+  const config = (snap.config ?? {}) as { steps_per_round?: unknown; rounds?: unknown; evaluation?: { nash_gap?: unknown; crossplay?: unknown } };
+  const stepsPerRound = typeof config.steps_per_round === 'number' ? config.steps_per_round : null;
+  let lastStep: { round: number; step: number; asr: number | null } | null = null;
+  let resumed = false;
+  let started = false;
+  for (const e of snap.events) {
+    if (e.type === 'step') lastStep = { round: e.round, step: e.step, asr: e.metrics.asr ?? null };
+    if (e.type === 'start') started = true;
+    if (e.type === 'resume' && e.attempt === snap.info.attempt) {
+      started = true;
+      resumed = true;
+    }
+  }
+  const progress = describeProgress({
+    hasRunDir: true,
+    started,
+    resumed,
+    roundsPlanned: typeof config.rounds === 'number' ? config.rounds : snap.info.rounds_planned,
+    stepsPerRound,
+    measures: config.evaluation?.nash_gap !== false,
+    crossplay: config.evaluation?.crossplay !== false,
+    roundsComplete: snap.rounds.map((r) => r.round),
+    lastStep,
+  });
+  return { progress, stepsPerRound };
 }

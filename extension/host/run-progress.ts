@@ -50,7 +50,7 @@ export function describeProgress(p: RunProgressInput): RunProgress {
   if (p.roundsPlanned !== null && lastComplete >= p.roundsPlanned) {
     return p.crossplay
       ? { ...base, round: lastComplete, step: p.lastStep?.step ?? null, fraction: 1, phase: 'crossplay', text: 'cross-play: every saved attacker against every saved defender…' }
-      : { ...base, round: lastComplete, step: p.lastStep?.step ?? null, fraction: 1, phase: 'training', text: `${of(lastComplete)} · finishing…` };
+      : { ...base, round: lastComplete, step: p.lastStep?.step ?? null, fraction: 1, phase: 'training', text: p.lastStep ? `${of(lastComplete)} · ${stepText(p.lastStep.step)} · finishing…` : `${of(lastComplete)} · finishing…` };
   }
   // The step of the round in progress; a step of a complete round (before a resume) is history.
   const current = p.lastStep && p.lastStep.round > lastComplete ? p.lastStep : null;

@@ -40,6 +40,7 @@ describe('host: training process (real absp child process)', function () {
     manager.onOutput(({ line }) => lines.push(line));
     const job = manager.start({ kind: 'run', title: 'run tiny', args: cliArgs.run(config, runs), cwd: work, runsFolder: runs });
     job.onProgress((p) => progress.push(p));
+    assert.deepEqual([job.progress.phase, job.progress.text], ['starting', 'starting absp…'], 'says something before the run directory exists');
     assert.ok(job.pid && job.pid !== process.pid, 'the trainer runs in its own process');
     const outcome = await job.done;
 
@@ -56,6 +57,8 @@ describe('host: training process (real absp child process)', function () {
     assert.equal(last.step, 6);
     assert.equal(last.fraction, 1);
     assert.match(last.text, /round 2\/2 · step 6\/6/);
+    assert.ok(progress.every((p) => p.phase !== null), 'a run’s progress always names its phase');
+    assert.ok(progress.filter((p) => p.step !== null).every((p) => /step \d+\/6/.test(p.text)));
     assert.ok(lines.some((l) => l.startsWith('$ absp run')), 'the command line is logged');
     assert.ok(lines.some((l) => /run .*: bipolicy, 2 rounds of 3 steps/.test(l)), `the trainer's own output reaches the log: ${lines.join(' | ')}`);
     assert.ok(fs.readFileSync(job.logFile, 'utf8').includes('Nash gap per round'), 'the log file has the whole output');

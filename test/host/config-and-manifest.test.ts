@@ -8,8 +8,9 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runConfigJsonSchemaText } from '../../extension/host/config-schema';
-import { freeConfigName, starterConfig, starterConfigText } from '../../extension/host/starter-config';
-import { parseRunConfig } from '../../extension/trainer/run-config';
+import { CONTEXT_KEYS, catalogContext } from '../../extension/host/run-catalog';
+import { builtinExperimentEntry, formatDuration, freeConfigName, seedsFolder, starterConfig, starterConfigText } from '../../extension/host/starter-config';
+import { defaultRunConfig, parseRunConfig } from '../../extension/trainer/run-config';
 import { CLI_ENTRY, ROOT, ensureBuilt, tempDir } from './helpers';
 
 const SCHEMA_FILE = path.join(ROOT, 'media', 'absp-config.schema.json');
@@ -75,5 +76,56 @@ describe('host: starter config, config schema and manifest', () => {
     fs.rmSync(dir, { recursive: true, force: true });
     assert.equal(out.status, 0, out.stderr);
     assert.doesNotMatch(out.stderr, /navigator/);
+  });
+
+  it('shows a command only where it applies: its when clauses name context keys the host sets; Save is the primary button of a note being edited', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+    const menus = pkg.contributes.menus as Record<string, { command: string; when?: string; group?: string }[]>;
+    const used = new Set<string>();
+    for (const items of Object.values(menus)) for (const i of items) for (const m of (i.when ?? '').matchAll(/\babspLab\.has\w+/g)) used.add(m[0]);
+    assert.deepEqual([...used].sort(), [...CONTEXT_KEYS].sort(), 'every key the menus use is set by the host, and every key it sets is used');
+    const inPalette = (command: string) => menus.commandPalette.find((i) => i.command === command)?.when;
+    assert.equal(inPalette('abspLab.stopRun'), 'abspLab.hasRunningRun');
+    assert.equal(inPalette('abspLab.resumeRun'), 'abspLab.hasResumableRun');
+    assert.equal(inPalette('abspLab.exportAnnotatedSeeds'), 'abspLab.hasAnnotations');
+    // VS Code makes the first action of comments/comment/context the primary button (and Ctrl+Enter's).
+    const editing = [...menus['comments/comment/context']].sort((a, b) => (a.group ?? '').localeCompare(b.group ?? ''));
+    assert.deepEqual(editing.map((i) => i.command), ['abspLab.annotation.save', 'abspLab.annotation.cancelEdit']);
+  });
+
+  it('sets the context keys from the runs it lists', () => {
+    const entry = (status: string | null, rounds: number, info = true) => ({ key: status ?? 'x', dir: 'x', summary: {} as never, info: info ? ({ rounds_completed: rounds } as never) : null, status: status as never });
+    const none = catalogContext([], 0, false);
+    assert.ok(Object.values(none).every((v) => v === false));
+    const keys = catalogContext([entry('running', 1), entry('completed', 3), entry(null, 0, false)], 1, false);
+    assert.deepEqual(keys, { 'abspLab.hasRuns': true, 'abspLab.hasRunningRun': true, 'abspLab.hasResumableRun': false, 'abspLab.hasCompleteRound': true, 'abspLab.hasAnnotations': true });
+    assert.equal(catalogContext([entry('stopped', 0)], 0, false)['abspLab.hasResumableRun'], true);
+    assert.equal(catalogContext([entry('completed', 2)], 0, true)['abspLab.hasRunningRun'], true, 'a job starting a run counts before its directory exists');
+  });
+
+  it('says what the built-in experiment runs and how long it took here last time', () => {
+    const c = defaultRunConfig();
+    const fresh = builtinExperimentEntry(c, 'ort', []);
+    assert.equal(fresh.description, 'ABSP (bipolicy), then shared-lora at the same budget · sandbox model · engine ort');
+    assert.match(fresh.detail, new RegExp(`^2 runs of ${c.rounds} rounds × ${c.steps_per_round} steps; the Nash gap measured every round, cross-play at the end · minutes on a laptop CPU`));
+    const t = (m: number, s = 0) => new Date(Date.UTC(2026, 11, 1, 10, m, s)).toISOString();
+    const past = [
+      { name: c.name, status: 'completed', created: t(0), updated: t(2, 1) },
+      { name: `${c.name}-shared-lora`, status: 'completed', created: t(2, 2), updated: t(4, 9) },
+      { name: c.name, status: 'stopped', created: t(30), updated: t(31) },
+    ];
+    assert.match(builtinExperimentEntry(c, 'ort', past).detail, /last time here: 4 min 09 s for all 2 runs$/);
+    assert.match(builtinExperimentEntry(c, 'ort', past.slice(0, 1)).detail, /last time here: 2 min 01 s for the bipolicy run alone$/);
+    assert.deepEqual([formatDuration(52_400), formatDuration(249_000), formatDuration(3_780_000)], ['52 s', '4 min 09 s', '1 h 03 min']);
+  });
+
+  it('offers exported seeds a folder that exists', () => {
+    const dir = tempDir();
+    const run = path.join(dir, 'runs', 'r1');
+    assert.equal(seedsFolder(dir, run), dir, 'no seeds/ folder: the workspace');
+    fs.mkdirSync(path.join(dir, 'seeds'));
+    assert.equal(seedsFolder(dir, run), path.join(dir, 'seeds'));
+    assert.equal(seedsFolder(undefined, run), path.join(dir, 'runs'), 'no workspace: beside the run');
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -29,7 +29,9 @@ describe('host: runs catalog and the Runs view nodes', () => {
     const change = catalog.refresh();
     assert.ok(change);
     const rows = catalog.summaries();
-    assert.deepEqual(rows.map((r) => r.label), [BIPOLICY, 'broken', 'copied-from-gpu']);
+    // Readable runs are named "name · start time"; one that cannot be opened keeps its folder name.
+    assert.deepEqual(rows.map((r) => r.label.replace(/\d\d:\d\d$/, 'HH:MM')), ['sandbox-bipolicy · 23 Nov HH:MM', 'broken', 'sandbox-shared-lora · 23 Nov HH:MM']);
+    assert.deepEqual(rows.map((r) => path.basename(r.run)), [BIPOLICY, 'broken', 'copied-from-gpu']);
     assert.equal(rows[0].status, 'completed');
     assert.equal(rows[0].mode, 'bipolicy');
     assert.equal(rows[1].error?.kind, 'corrupt');

@@ -2,13 +2,13 @@
  * The panels' colours and run identities without a browser: the palette of each default VS Code theme
  * (the variables of test/webview/harness/themes.json, as VS Code 1.139 gives them to a webview) is
  * readable and distinct, heatmap scales separate small rates and carry readable text, runs keep their
- * colour and get distinct labels, the runs table sorts and formats.
+ * colour, the runs table sorts and formats.
  */
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { summarise } from '../../extension/host/run-catalog';
 import { contrast, deltaE, isLightKind, minimumContrast, rateScale, readable, signedScale, textOn, type ThemeKind } from '../../webview/lib/palette';
-import { assignColours, formatStart, runLabels } from '../../webview/lib/run-identity';
+import { assignColours } from '../../webview/lib/run-identity';
 import { formatCell, nextSort, runRows, sortRows, trend, RUNS_TABLE_METRICS } from '../../webview/lib/runs-table';
 import { smooth } from '../../webview/lib/series';
 import { chartThemeFrom } from '../../webview/lib/theme';
@@ -58,29 +58,7 @@ describe('panel colours', () => {
   });
 });
 
-describe('run identities', () => {
-  it('names runs "name · start time", precise enough to tell any two apart', () => {
-    const at = (h: number, m: number, s = 0) => new Date(2026, 10, 23, h, m, s).toISOString();
-    const labels = runLabels([
-      { run: 'a', id: 'a', name: 'absp', created: at(22, 50, 1) },
-      { run: 'b', id: 'b', name: 'absp', created: at(23, 20, 7) },
-      { run: 'c', id: 'c', name: 'seed', created: at(9, 5, 1) },
-      { run: 'd', id: 'd', name: 'seed', created: at(9, 5, 30) },
-      { run: 'e', id: 'e', name: 'twin', created: at(9, 5, 30) },
-      { run: 'f', id: 'f', name: 'twin', created: at(9, 5, 30) },
-      { run: 'g', id: 'g', name: 'no-time', created: null },
-    ]);
-    assert.equal(labels.get('a'), 'absp · 23 Nov 22:50');
-    assert.equal(labels.get('b'), 'absp · 23 Nov 23:20');
-    assert.equal(labels.get('c'), 'seed · 23 Nov 09:05:01', 'same minute: seconds added');
-    assert.equal(labels.get('d'), 'seed · 23 Nov 09:05:30');
-    assert.equal(labels.get('e'), 'twin · 23 Nov 09:05:30 #1');
-    assert.equal(labels.get('f'), 'twin · 23 Nov 09:05:30 #2');
-    assert.equal(labels.get('g'), 'no-time');
-    assert.equal(new Set(labels.values()).size, 7);
-    assert.equal(formatStart('not a time'), '');
-  });
-
+describe('run colours', () => {
   it('gives each run a colour from its id that stays when runs are added, and never two runs one colour while there are free ones', () => {
     const runs = ['2026-11-23T22-50-01-a', '2026-11-23T23-20-07-b', '2026-11-24T08-00-00-c'].map((id) => ({ run: `/runs/${id}`, id }));
     const first = assignColours(runs.slice(0, 2), {}, 8);

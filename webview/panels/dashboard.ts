@@ -13,7 +13,7 @@ import { setSelectOptions, singleSelect } from '../lib/elements';
 import { announceReady, connectHost } from '../lib/host';
 import { Notices, emptyState } from '../lib/notices';
 import { rateScale } from '../lib/palette';
-import { assignColours, runLabels } from '../lib/run-identity';
+import { assignColours } from '../lib/run-identity';
 import { applyAppend, describeRunIssues } from '../lib/run-state';
 import { nextSort, runRows } from '../lib/runs-table';
 import { runsTableView } from '../lib/runs-table-view';
@@ -42,7 +42,6 @@ type State = z.infer<typeof StateSchema>;
 const notices = new Notices();
 const runs = new Map<string, RunData>();
 let summaries: RunSummary[] = [];
-let labels = new Map<string, string>();
 let focused: string | null = null;
 let state: State = { runs: [], crossplayRun: null, colours: {}, sort: null, smoothing: 0 };
 
@@ -141,12 +140,11 @@ function handle(msg: HostMessage): void {
   }
 }
 
-/** New runs list: distinct labels, and colours for runs not seen before (seen ones keep theirs). */
+/** New runs list: colours for runs not seen before (seen ones keep theirs). */
 function setSummaries(list: RunSummary[]): void {
   summaries = list;
-  const identities = list.map((s) => ({ run: s.run, id: s.id ?? s.label, name: s.name ?? s.label, created: s.created ?? null }));
-  labels = runLabels(identities);
-  const colours = assignColours(identities.filter((_, i) => !list[i].error), state.colours, currentTheme().palette.length);
+  const identities = list.filter((s) => !s.error).map((s) => ({ run: s.run, id: s.id ?? s.run }));
+  const colours = assignColours(identities, state.colours, currentTheme().palette.length);
   if (JSON.stringify(colours) !== JSON.stringify(state.colours)) {
     state.colours = colours;
     save();
@@ -285,8 +283,9 @@ function colourOf(run: string): string {
   return palette[(state.colours[run] ?? 0) % palette.length];
 }
 
+/** The host's label: "name · start time", distinct among the runs. */
 function labelOf(run: string): string {
-  return labels.get(run) ?? summaries.find((x) => x.run === run)?.label ?? run;
+  return summaries.find((x) => x.run === run)?.label ?? run;
 }
 
 function save(): void {

@@ -13,7 +13,6 @@ import { annotationsView, describeAdapter, exchangeView, groupView, legendView, 
 import { signed } from '../lib/format';
 import { announceReady, connectHost, newRequestId } from '../lib/host';
 import { Notices, emptyState } from '../lib/notices';
-import { runLabels } from '../lib/run-identity';
 import { applyAppend, describeRunIssues } from '../lib/run-state';
 import { statusBadge } from '../lib/status-badge';
 import { FILTERS, FILTER_LABELS, countByFilter, groupKey, groupOf, keepPosition, visibleExchanges, type OutcomeFilter } from '../lib/stepper-model';
@@ -37,7 +36,6 @@ type Replay = { status: 'loading'; requestId: string; adapterRound: number } | {
 const notices = new Notices();
 let state: State = { run: null, round: null, filter: 'all', search: '', exchange: null, replayRound: null };
 let summaries: RunSummary[] = [];
-let labels = new Map<string, string>();
 let runData: RunData | null = null;
 let runError: string | null = null;
 const transcripts = new Map<number, Exchange[]>();
@@ -208,7 +206,6 @@ function handle(msg: HostMessage): void {
 
 function setSummaries(list: RunSummary[]): void {
   summaries = list;
-  labels = runLabels(list.map((s) => ({ run: s.run, id: s.id ?? s.label, name: s.name ?? s.label, created: s.created ?? null })));
 }
 
 function switchRun(run: string, keepPlace = false): void {
@@ -230,7 +227,7 @@ function switchRun(run: string, keepPlace = false): void {
 }
 
 function renderRunSelect(run: string | null): void {
-  setSelectOptions(runSelect, summaries.map((s) => ({ value: s.run, label: s.error ? `${labels.get(s.run) ?? s.label} (cannot open)` : `${labels.get(s.run) ?? s.label} (${s.mode})` })), run ?? '');
+  setSelectOptions(runSelect, summaries.map((s) => ({ value: s.run, label: s.error ? `${s.label} (cannot open)` : `${s.label} (${s.mode})` })), run ?? '');
 }
 
 function transcriptRounds(): number[] {

@@ -9,7 +9,7 @@ import { readPeftAdapter as loadLoraAdapter } from '../../../extension/engine/lo
 import { diffAdapters } from '../../../extension/panel-worker/adapter-diff';
 import type { ReplayOutput } from '../../../extension/panel-worker/protocol';
 import { PanelSession, type PanelWorker as PanelEngine, type RunLookup } from '../../../extension/host/panel-session';
-import { summarise } from '../../../extension/host/run-catalog';
+import { summarise, withRunLabels } from '../../../extension/host/run-catalog';
 import { RunReader, listRuns, roundDirName } from '../../../extension/rundir';
 import { parseWebviewMessage, type HostMessage, type PanelKind, type ReplayResult, type RunSummary, type WebviewMessage } from '../../../webview/protocol';
 
@@ -75,11 +75,11 @@ export class FakeHost {
     return dirs;
   }
 
+  /** The runs as the host's catalog summarises and labels them, keyed by id instead of path. */
   summaries(): RunSummary[] {
-    return [...this.runDirs()].map(([run, dir]) => {
-      const entry = summarise(dir);
-      return { ...entry.summary, run, label: entry.info?.name ?? path.basename(dir) };
-    });
+    const keyed = [...this.runDirs()];
+    const entries = withRunLabels(keyed.map(([, dir]) => summarise(dir)));
+    return entries.map((e, i) => ({ ...e.summary, run: keyed[i][0] }));
   }
 
   reader(run: string): RunReader {
