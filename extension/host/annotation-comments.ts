@@ -40,19 +40,61 @@ interface Rendered {
   exchange: Exchange | null;
 }
 
-/** The content of `absp-exchange:` documents. */
-export class ExchangeDocuments implements vscode.TextDocumentContentProvider {
+/**
+ * `absp-exchange:` documents, as a read-only file system: VS Code restores the editors of a file
+ * system after a window reload (activating the extension for its scheme), where it drops those of a
+ * mere content provider — and left an empty editor group behind.
+ */
+export class ExchangeDocuments implements vscode.FileSystemProvider {
   private readonly cache = new Map<string, Rendered>();
+  private readonly changed = new vscode.EventEmitter<vscode.FileChangeEvent[]>();
+  /** Exchanges never change once written: nothing to announce. */
+  readonly onDidChangeFile = this.changed.event;
 
   uriFor(a: ExchangeAddress): vscode.Uri {
     return vscode.Uri.from(exchangeUriParts(a, path.basename(a.runDir)));
   }
 
-  provideTextDocumentContent(uri: vscode.Uri): string {
+  /** The document's text: the exchange, or why it is not there. */
+  text(uri: vscode.Uri): string {
     const r = this.render(uri);
     if (r.doc) return r.doc.text;
     if (!r.address.runDir) return `This is not an ABSP exchange address: ${uri.toString()}\n`;
     return `Exchange ${r.address.exchange} is not among the valid exchanges of round ${r.address.round} of ${r.address.runDir}.\nThe run may have been moved, or the round replayed by a resume.\n`;
+  }
+
+  watch(): vscode.Disposable {
+    return new vscode.Disposable(() => {});
+  }
+
+  stat(uri: vscode.Uri): vscode.FileStat {
+    if (!parseExchangeQuery(uri.query)) throw vscode.FileSystemError.FileNotFound(uri);
+    return { type: vscode.FileType.File, ctime: 0, mtime: 0, size: Buffer.byteLength(this.text(uri)), permissions: vscode.FilePermission.Readonly };
+  }
+
+  readFile(uri: vscode.Uri): Uint8Array {
+    if (!parseExchangeQuery(uri.query)) throw vscode.FileSystemError.FileNotFound(uri);
+    return Buffer.from(this.text(uri), 'utf8');
+  }
+
+  readDirectory(uri: vscode.Uri): [string, vscode.FileType][] {
+    throw vscode.FileSystemError.FileNotADirectory(uri);
+  }
+
+  createDirectory(uri: vscode.Uri): void {
+    throw vscode.FileSystemError.NoPermissions(uri);
+  }
+
+  writeFile(uri: vscode.Uri): void {
+    throw vscode.FileSystemError.NoPermissions(uri);
+  }
+
+  delete(uri: vscode.Uri): void {
+    throw vscode.FileSystemError.NoPermissions(uri);
+  }
+
+  rename(uri: vscode.Uri): void {
+    throw vscode.FileSystemError.NoPermissions(uri);
   }
 
   get(uri: vscode.Uri): Rendered {

@@ -297,7 +297,7 @@ class Commands {
     const usable = this.lab.catalog.entries().filter((e) => e.info && e.status !== 'running' && (e.info.rounds_completed ?? 0) > 0);
     if (usable.length === 0) throw new Error('cross-play needs a run with at least one complete round that is not running');
     const picked = await vscode.window.showQuickPick(
-      usable.map((e) => ({ label: path.basename(e.dir), description: `${e.info!.mode} · ${e.info!.rounds_completed} rounds · ${e.info!.base_model}`, dir: e.dir, picked: e.dir === first })),
+      usable.map((e) => ({ label: e.summary.label, description: `${e.info!.mode} · ${e.info!.rounds_completed} rounds · ${e.info!.base_model}`, detail: path.basename(e.dir), dir: e.dir, picked: e.dir === first })),
       { canPickMany: true, title: 'ABSP: Run Cross-Play', placeHolder: 'Runs whose attackers and defenders play each other (same base model); the matrix is written to the first' },
     );
     if (!picked || picked.length === 0) return;
@@ -398,7 +398,7 @@ class Commands {
       return undefined;
     }
     const picked = await vscode.window.showQuickPick(
-      entries.map((e) => ({ label: path.basename(e.dir), description: `${e.status} · ${e.info?.rounds_completed}/${e.info?.rounds_planned} rounds · ${e.info?.mode}`, dir: e.dir })),
+      entries.map((e) => ({ label: e.summary.label, description: `${e.status} · ${e.info?.rounds_completed}/${e.info?.rounds_planned} rounds · ${e.info?.mode}`, detail: path.basename(e.dir), dir: e.dir })),
       { title: `ABSP: ${question}` },
     );
     return picked?.dir;

@@ -10,6 +10,11 @@ import { OUTCOME_WORDS, outcomeOf } from '../rundir/outcome';
 import type { AnnotationSpan, Exchange, Utterance } from '../rundir/schema';
 
 export const EXCHANGE_SCHEME = 'absp-exchange';
+/**
+ * The file extension of an exchange's document, so that a document restored after a window reload
+ * (before anything sets its language) opens in the ABSP Exchange language.
+ */
+export const EXCHANGE_EXTENSION = '.absp-exchange';
 
 /** Where a field's text lies in the document (character offsets, end exclusive). */
 export interface FieldRange {
@@ -141,7 +146,7 @@ export function offsetAt(text: string, pos: { line: number; character: number })
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Document addresses: absp-exchange:/<run id>/round-0001/<exchange id>?run=<dir>&round=1&exchange=<id>
+// Document addresses: absp-exchange:/<run id>/round-0001/<exchange id>.absp-exchange?run=<dir>&round=1&exchange=<id>
 
 export interface ExchangeAddress {
   runDir: string;
@@ -152,7 +157,7 @@ export interface ExchangeAddress {
 export function exchangeUriParts(a: ExchangeAddress, runLabel: string): { scheme: string; path: string; query: string } {
   const query = new URLSearchParams({ run: a.runDir, round: String(a.round), exchange: a.exchange }).toString();
   const safe = (s: string) => s.replace(/[/\\?#]/g, '_');
-  return { scheme: EXCHANGE_SCHEME, path: `/${safe(runLabel)}/${roundDirName(a.round)}/${safe(a.exchange)}`, query };
+  return { scheme: EXCHANGE_SCHEME, path: `/${safe(runLabel)}/${roundDirName(a.round)}/${safe(a.exchange)}${EXCHANGE_EXTENSION}`, query };
 }
 
 export function parseExchangeQuery(query: string): ExchangeAddress | null {

@@ -65,7 +65,7 @@ export class Lab implements vscode.Disposable {
       (line) => this.log(line),
     );
     this.runsTree = new RunsTreeProvider(this.catalog);
-    this.annotationsTree = new AnnotationsTreeProvider(this.annotations);
+    this.annotationsTree = new AnnotationsTreeProvider(this.annotations, (dir) => this.catalog.get(dir)?.summary.label);
     this.comments = new AnnotationComments(this.exchanges, this.annotations, (line) => this.log(line));
     this.jobUi = new JobUi(this.jobs, this.output, {
       openDashboard: (dir) => this.showPanel('dashboard', { runs: [dir] }),
@@ -86,7 +86,10 @@ export class Lab implements vscode.Disposable {
       this.annotationsTree,
       this.comments,
       this.jobUi,
-      vscode.workspace.registerTextDocumentContentProvider(EXCHANGE_SCHEME, this.exchanges),
+      vscode.workspace.registerFileSystemProvider(EXCHANGE_SCHEME, this.exchanges, {
+        isCaseSensitive: true,
+        isReadonly: new vscode.MarkdownString('An exchange of a run is read-only: add a comment to annotate it.'),
+      }),
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (e.affectsConfiguration(SETTINGS_SECTION)) {
           this.log(`settings changed: runs folder ${this.settings().runsFolder}`);

@@ -124,7 +124,11 @@ export class AnnotationsTreeProvider implements vscode.TreeDataProvider<Annotati
   private readonly changed = new vscode.EventEmitter<undefined>();
   readonly onDidChangeTreeData = this.changed.event;
 
-  constructor(private readonly index: AnnotationIndex) {}
+  constructor(
+    private readonly index: AnnotationIndex,
+    /** A run's label ("name · start time") as the Runs view shows it. */
+    private readonly labelOf: (dir: string) => string | undefined = () => undefined,
+  ) {}
 
   refresh(): void {
     this.changed.fire(undefined);
@@ -134,8 +138,8 @@ export class AnnotationsTreeProvider implements vscode.TreeDataProvider<Annotati
     if (!node) {
       return this.index
         .runs()
-        .map((r) => ({ kind: 'annotation-run' as const, dir: r.dir, label: path.basename(r.dir), count: r.annotations.length }))
-        .sort((a, b) => b.label.localeCompare(a.label));
+        .map((r) => ({ kind: 'annotation-run' as const, dir: r.dir, label: this.labelOf(r.dir) ?? path.basename(r.dir), count: r.annotations.length }))
+        .sort((a, b) => path.basename(b.dir).localeCompare(path.basename(a.dir)));
     }
     if (node.kind === 'annotation-run') return this.index.of(node.dir).map((annotation) => ({ kind: 'annotation' as const, dir: node.dir, annotation }));
     return [];

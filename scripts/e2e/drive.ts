@@ -50,6 +50,18 @@ async function command(page: Page, title: string): Promise<void> {
   await row.click();
 }
 
+/** Whether the command palette offers a command (its `when` clause holds). */
+async function paletteOffers(page: Page, title: string): Promise<boolean> {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible' });
+  await input.fill(`>${title}`);
+  await page.waitForTimeout(700);
+  const offered = (await page.locator('.quick-input-widget .monaco-list-row .label-name', { hasText: new RegExp(`^${title.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`) }).count()) > 0;
+  await page.keyboard.press('Escape');
+  return offered;
+}
+
 async function pick(page: Page, label: string): Promise<void> {
   const row = page.locator('.quick-input-widget .monaco-list-row', { hasText: label }).first();
   await row.waitFor({ state: 'visible', timeout: 20000 });
@@ -143,6 +155,13 @@ async function main(): Promise<void> {
     assert.match((await broken.textContent()) ?? '', /cannot open: corrupt/);
     await screenshot(page, 'runs-view-before');
 
+    step('the palette offers only what applies: no Stop or Resume while nothing runs or can resume');
+    await until('the recorded runs listed', async () => (await page.locator('.monaco-list-row', { hasText: 'sandbox-bipolicy' }).count()) > 0, 30000);
+    assert.equal(await paletteOffers(page, 'ABSP: Stop Run'), false, 'Stop Run with nothing running');
+    assert.equal(await paletteOffers(page, 'ABSP: Resume Run'), false, 'Resume Run with nothing to resume');
+    assert.equal(await paletteOffers(page, 'ABSP: Export Annotated Failures as Seeds'), true, 'the recorded ABSP run has annotations');
+    assert.equal(await paletteOffers(page, 'ABSP: Open Dashboard'), true);
+
     step('starting a run from the command palette (ABSP: Start Run… → tiny.absp.json)');
     const runsFolder = path.join(workspace, 'runs');
     const recorded = runsIn(runsFolder);
@@ -151,8 +170,12 @@ async function main(): Promise<void> {
     const runId = await until('the run directory', () => runsIn(runsFolder).find((n) => !recorded.includes(n)), 60000);
     const runDir = path.join(runsFolder, runId);
     step(`run directory ${runId}`);
-    const runRow = page.locator('.monaco-list-row', { hasText: runId }).first();
+    // The Runs view names it "tiny · <start time>", not by its timestamped folder.
+    const runRow = page.locator('.monaco-list-row', { hasText: /tiny · \d+ \w{3} \d\d:\d\d/ }).first();
     await runRow.waitFor({ timeout: 30000 });
+    // Progress goes to the status bar, never to a notification that stays up (or whose button stops the run).
+    await until('progress in the status bar', async () => (await page.locator('.statusbar-item', { hasText: 'ABSP run' }).count()) > 0 || JSON.parse(fs.readFileSync(path.join(runsFolder, runId, 'run.json'), 'utf8')).status === 'completed', 30000);
+    assert.equal(await page.locator('.notification-toast', { hasText: 'ABSP: run' }).count(), 0, 'no progress notification');
     await screenshot(page, 'run-started');
     await until('the run to complete', () => JSON.parse(fs.readFileSync(path.join(runDir, 'run.json'), 'utf8')).status === 'completed', 120000);
     await until('the Runs view to show it completed', async () => /completed · 2\/2 rounds/.test((await runRow.textContent()) ?? ''), 30000);
@@ -271,6 +294,11 @@ async function main(): Promise<void> {
     await until('the restored stepper at the same exchange', async () => (await restored.getAttribute('article.exchange', 'data-exchange-id').catch(() => null)) === exchangeId, 60000);
     assert.match((await restored.textContent('#position')) ?? '', /^2 \/ \d+$/);
     await page.locator('.tab', { hasText: 'ABSP Dashboard' }).first().waitFor({ timeout: 30000 });
+    // The annotated exchange's document comes back too, in its language, with its annotation.
+    await page.locator('.tab', { hasText: `${exchangeId}.absp-exchange` }).first().waitFor({ timeout: 30000 });
+    await page.locator('.editor-instance .monaco-editor', { hasText: `Exchange ${exchangeId}` }).first().waitFor({ timeout: 30000 });
+    await page.locator('.review-widget', { hasText: 'Jailbreak · Answer' }).first().waitFor({ timeout: 30000 });
+    assert.equal(await page.locator('.editor-group-container .editor-group-watermark:visible').count(), 0, 'no empty editor group is left behind');
     await screenshot(page, 'restored-after-reload');
 
     step('an off-topic compliance of the recorded ABSP run is named so, not a jailbreak');
@@ -313,6 +341,28 @@ async function main(): Promise<void> {
         await page.locator('.tab', { hasText: 'ABSP Dashboard' }).first().click();
       }
     }
+
+    step('Stop asks first and says what resume will redo; the run stops after its step');
+    const before = runsIn(runsFolder);
+    await command(page, 'ABSP: Start Run');
+    await pick(page, 'long.absp.json');
+    const longId = await until('the long run directory', () => runsIn(runsFolder).find((n) => !before.includes(n)), 60000);
+    const longDir = path.join(runsFolder, longId);
+    await until('the long run to train', () => fs.readFileSync(path.join(longDir, 'events.jsonl'), 'utf8').includes('"type":"step"'), 60000);
+    await until('the status bar progress', async () => /ABSP run: round \d+\/40 · step \d+\/120/.test((await page.locator('.statusbar-item', { hasText: 'ABSP run' }).first().textContent().catch(() => '')) ?? ''), 30000);
+    await screenshot(page, 'status-bar-progress');
+    assert.equal(await paletteOffers(page, 'ABSP: Stop Run'), true, 'Stop Run while a run runs');
+    await command(page, 'ABSP: Stop Run');
+    await pick(page, 'long');
+    const dialog = page.locator('.monaco-dialog-box').first();
+    await dialog.waitFor({ timeout: 20000 });
+    const said = (await dialog.textContent()) ?? '';
+    assert.match(said, /Stop long · \d+ \w{3} \d\d:\d\d\?/);
+    assert.match(said, /finishes its current step.*Round \d+ is not complete: its \d+ steps? so far \(of 3\) (is|are) not kept\. Resume replays round \d+ from its first step/s);
+    await screenshot(page, 'stop-asks');
+    await dialog.locator('.monaco-button', { hasText: 'Stop After This Step' }).first().click();
+    await until('the long run stopped', () => JSON.parse(fs.readFileSync(path.join(longDir, 'run.json'), 'utf8')).status === 'stopped', 60000);
+    await until('Resume offered', () => paletteOffers(page, 'ABSP: Resume Run'), 30000);
 
     step('the run directory holds the run, untouched but for annotations.jsonl');
     const info = JSON.parse(fs.readFileSync(path.join(runDir, 'run.json'), 'utf8'));

@@ -30,6 +30,8 @@ const config = {
   baselines: [],
 };
 fs.writeFileSync(path.join(workspace, 'tiny.absp.json'), `${JSON.stringify(config, null, 2)}\n`);
+// A run long enough to be stopped while it trains (Stop asks first, and says what resume redoes).
+fs.writeFileSync(path.join(workspace, 'long.absp.json'), `${JSON.stringify({ ...config, name: 'long', rounds: 40, steps_per_round: 3 }, null, 2)}\n`);
 for (const run of fs.readdirSync(FIXTURE_DIR)) fs.cpSync(path.join(FIXTURE_DIR, run), path.join(workspace, 'runs', run), { recursive: true });
 const broken = path.join(workspace, 'runs', 'broken-run');
 fs.mkdirSync(broken, { recursive: true });

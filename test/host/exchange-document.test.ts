@@ -105,7 +105,7 @@ describe('host: exchange document', () => {
   it('addresses an exchange by run, round and id, and refuses an address without them', () => {
     const parts = exchangeUriParts({ runDir: '/tmp/runs/a b?c', round: 3, exchange: 'r0003-s000001-00' }, 'a b?c');
     assert.equal(parts.scheme, 'absp-exchange');
-    assert.equal(parts.path, '/a b_c/round-0003/r0003-s000001-00');
+    assert.equal(parts.path, '/a b_c/round-0003/r0003-s000001-00.absp-exchange', 'the extension gives a restored document its language');
     assert.deepEqual(parseExchangeQuery(parts.query), { runDir: '/tmp/runs/a b?c', round: 3, exchange: 'r0003-s000001-00' });
     assert.equal(parseExchangeQuery('run=/x&round=-1&exchange=e'), null);
     assert.equal(parseExchangeQuery('round=1&exchange=e'), null);
