@@ -21,11 +21,11 @@ import {
   RunStatusSchema,
   describeIssues,
 } from '../extension/rundir/schema';
-import { AdapterDiffSchema, ReplayResultSchema } from '../extension/panel-worker/protocol';
+import { AdapterDiffSchema, ReplayJobSchema, ReplayResultSchema } from '../extension/panel-worker/protocol';
 
 // What the panels use of the run's records and of the panel worker's results, so that webview code
 // imports only webview/ and this file.
-export { ModuleDiffSchema, ReplayResultSchema, type ModuleDiff, type ReplayResult } from '../extension/panel-worker/protocol';
+export { MAX_REPLAY_SAMPLES, ModuleDiffSchema, ReplayResultSchema, type ModuleDiff, type ReplayResult, type ReplaySamples } from '../extension/panel-worker/protocol';
 export { type Annotation, type EvalMetric, type Exchange, type JudgeLabels, type Utterance } from '../extension/rundir/schema';
 export { HEADLINE_METRICS, type RoundMetricSpec } from '../extension/rundir/metrics';
 export { OUTCOMES, OUTCOME_WORDS, outcomeOf, outcomeOfLabels, type Outcome, type OutcomeLabels } from '../extension/rundir/outcome';
@@ -174,6 +174,8 @@ export const WebviewMessageSchema = z.discriminatedUnion('type', [
     round: z.number().int().min(0),
     exchange: z.string().min(1),
     adapterRound: z.number().int().min(0),
+    /** Answers to sample (1 when absent); several give a compliance and a harm rate with intervals. */
+    samples: ReplayJobSchema.shape.samples,
   }),
   z.object({ type: z.literal('adapter-diff'), requestId, left: AdapterRefSchema, right: AdapterRefSchema }),
   z.object({ type: z.literal('cancel'), requestId }),

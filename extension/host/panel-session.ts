@@ -255,7 +255,7 @@ export class PanelSession {
     if (!worker) throw new Error('replay needs the engine worker, which is not available in this installation');
     const runDir = this.dirOf(msg.run);
     const started = Date.now();
-    const job = worker.replay({ runDir, round: msg.round, exchange: msg.exchange, adapterRound: msg.adapterRound });
+    const job = worker.replay({ runDir, round: msg.round, exchange: msg.exchange, adapterRound: msg.adapterRound, ...(msg.samples !== undefined ? { samples: msg.samples } : {}) });
     this.pending.set(msg.requestId, job.id);
     try {
       const out = await job.result;

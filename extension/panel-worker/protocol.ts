@@ -6,7 +6,7 @@
  * results on, so this file, like the run directory's schemas, touches no Node API.
  */
 import { z } from 'zod';
-import { JudgeLabelsSchema, UtteranceSchema } from '../rundir/schema';
+import { EvalMetricSchema, JudgeLabelsSchema, UtteranceSchema } from '../rundir/schema';
 
 // ---------------------------------------------------------------------------------------------------
 // Jobs
@@ -20,6 +20,9 @@ export const AdapterDiffJobSchema = z.object({
   baseModel: z.string().nullable(),
 });
 
+/** The most answers one replay samples: enough for a ±12-point interval, bounded in time and memory. */
+export const MAX_REPLAY_SAMPLES = 64;
+
 export const ReplayJobSchema = z.object({
   type: z.literal('replay'),
   runDir: z.string(),
@@ -28,7 +31,10 @@ export const ReplayJobSchema = z.object({
   exchange: z.string(),
   /** The round whose defender answers the recorded attack. */
   adapterRound: z.number().int().min(0),
+  /** How many answers to sample (1 when absent): a rate with an interval answers "would it refuse?". */
+  samples: z.number().int().min(1).max(MAX_REPLAY_SAMPLES).optional(),
 });
+
 
 export const PanelJobSchema = z.discriminatedUnion('type', [AdapterDiffJobSchema, ReplayJobSchema]);
 export type PanelJob = z.infer<typeof PanelJobSchema>;
@@ -79,6 +85,23 @@ export const AdapterDiffSchema = z.object({
 });
 export type AdapterDiff = z.infer<typeof AdapterDiffSchema>;
 
+/** The labels a judge gives one replayed answer. */
+export const ReplayJudgeSchema = JudgeLabelsSchema.pick({ prompt_harmful: true, refusal: true, response_harmful: true, unparsable: true });
+
+/**
+ * A replay of several samples: every answer with its labels, and over the answers the judge could
+ * label, the share that complied (did not refuse) and the share judged harmful, each with its 95%
+ * Wilson interval and n (util/stats.ts).
+ */
+export const ReplaySamplesSchema = z.object({
+  answers: z.array(z.object({ text: z.string(), thought: z.string().nullable(), judge: ReplayJudgeSchema.nullable() })),
+  compliance: EvalMetricSchema,
+  harm: EvalMetricSchema,
+  /** Answers without labels (unparsable, or the judge failed). */
+  unlabelled: z.number().int().min(0),
+});
+export type ReplaySamples = z.infer<typeof ReplaySamplesSchema>;
+
 export const ReplayResultSchema = z.object({
   exchange: z.string(),
   /** The round whose adapters answered. */
@@ -86,8 +109,10 @@ export const ReplayResultSchema = z.object({
   adapters: z.record(z.string(), z.string().nullable()),
   /** The replayed defender's reply to the recorded attack. */
   defender: UtteranceSchema,
-  judge: JudgeLabelsSchema.pick({ prompt_harmful: true, refusal: true, response_harmful: true, unparsable: true }).nullable(),
+  judge: ReplayJudgeSchema.nullable(),
   elapsed_ms: z.number().min(0).optional(),
+  /** With more than one sample: all of them and the rates (the first is `defender` and `judge`). */
+  sampled: ReplaySamplesSchema.optional(),
 });
 export type ReplayResult = z.infer<typeof ReplayResultSchema>;
 

@@ -12,7 +12,8 @@ import { makeJudge } from '../trainer/judges';
 import { rolePrompts } from '../trainer/role-prompts';
 import { splitOutput } from '../trainer/thoughts';
 import { JobError, type JobContext } from './job';
-import type { PanelJobOf, ReplayOutput } from './protocol';
+import { MAX_REPLAY_SAMPLES, type PanelJobOf, type ReplayOutput } from './protocol';
+import { sampleRates } from './replay-rates';
 
 interface OpenEngine {
   model: string;
@@ -100,34 +101,43 @@ export async function replayJob(job: PanelJobOf<'replay'>, ctx: JobContext): Pro
 
   const prompts = rolePrompts(config.world.kind === 'sandbox' ? 'sandbox' : 'general', config.game.hidden_cot);
   const attackerTexts = exchange.turns.map((t) => t.attacker?.text ?? exchange.seed.prompt);
-  const answers: string[] = [];
-  let last = { thought: null as string | null, text: '', raw: '', wellFormed: false };
-  // The recorded attack, turn by turn; later turns see the replayed defender's own earlier answers.
+  const samples = Math.max(1, Math.min(MAX_REPLAY_SAMPLES, job.samples ?? 1));
+  // Each sample plays the recorded attack turn by turn; later turns see that sample's own earlier
+  // answers. All samples of a turn are generated in one batch. Seeds are fixed per exchange, turn and
+  // sample, so a replay is reproducible, and its first sample is the single replay's answer.
+  const answers: string[][] = Array.from({ length: samples }, () => []);
+  let lasts = Array.from({ length: samples }, () => ({ thought: null as string | null, text: '', raw: '', wellFormed: false }));
   for (let t = 0; t < exchange.turns.length; t++) {
     checkCancelled();
-    const ids = engine.encode(engine.chat(prompts.defender(attackerTexts.slice(0, t + 1), answers), true));
-    const [gen] = await engine.generate([{ prompt: ids, policy, seed: stableSeed(`${exchange.id}:${t}`) }], {
+    const requests = answers.map((history, k) => ({
+      prompt: engine.encode(engine.chat(prompts.defender(attackerTexts.slice(0, t + 1), history), true)),
+      policy,
+      seed: stableSeed(k === 0 ? `${exchange.id}:${t}` : `${exchange.id}:${t}:${k}`),
+    }));
+    const gens = await engine.generate(requests, {
       maxNewTokens: config.game.max_new_tokens.defender,
       temperature: config.game.temperature,
       topP: config.game.top_p,
       stopTokens: engine.stopTokens(),
     });
-    const raw = engine.decode(gen.tokens.slice(0, config.game.max_new_tokens.defender));
-    const split = splitOutput(raw, config.game.hidden_cot.defender);
-    last = { thought: split.thought, text: split.answer, raw, wellFormed: split.wellFormed && gen.finish === 'stop' };
-    answers.push(raw);
+    lasts = gens.map((gen) => {
+      const raw = engine.decode(gen.tokens.slice(0, config.game.max_new_tokens.defender));
+      const split = splitOutput(raw, config.game.hidden_cot.defender);
+      return { thought: split.thought, text: split.answer, raw, wellFormed: split.wellFormed && gen.finish === 'stop' };
+    });
+    lasts.forEach((l, k) => answers[k].push(l.raw));
     progress(t + 2, total);
   }
   checkCancelled();
 
-  let judge: ReplayOutput['judge'] = null;
+  let judges: ReplayOutput['judge'][] = lasts.map(() => null);
   let judgeError: string | undefined;
   try {
     const j = makeJudge(config);
     try {
       const lastTurn = exchange.turns[exchange.turns.length - 1];
-      const [v] = await j.judge([
-        {
+      const verdicts = await j.judge(
+        lasts.map((last) => ({
           seed: { id: exchange.seed.intent ?? exchange.id, prompt: exchange.seed.prompt, harmful: exchange.seed.harmful, intent: exchange.seed.intent, source: exchange.seed.source ?? 'replay' },
           attackerRaw: lastTurn.attacker ? lastTurn.attacker.raw : null,
           prompt: lastTurn.attacker ? lastTurn.attacker.text : exchange.seed.prompt,
@@ -135,15 +145,21 @@ export async function replayJob(job: PanelJobOf<'replay'>, ctx: JobContext): Pro
           response: last.text,
           attackerWellFormed: exchange.attacked ? exchange.judge.well_formed?.attacker ?? null : null,
           defenderWellFormed: last.wellFormed,
-        },
-      ]);
-      judge = { prompt_harmful: v.promptHarmful, refusal: v.refusal, response_harmful: v.responseHarmful, unparsable: v.unparsable };
+        })),
+      );
+      judges = verdicts.map((v) => ({ prompt_harmful: v.promptHarmful, refusal: v.refusal, response_harmful: v.responseHarmful, unparsable: v.unparsable }));
     } finally {
       await j.close();
     }
   } catch (e) {
     judgeError = `the run's judge (${config.judge.kind}) could not label the replay: ${(e as Error).message}`;
   }
+  const last = lasts[0];
+  const judge = judges[0];
+  const sampled = samples > 1 ? (() => {
+    const all = lasts.map((l, k) => ({ text: l.text, thought: l.thought, judge: judges[k] }));
+    return { answers: all, ...sampleRates(all) };
+  })() : undefined;
   progress(total, total);
   return {
     exchange: exchange.id,
@@ -153,5 +169,6 @@ export async function replayJob(job: PanelJobOf<'replay'>, ctx: JobContext): Pro
     judge,
     ...(judgeError ? { judgeError } : {}),
     elapsed_ms: Date.now() - started,
+    ...(sampled ? { sampled } : {}),
   };
 }

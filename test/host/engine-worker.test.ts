@@ -12,6 +12,7 @@ import { readConfig } from '../../extension/engine/model/model-config';
 import { JobCancelled as EngineCancelled, PanelWorkerClient as EngineClient } from '../../extension/panel-worker/client';
 import { JobManager, cliArgs } from '../../extension/host/job-manager';
 import { resolveNodeCommand } from '../../extension/host/executables';
+import { wilson } from '../../extension/util/stats';
 import { RunReader } from '../../extension/rundir';
 import { writeRandomCheckpoint } from '../helpers/random-checkpoint';
 import { BIPOLICY, CLI_ENTRY, RECORDED, WORKER_SCRIPT, copyDir, ensureBuilt, fingerprint, tempDir, writeTinyConfig } from './helpers';
@@ -78,6 +79,29 @@ describe('host: engine worker (replay and adapter diff off the host thread)', fu
     const again = await engine.replay({ runDir: tinyRun, round: 1, exchange: x.id, adapterRound: 2 }).result;
     assert.equal(again.defender.raw, result.defender.raw);
     assert.deepEqual(fingerprint(tinyRun), before, 'a replay writes nothing into the run');
+  });
+
+  it('replays N samples: every answer with its labels, and the compliance and harm rates with 95% Wilson intervals', async () => {
+    const x = RunReader.open(tinyRun).transcript(2)[1];
+    const job = { runDir: tinyRun, round: 2, exchange: x.id, adapterRound: 2 };
+    const result = await engine.replay({ ...job, samples: 8 }).result;
+    const sampled = result.sampled!;
+    assert.equal(sampled.answers.length, 8);
+    assert.equal(sampled.answers[0].text, result.defender.text, 'the first sample is the answer shown beside the recorded one');
+    const labelled = sampled.answers.filter((a) => a.judge && !a.judge.unparsable && a.judge.refusal !== null && a.judge.response_harmful !== null);
+    assert.equal(sampled.unlabelled, 8 - labelled.length);
+    const complied = labelled.filter((a) => a.judge!.refusal === false).length;
+    const harmful = labelled.filter((a) => a.judge!.response_harmful === true).length;
+    assert.equal(sampled.compliance.n, labelled.length);
+    assert.equal(sampled.compliance.value, labelled.length ? complied / labelled.length : null);
+    assert.equal(sampled.harm.value, labelled.length ? harmful / labelled.length : null);
+    const ci = wilson(complied, labelled.length);
+    assert.deepEqual(sampled.compliance.ci95, labelled.length ? [ci.low, ci.high] : null);
+    const again = await engine.replay({ ...job, samples: 8 }).result;
+    assert.deepEqual(again.sampled!.answers.map((a) => a.text), sampled.answers.map((a) => a.text), 'reproducible, sample by sample');
+    const single = await engine.replay(job).result;
+    assert.equal(single.sampled, undefined, 'one sample: no rates');
+    assert.equal(single.defender.text, result.defender.text, 'the single replay is the first sample');
   });
 
   it('says which adapter does not fit the base model, for a diff and for a replay', async () => {

@@ -634,6 +634,34 @@ describe('panels in a browser', function () {
       await p.screenshot('stepper-replay-side-by-side');
     });
 
+    it('replays N samples and gives how often the defender complies and harms, with 95% intervals', async () => {
+      const p = await stepperOn(BIPOLICY_ID);
+      await choose(p.page, 'outcome', 'Jailbreaks');
+      await p.page.waitForSelector('article.exchange[data-outcome="jailbreak"]');
+      await choose(p.page, 'replay samples', '16 samples');
+      await p.page.click('vscode-button[data-name="replay"]');
+      await p.page.waitForSelector('[data-part="replay-rates"]');
+      await p.settle();
+      const sent = p.host.received.filter((m) => m.type === 'replay');
+      assert.equal(sent.length === 1 && sent[0].type === 'replay' && sent[0].samples, 16);
+      // The stand-in complies on every fourth sample (4 of 16), harmfully on every eighth (2 of 16).
+      const rate = (hits: number, n: number) => {
+        const ci = wilson(hits, n);
+        return `${hits} of ${n}, ${Math.round((100 * hits) / n)}% [${(100 * ci.low).toFixed(0)}%, ${(100 * ci.high).toFixed(0)}%]`;
+      };
+      assert.equal(await p.page.textContent('[data-rate="compliance"]'), rate(4, 16));
+      assert.equal(await p.page.textContent('[data-rate="harm"]'), rate(2, 16));
+      assert.equal(await p.page.getAttribute('[data-part="replay-rates"]', 'data-samples'), '16');
+      await p.page.click('[data-part="replay-rates"] summary');
+      assert.equal(await p.page.$$eval('.sample-list li', (li) => li.length), 16);
+      assert.equal(await p.page.$$eval('.sample-list [data-outcome="jailbreak"]', (b) => b.length), 2);
+      await p.page.locator('[data-part="replay-rates"]').scrollIntoViewIfNeeded();
+      await p.screenshot('stepper-replay-samples');
+      await p.reload();
+      await p.page.waitForSelector('article.exchange');
+      assert.equal(await p.page.$eval('vscode-single-select[data-name="replay samples"]', (s) => (s as HTMLElement & { value: string }).value), '16', 'the choice is kept');
+    });
+
     it('comes back to the same exchange, filter and search after a reload', async () => {
       const p = await stepperOn(BIPOLICY_ID);
       await choose(p.page, 'outcome', 'Over-refusals');

@@ -18,9 +18,18 @@ export interface SelectOption {
 
 /** A vscode-single-select with its options; `value` is set after the options exist, as it must be. */
 export function singleSelect(name: string, options: readonly SelectOption[], value: string, onChange: (value: string) => void): HTMLElement & { value: string } {
-  const select = h('vscode-single-select', { attrs: { 'aria-label': name }, dataset: { name } }) as HTMLElement & { value: string };
+  const select = h('vscode-single-select', { attrs: { 'aria-label': name }, dataset: { name } }) as HTMLElement & { value: string; position: 'above' | 'below' };
   setSelectOptions(select, options, value);
   select.addEventListener('change', () => onChange(select.value));
+  // Its list opens below it, where a select at the bottom of the panel has no room: open above then.
+  const place = () => {
+    const r = select.getBoundingClientRect();
+    const needed = Math.min(260, select.children.length * 24 + 12);
+    const below = window.innerHeight - r.bottom;
+    select.position = below < needed && r.top > below ? 'above' : 'below';
+  };
+  select.addEventListener('pointerdown', place, { capture: true });
+  select.addEventListener('keydown', place, { capture: true });
   return select;
 }
 

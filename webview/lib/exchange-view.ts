@@ -5,9 +5,9 @@
  * answer. All text goes in as text nodes (attacks are adversarial text); search matches are wrapped
  * in <mark>.
  */
-import { OUTCOMES, OUTCOME_WORDS, outcomeOf, outcomeOfLabels, type Annotation, type Exchange, type JudgeLabels, type Outcome, type OutcomeLabels, type ReplayResult, type Utterance } from '../protocol';
+import { OUTCOMES, OUTCOME_WORDS, outcomeOf, outcomeOfLabels, type Annotation, type Exchange, type JudgeLabels, type Outcome, type OutcomeLabels, type ReplayResult, type ReplaySamples, type Utterance } from '../protocol';
 import { h } from './dom';
-import { num, signed } from './format';
+import { num, pct, signed } from './format';
 import { highlightRanges } from './stepper-model';
 
 export function highlighted(text: string, query: string, className = 'text'): HTMLElement {
@@ -278,6 +278,44 @@ export function replayResultView(result: ReplayResult, recorded: Exchange): HTML
       answerColumn('recorded', `Recorded answer — ${played}`, last.text, recorded.judge, recorded),
       answerColumn('replayed', `Replayed answer — ${replay}`, result.defender.text, result.judge ? { ...result.judge, faithful } : null, recorded),
     ),
-    result.elapsed_ms !== undefined ? h('p', { class: 'muted', text: `Replayed in ${num(result.elapsed_ms / 1000, 2)} s, with the run’s sampling settings and a seed fixed for this exchange.` }) : null,
+    result.sampled ? samplesView(result.sampled, replay, recorded) : null,
+    result.elapsed_ms !== undefined ? h('p', { class: 'muted', text: `Replayed in ${num(result.elapsed_ms / 1000, 2)} s, with the run’s sampling settings and seeds fixed for this exchange.` }) : null,
+  );
+}
+
+/** "28% [15%, 46%] of 32" — a rate with its 95% interval and the answers it is over. */
+export function formatRate(m: ReplaySamples['compliance']): string {
+  if (m.value === null || m.n === undefined || m.n === 0) return 'no labelled answers';
+  const hits = Math.round(m.value * m.n);
+  return `${hits} of ${m.n}, ${pct(m.value)}${m.ci95 ? ` [${pct(m.ci95[0])}, ${pct(m.ci95[1])}]` : ''}`;
+}
+
+/** Several samples of the replayed defender: how often it complies, how often harmfully, each answer. */
+function samplesView(sampled: ReplaySamples, who: string, x: Exchange): HTMLElement {
+  const n = sampled.answers.length;
+  return h(
+    'section',
+    { class: 'replay-rates', dataset: { part: 'replay-rates', samples: String(n), compliance: String(sampled.compliance.value), harm: String(sampled.harm.value) } },
+    h('h4', { text: `${n} samples of the ${who}` }),
+    h(
+      'p',
+      null,
+      'complied: ',
+      h('strong', { dataset: { rate: 'compliance' }, text: formatRate(sampled.compliance) }),
+      ' · harmful: ',
+      h('strong', { dataset: { rate: 'harm' }, text: formatRate(sampled.harm) }),
+      sampled.unlabelled ? ` · ${sampled.unlabelled} without labels` : '',
+    ),
+    h('p', { class: 'muted', text: 'Rates over the answers the judge labelled, with their 95% Wilson interval.' }),
+    h(
+      'details',
+      null,
+      h('summary', { text: `All ${n} answers` }),
+      h(
+        'ol',
+        { class: 'sample-list' },
+        ...sampled.answers.map((a) => h('li', null, a.judge ? outcomeChip(outcomeOfLabels(x.seed, x.attacked, { ...a.judge, faithful: x.judge.faithful })) : h('span', { class: 'badge missing', text: 'not labelled' }), ' ', h('span', { class: 'text', text: a.text }))),
+      ),
+    ),
   );
 }

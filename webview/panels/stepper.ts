@@ -6,7 +6,7 @@
  */
 import '../lib/csp-safe-zod';
 import { z } from 'zod';
-import { outcomeOf, type Annotation, type Exchange, type HostMessage, type ReplayResult, type RunData, type RunSummary } from '../protocol';
+import { MAX_REPLAY_SAMPLES, outcomeOf, type Annotation, type Exchange, type HostMessage, type ReplayResult, type RunData, type RunSummary } from '../protocol';
 import { h, isTypingTarget, replaceChildren, selectTarget } from '../lib/dom';
 import { button, setSelectOptions, singleSelect, type SelectOption } from '../lib/elements';
 import { annotationsView, describeAdapter, exchangeView, groupView, legendView, outcomeChip, replayResultView } from '../lib/exchange-view';
@@ -28,13 +28,17 @@ const StateSchema = z.object({
   search: z.string(),
   exchange: z.string().nullable(),
   replayRound: z.number().int().nullable(),
+  /** Answers a replay samples: one to read beside the recorded answer, more for a rate with an interval. */
+  replaySamples: z.number().int().min(1).max(MAX_REPLAY_SAMPLES).catch(1).default(1),
 });
 type State = z.infer<typeof StateSchema>;
 
-type Replay = { status: 'loading'; requestId: string; adapterRound: number } | { status: 'done'; result: ReplayResult } | { status: 'error'; adapterRound: number; message: string };
+type Replay = { status: 'loading'; requestId: string; adapterRound: number; samples: number } | { status: 'done'; result: ReplayResult } | { status: 'error'; adapterRound: number; message: string };
 
 const notices = new Notices();
-let state: State = { run: null, round: null, filter: 'all', search: '', exchange: null, replayRound: null };
+let state: State = { run: null, round: null, filter: 'all', search: '', exchange: null, replayRound: null, replaySamples: 1 };
+
+const SAMPLE_CHOICES = [1, 8, 16, 32, MAX_REPLAY_SAMPLES];
 let summaries: RunSummary[] = [];
 let runData: RunData | null = null;
 let runError: string | null = null;
@@ -418,6 +422,10 @@ function actionsView(x: Exchange): HTMLElement {
     state.replayRound = Number(v);
     save();
   });
+  const samplesPick = singleSelect('replay samples', SAMPLE_CHOICES.map((n) => ({ value: String(n), label: n === 1 ? '1 sample' : `${n} samples` })), String(state.replaySamples), (v) => {
+    state.replaySamples = Number(v);
+    save();
+  });
   const replayButton = button('Replay', () => requestReplay(x, state.replayRound ?? replayRound), { name: 'replay' });
   replayButton.disabled = replayRound === null || replays.get(replayKey(x))?.status === 'loading';
   const played = describeAdapter(x.adapters.defender) ?? 'the defender';
@@ -429,7 +437,7 @@ function actionsView(x: Exchange): HTMLElement {
       { class: 'toolbar' },
       button('Annotate in editor', () => host.post({ type: 'annotate', run: state.run!, round: x.round, exchange: x.id }), { name: 'annotate' }),
       rounds.length
-        ? h('span', { class: 'field' }, `Replay the attack (played against the ${played}) against the`, roundPick, replayButton)
+        ? h('span', { class: 'field' }, `Replay the attack (played against the ${played}) against the`, roundPick, samplesPick, replayButton)
         : h('span', { class: 'muted', text: 'Replay needs a complete round with a saved defender: none yet.' }),
     ),
     replayView(x),
@@ -444,8 +452,9 @@ function requestReplay(x: Exchange, adapterRound: number | null): void {
   if (adapterRound === null || !state.run) return;
   const requestId = newRequestId('replay');
   replayRequests.set(requestId, replayKey(x));
-  replays.set(replayKey(x), { status: 'loading', requestId, adapterRound });
-  host.post({ type: 'replay', requestId, run: state.run, round: x.round, exchange: x.id, adapterRound });
+  const samples = state.replaySamples;
+  replays.set(replayKey(x), { status: 'loading', requestId, adapterRound, samples });
+  host.post({ type: 'replay', requestId, run: state.run, round: x.round, exchange: x.id, adapterRound, ...(samples > 1 ? { samples } : {}) });
   render();
 }
 
@@ -453,7 +462,7 @@ function replayView(x: Exchange): HTMLElement | null {
   const r = replays.get(replayKey(x));
   if (!r) return null;
   if (r.status === 'loading') {
-    return h('div', { class: 'replay loading', attrs: { role: 'status' }, dataset: { replay: 'loading' } }, h('vscode-progress-ring'), ` Replaying against the defender of round ${r.adapterRound} in the engine…`);
+    return h('div', { class: 'replay loading', attrs: { role: 'status' }, dataset: { replay: 'loading' } }, h('vscode-progress-ring'), ` Replaying ${r.samples > 1 ? `${r.samples} samples ` : ''}against the defender of round ${r.adapterRound} in the engine…`);
   }
   if (r.status === 'error') {
     return h('div', { class: 'replay error notice error', attrs: { role: 'alert' }, dataset: { replay: 'error' } }, h('strong', { text: 'Replay failed: ' }), r.message);

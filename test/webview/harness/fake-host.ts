@@ -7,6 +7,7 @@
 import * as path from 'node:path';
 import { readPeftAdapter as loadLoraAdapter } from '../../../extension/engine/lora/adapter';
 import { diffAdapters } from '../../../extension/panel-worker/adapter-diff';
+import { sampleRates } from '../../../extension/panel-worker/replay-rates';
 import type { ReplayOutput } from '../../../extension/panel-worker/protocol';
 import { PanelSession, type PanelWorker as PanelEngine, type RunLookup } from '../../../extension/host/panel-session';
 import { summarise, withRunLabels } from '../../../extension/host/run-catalog';
@@ -14,7 +15,7 @@ import { RunReader, listRuns, roundDirName } from '../../../extension/rundir';
 import { parseWebviewMessage, type HostMessage, type PanelKind, type ReplayResult, type RunSummary, type WebviewMessage } from '../../../webview/protocol';
 
 export type Send = (message: HostMessage | Record<string, unknown>) => Promise<void>;
-export type ReplayRequest = Pick<Extract<WebviewMessage, { type: 'replay' }>, 'run' | 'round' | 'exchange' | 'adapterRound'>;
+export type ReplayRequest = Pick<Extract<WebviewMessage, { type: 'replay' }>, 'run' | 'round' | 'exchange' | 'adapterRound' | 'samples'>;
 export type ReplayHandler = (request: ReplayRequest, host: FakeHost) => Promise<ReplayResult>;
 
 export interface FakeHostOptions {
@@ -132,7 +133,7 @@ export class FakeHost {
       replay: (input) => {
         const result = (async (): Promise<ReplayOutput> => {
           if (this.options.replayDelayMs) await new Promise((r) => setTimeout(r, this.options.replayDelayMs));
-          const request = { run: keyOf(input.runDir), round: input.round, exchange: input.exchange, adapterRound: input.adapterRound };
+          const request = { run: keyOf(input.runDir), round: input.round, exchange: input.exchange, adapterRound: input.adapterRound, samples: input.samples };
           const answer = await (this.options.replay ?? cannedReplay)(request, this);
           return { elapsed_ms: 0, ...answer } as ReplayOutput;
         })();
@@ -144,17 +145,28 @@ export class FakeHost {
 }
 
 /** A stand-in for the engine: the later defender refuses what the recorded one answered. */
+/**
+ * A stand-in for the engine: the later defender refuses what the recorded one answered. Sampled N
+ * times, every fourth answer complies (every eighth harmfully); the rates are the real function's.
+ */
 const cannedReplay: ReplayHandler = async (msg, host) => {
   const x = host.reader(msg.run).transcript(msg.round).find((e) => e.id === msg.exchange);
   if (!x) throw new Error(`exchange ${msg.exchange} is not in round ${msg.round}`);
-  const refused = x.seed.harmful;
-  const text = refused ? "I can't help with that, however it is framed." : 'Sure — here is a helpful answer.';
+  const answer = (k: number) => {
+    const refused = x.seed.harmful && k % 4 !== 1;
+    const text = refused ? "I can't help with that, however it is framed." : k % 8 === 1 ? 'Sure. Step 1: [elided]' : 'Sure — here is a helpful answer.';
+    return { text, thought: 'Same intent as before, new frame.', judge: { prompt_harmful: x.seed.harmful, refusal: refused, response_harmful: x.seed.harmful && k % 8 === 1, unparsable: false } };
+  };
+  const n = msg.samples ?? 1;
+  const answers = Array.from({ length: n }, (_, k) => answer(k));
+  const first = answers[0];
   return {
     exchange: x.id,
     adapterRound: msg.adapterRound,
     adapters: { attacker: null, defender: `rounds/${roundDirName(msg.adapterRound)}/defender` },
-    defender: { thought: 'Same intent as before, new frame. Refuse.', text, raw: `<think>…</think><answer>${text}</answer>` },
-    judge: { prompt_harmful: x.seed.harmful, refusal: refused, response_harmful: false, unparsable: false },
+    defender: { thought: first.thought, text: first.text, raw: `<think>${first.thought}</think><answer>${first.text}</answer>` },
+    judge: first.judge,
     elapsed_ms: 1234,
+    ...(n > 1 ? { sampled: { answers, ...sampleRates(answers) } } : {}),
   };
 };
