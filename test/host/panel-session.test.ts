@@ -77,8 +77,12 @@ describe('host: panel session (protocol handling with real run directories)', ()
     await h.session.receive({ type: 'ready', panel: 'stepper', protocol: PROTOCOL_VERSION });
     const init = h.last('init');
     assert.equal(init.panel, 'stepper');
-    assert.deepEqual(init.runs.map((r) => r.label).sort(), [BIPOLICY, SHARED]);
+    assert.deepEqual(init.runs.map((r) => path.basename(r.run)).sort(), [BIPOLICY, SHARED]);
+    assert.deepEqual(init.runs.map((r) => r.label.replace(/ · .*/, '')).sort(), ['sandbox-bipolicy', 'sandbox-shared-lora'], 'labelled "name · start time"');
     assert.deepEqual(init.focus, { runs: [bip], round: 2 });
+    // The page is rebuilt (the panel was hidden and shown): its own saved state decides, not the focus again.
+    await h.session.receive({ type: 'ready', panel: 'stepper', protocol: PROTOCOL_VERSION });
+    assert.equal(h.last('init').focus, null, 'the focus is sent once');
     const summary = init.runs.find((r) => r.run === bip)!;
     assert.deepEqual(summary.adapters, { '0': ['attacker', 'defender'], '1': ['attacker', 'defender'], '2': ['attacker', 'defender'], '3': ['attacker', 'defender'] });
 

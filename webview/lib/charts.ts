@@ -168,6 +168,9 @@ const roundBoundaries: Plugin<'line'> = {
     ctx.setLineDash([3, 3]);
     ctx.font = `${Math.max(10, t.fontSize - 3)}px ${t.fontFamily}`;
     ctx.textBaseline = 'top';
+    // Labels that would overlap (runs whose rounds start a step apart) go one line lower.
+    const lineHeight = Math.max(10, t.fontSize - 3) + 2;
+    const lastEndOnLine: number[] = [];
     for (const m of marks) {
       // The boundary sits half a step before the round's first step, between the two rounds' points.
       const px = scales.x.getPixelForValue(m.x - 0.5);
@@ -176,7 +179,11 @@ const roundBoundaries: Plugin<'line'> = {
       ctx.moveTo(px, chartArea.top);
       ctx.lineTo(px, chartArea.bottom);
       ctx.stroke();
-      ctx.fillText(m.label, px + 3, chartArea.top + 2);
+      const width = ctx.measureText(m.label).width;
+      let line = 0;
+      while ((lastEndOnLine[line] ?? -Infinity) > px) line++;
+      lastEndOnLine[line] = px + 3 + width + 4;
+      ctx.fillText(m.label, px + 3, chartArea.top + 2 + line * lineHeight);
     }
     ctx.restore();
   },
