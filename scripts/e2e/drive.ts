@@ -41,24 +41,40 @@ async function until<T>(what: string, probe: () => Promise<T | null | undefined 
 
 /** Runs a command from the command palette by its title, optionally answering its quick pick. */
 async function command(page: Page, title: string): Promise<void> {
-  await page.keyboard.press('F1');
-  const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible' });
+  const input = await openPalette(page);
   await input.fill(`>${title}`);
   const row = page.locator('.quick-input-widget .monaco-list-row', { hasText: title }).first();
   await row.waitFor({ state: 'visible', timeout: 20000 });
   await row.click();
 }
 
+/**
+ * Opens the command palette (F1), trying again if the key went to a closing quick input or a
+ * webview: a webview with the focus keeps the keyboard, so the workbench gets it back first.
+ */
+async function openPalette(page: Page) {
+  const input = page.locator('.quick-input-widget input');
+  for (let attempt = 0; ; attempt++) {
+    await page.locator('.quick-input-widget:visible').waitFor({ state: 'hidden', timeout: 5000 }).catch(() => {});
+    if (attempt > 0) await page.locator('.part.sidebar .composite.title .title-label').first().click();
+    await page.keyboard.press('F1');
+    try {
+      await input.waitFor({ state: 'visible', timeout: 5000 });
+      return input;
+    } catch (e) {
+      if (attempt >= 2) throw e;
+    }
+  }
+}
+
 /** Whether the command palette offers a command (its `when` clause holds). */
 async function paletteOffers(page: Page, title: string): Promise<boolean> {
-  await page.keyboard.press('F1');
-  const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible' });
+  const input = await openPalette(page);
   await input.fill(`>${title}`);
   await page.waitForTimeout(700);
   const offered = (await page.locator('.quick-input-widget .monaco-list-row .label-name', { hasText: new RegExp(`^${title.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`) }).count()) > 0;
   await page.keyboard.press('Escape');
+  await input.waitFor({ state: 'hidden', timeout: 5000 }).catch(() => {});
   return offered;
 }
 
@@ -97,9 +113,7 @@ const THEMES = { dark: 'Dark Modern', light: 'Light Modern', 'high-contrast': 'D
 async function setTheme(page: Page, kind: keyof typeof THEMES): Promise<void> {
   // A webview keeps the keyboard when it has the focus: give it back to the workbench first.
   await page.locator('.part.sidebar .composite.title .title-label').first().click();
-  await page.keyboard.press('F1');
-  const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible' });
+  const input = await openPalette(page);
   await input.fill('>Preferences: Color Theme');
   await page.locator('.quick-input-widget .monaco-list-row', { has: page.locator('.label-name', { hasText: /^Preferences: Color Theme$/ }) }).first().click();
   await input.fill(THEMES[kind]);
@@ -295,7 +309,9 @@ async function main(): Promise<void> {
     assert.match((await restored.textContent('#position')) ?? '', /^2 \/ \d+$/);
     await page.locator('.tab', { hasText: 'ABSP Dashboard' }).first().waitFor({ timeout: 30000 });
     // The annotated exchange's document comes back too, in its language, with its annotation.
-    await page.locator('.tab', { hasText: `${exchangeId}.absp-exchange` }).first().waitFor({ timeout: 30000 });
+    const exchangeTab = page.locator('.tab', { hasText: `${exchangeId}.absp-exchange` }).first();
+    await exchangeTab.waitFor({ timeout: 30000 });
+    await exchangeTab.click(); // another editor of its group (the adapter diff) may be in front of it
     await page.locator('.editor-instance .monaco-editor', { hasText: `Exchange ${exchangeId}` }).first().waitFor({ timeout: 30000 });
     await page.locator('.review-widget', { hasText: 'Jailbreak · Answer' }).first().waitFor({ timeout: 30000 });
     assert.equal(await page.locator('.editor-group-container .editor-group-watermark:visible').count(), 0, 'no empty editor group is left behind');
