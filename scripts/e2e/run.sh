@@ -89,4 +89,9 @@ done
 echo "e2e: code-server on http://127.0.0.1:$PORT"
 
 npx --no-install tsx scripts/e2e/drive.ts "http://127.0.0.1:$PORT" "$WORK/workspace" "$ARTIFACTS"
+# Activation must be clean: VS Code's extension host reports any read of the global navigator (zod
+# did one) as a PendingMigrationError in its log.
+if grep -rq "PendingMigrationError" "$WORK/user/logs" 2>/dev/null; then
+  echo "e2e: the extension host logged a PendingMigrationError:"; grep -rh -A3 "PendingMigrationError" "$WORK/user/logs" | head -n 8; exit 1
+fi
 echo "e2e: passed in $(( $(date +%s) - START )) s (screenshots in test-artifacts/e2e/)"
