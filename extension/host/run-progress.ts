@@ -93,7 +93,7 @@ export function stopQuestion(name: string, p: RunProgress, stepsPerRound: number
       ? 'The round in progress is not saved until it completes; resume replays it from its first step.'
       : round === 0 || p.phase === 'creating' || (p.phase === 'measuring' && p.step === null)
         ? 'Nothing is trained yet: resume starts again from the initial adapters (round 0).'
-        : `Round ${round} is not complete${doneInRound !== null ? `: its ${doneInRound} step${doneInRound === 1 ? '' : 's'} so far${stepsPerRound !== null ? ` (of ${stepsPerRound})` : ''} ${doneInRound === 1 ? 'is' : 'are'} not kept` : ''}. Resume replays round ${round} from its first step, from the adapters round ${round - 1} saved.`;
+        : `Round ${round} is not complete${doneInRound !== null ? `: its ${doneInRound} step${doneInRound === 1 ? '' : 's'} so far${stepsPerRound !== null ? ` (of ${stepsPerRound})` : ''} ${doneInRound === 1 ? 'is' : 'are'} not kept` : p.step === null ? ': it has not finished a step yet' : ''}. Resume replays round ${round} from its first step, from the adapters round ${round - 1} saved.`;
   if (alreadyStopping) {
     return {
       message: `End ${name} now?`,

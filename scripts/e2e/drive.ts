@@ -374,7 +374,7 @@ async function main(): Promise<void> {
     await dialog.waitFor({ timeout: 20000 });
     const said = (await dialog.textContent()) ?? '';
     assert.match(said, /Stop long · \d+ \w{3} \d\d:\d\d\?/);
-    assert.match(said, /finishes its current step.*Round \d+ is not complete: its \d+ steps? so far \(of 3\) (is|are) not kept\. Resume replays round \d+ from its first step/s);
+    assert.match(said, /finishes its current step.*Round \d+ is not complete: (its \d+ steps? so far \(of 3\) (is|are) not kept|it has not finished a step yet)\. Resume replays round \d+ from its first step/s);
     await screenshot(page, 'stop-asks');
     await dialog.locator('.monaco-button', { hasText: 'Stop After This Step' }).first().click();
     await until('the long run stopped', () => JSON.parse(fs.readFileSync(path.join(longDir, 'run.json'), 'utf8')).status === 'stopped', 60000);

@@ -38,6 +38,8 @@ describe('host: run progress', () => {
     assert.equal(q.confirm, 'Stop After This Step');
     assert.match(q.detail, /finishes its current step/);
     assert.match(q.detail, /Round 3 is not complete: its 5 steps so far \(of 8\) are not kept\. Resume replays round 3 from its first step, from the adapters round 2 saved\./);
+    const between = stopQuestion('x', describeProgress({ ...base, roundsComplete: [0, 1], lastStep: { round: 1, step: 8, asr: null } }), 8, false);
+    assert.match(between.detail, /Round 2 is not complete: it has not finished a step yet\. Resume replays round 2 from its first step/);
     const initial = stopQuestion('x', describeProgress(base), 8, false);
     assert.match(initial.detail, /Nothing is trained yet/);
     const again = stopQuestion('x', during, 8, true);
