@@ -185,7 +185,8 @@ async function main(): Promise<void> {
     const runDir = path.join(runsFolder, runId);
     step(`run directory ${runId}`);
     // The Runs view names it "tiny · <start time>", not by its timestamped folder.
-    const runRow = page.locator('.monaco-list-row', { hasText: /tiny · \d+ \w{3} \d\d:\d\d/ }).first();
+    // Visible rows only: a closed quick pick keeps its (hidden) rows in the page.
+    const runRow = page.locator('.monaco-list-row', { hasText: /tiny · \d+ \w{3} \d\d:\d\d/ }).filter({ visible: true }).first();
     await runRow.waitFor({ timeout: 30000 });
     // Progress goes to the status bar, never to a notification that stays up (or whose button stops the run).
     await until('progress in the status bar', async () => (await page.locator('.statusbar-item', { hasText: 'ABSP run' }).count()) > 0 || JSON.parse(fs.readFileSync(path.join(runsFolder, runId, 'run.json'), 'utf8')).status === 'completed', 30000);
@@ -389,6 +390,11 @@ async function main(): Promise<void> {
     step(`passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   } catch (e) {
     await screenshot(page, 'failure').catch(() => {});
+    // What the lists held when it failed (a locator's text is easier to fix from this than from pixels).
+    const rows = await page
+      .$$eval('.monaco-list-row', (els) => els.map((el) => `${(el as HTMLElement).offsetParent ? 'visible' : 'hidden '} ${JSON.stringify(el.textContent)}`))
+      .catch(() => [] as string[]);
+    fs.writeFileSync(path.join(artifacts, 'failure-list-rows.txt'), `${rows.join('\n')}\n`);
     throw e;
   } finally {
     await browser.close();
