@@ -157,7 +157,8 @@ async function main(): Promise<void> {
   page.on('pageerror', (e) => problems.push(e.message));
   try {
     step('opening the workbench');
-    await page.goto(`${url}/?folder=${encodeURIComponent(workspace)}`);
+    // The workbench's first load takes long on a loaded machine (it timed out at Playwright's 30 s at load 16).
+    await page.goto(`${url}/?folder=${encodeURIComponent(workspace)}`, { timeout: 120000 });
     await page.waitForSelector('.monaco-workbench', { timeout: 90000 });
     const activity = page.locator('.activitybar [aria-label="ABSP Lab"]').first();
     await activity.waitFor({ timeout: 60000 });
