@@ -13,6 +13,7 @@ import {
   CrossplaySchema,
   EvalResultSchema,
   ExchangeSchema,
+  MedianIntervalSchema,
   ModeSchema,
   NashGapRecordSchema,
   RoundInfoSchema,
@@ -67,6 +68,50 @@ export const RunSummarySchema = z.object({
 });
 export type RunSummary = z.infer<typeof RunSummarySchema>;
 
+/**
+ * The round metrics a sweep's curves are sent for (the dashboard's per-round charts): per mode and
+ * round, the median over the seeds that reached the round with its 95% interval.
+ */
+export const SWEEP_CURVE_METRICS = ['nash_gap'] as const;
+
+/** A median over seeds with its 95% interval (null where no seed measured it); `n` seeds behind it. */
+export const SweepCurvePointSchema = MedianIntervalSchema.extend({ round: z.number().int().min(0) });
+
+/** One method (mode) of a sweep: its statistics over the seeds whose run of it completed. */
+export const SweepModeSummarySchema = z.object({
+  mode: ModeSchema,
+  /** Seeds whose run of this mode completed: the medians and intervals are over these. */
+  seeds: z.array(z.number().int().min(0)),
+  /** Runs of this mode the sweep plans, and how many have started. */
+  planned: z.number().int().min(0),
+  started: z.number().int().min(0),
+  /** Median and 95% interval over seeds of each headline metric before training (round 0) and after (the last round). */
+  before: z.record(z.string(), MedianIntervalSchema),
+  after: z.record(z.string(), MedianIntervalSchema),
+  /** Per metric (SWEEP_CURVE_METRICS), per round: the median and interval over the seeds that reached it. */
+  curves: z.record(z.string(), z.array(SweepCurvePointSchema)),
+});
+export type SweepModeSummary = z.infer<typeof SweepModeSummarySchema>;
+
+/** A sweep of seeds (sweep.json and its runs), summarised by the host: a row per method in the runs table. */
+export const SweepOverviewSchema = z.object({
+  /** The sweep's key: its folder, as runs are keyed by theirs. */
+  sweep: runKey,
+  /** "name · start time", distinct among the sweeps. */
+  label: z.string(),
+  /** sweep.json's id: the colours of its rows come from it. */
+  id: z.string(),
+  /** sweep.json's name and creation time (the label is made from them). */
+  name: z.string(),
+  created: z.string().nullable(),
+  status: EffectiveStatusSchema.nullable(),
+  seeds: z.array(z.number().int().min(0)),
+  /** The method first, then its baselines. */
+  modes: z.array(SweepModeSummarySchema),
+  error: z.object({ kind: RunErrorKindSchema, message: z.string() }).nullable(),
+});
+export type SweepOverview = z.infer<typeof SweepOverviewSchema>;
+
 export const RunIssueSchema = z.object({ file: z.string(), line: z.number().int().optional(), problem: z.string() });
 
 /** Everything the dashboard needs about one run (transcripts travel separately, a round at a time). */
@@ -111,11 +156,13 @@ export const HostMessageSchema = z.discriminatedUnion('type', [
     protocol: z.number().int(),
     panel: PanelKindSchema,
     runs: z.array(RunSummarySchema),
+    /** The sweeps of seeds there are (each a row per method in the dashboard's runs table). */
+    sweeps: z.array(SweepOverviewSchema).default([]),
     /** Runs the host wants shown (e.g. the one the user clicked); the panel's saved state wins otherwise. */
     focus: z.object({ runs: z.array(runKey), round: z.number().int().optional(), exchange: z.string().optional() }).nullable(),
   }),
-  /** The runs list changed (a run started, finished, or was removed). */
-  z.object({ type: z.literal('runs'), runs: z.array(RunSummarySchema) }),
+  /** The runs list changed (a run started, finished, or was removed), or a sweep did. */
+  z.object({ type: z.literal('runs'), runs: z.array(RunSummarySchema), sweeps: z.array(SweepOverviewSchema).default([]) }),
   /** A run's whole state: replaces whatever the panel held for it. */
   z.object({ type: z.literal('run-data'), data: RunDataSchema }),
   /** New records of a live run, to append. */

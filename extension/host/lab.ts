@@ -54,7 +54,7 @@ export class Lab implements vscode.Disposable {
     this.panels = new PanelManager(
       context.extensionUri,
       {
-        runs: { summaries: () => this.catalog.summaries(), dirOf: (key) => this.catalog.get(key)?.dir },
+        runs: { summaries: () => this.catalog.summaries(), sweeps: () => this.catalog.sweeps(), dirOf: (key) => this.catalog.get(key)?.dir },
         engine: this.panelWorker,
         annotate: async (runDir, round, exchange) => {
           await this.comments.open({ runDir, round, exchange });

@@ -15,6 +15,7 @@ import {
   type PanelKind,
   type RunData,
   type RunSummary,
+  type SweepOverview,
   type WebviewMessage,
 } from '../../webview/protocol';
 import { JobCancelled, type Submitted } from '../panel-worker/client';
@@ -24,6 +25,8 @@ export type Focus = { runs: string[]; round?: number; exchange?: string } | null
 
 export interface RunLookup {
   summaries(): RunSummary[];
+  /** The sweeps of seeds (the dashboard's sweep rows and bands). */
+  sweeps(): SweepOverview[];
   /** The directory of a run key, or undefined when the host knows no such run. */
   dirOf(key: string): string | undefined;
 }
@@ -110,7 +113,7 @@ export class PanelSession {
 
   /** The runs list changed. */
   async pushRuns(): Promise<void> {
-    if (this.ready) await this.post({ type: 'runs', runs: this.services.runs.summaries() });
+    if (this.ready) await this.post({ type: 'runs', runs: this.services.runs.summaries(), sweeps: this.services.runs.sweeps() });
   }
 
   /** Polls every watched run once and sends what was appended. */
@@ -176,7 +179,7 @@ export class PanelSession {
     const known = new Set(this.services.runs.summaries().map((s) => s.run));
     const focus = this.focus ? { ...this.focus, runs: this.focus.runs.filter((r) => known.has(r)) } : null;
     this.focus = null;
-    await this.post({ type: 'init', protocol: PROTOCOL_VERSION, panel, runs: this.services.runs.summaries(), focus: focus && focus.runs.length ? focus : null });
+    await this.post({ type: 'init', protocol: PROTOCOL_VERSION, panel, runs: this.services.runs.summaries(), sweeps: this.services.runs.sweeps(), focus: focus && focus.runs.length ? focus : null });
   }
 
   private async handle(msg: WebviewMessage): Promise<void> {

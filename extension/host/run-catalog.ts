@@ -8,10 +8,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RunDirError, RunReader, effectiveStatus, listRuns, readRunInfo, roundFolderNumbers, runLayout, savedSlots, type EffectiveStatus, type RunInfo, type RunListing } from '../rundir';
-import type { RunSummary } from '../../webview/protocol';
+import type { RunSummary, SweepOverview } from '../../webview/protocol';
 import { Emitter } from './emitter';
 import { runLabels } from './run-labels';
 import { describeProgress, type RunProgress } from './run-progress';
+import { labelSweeps, listSweepDirs, summariseSweep, sweepStamp } from './sweep-overview';
 
 export interface CatalogEntry {
   key: string;
@@ -43,6 +44,8 @@ export class RunCatalog {
   private current = new Map<string, CatalogEntry>();
   private stamps = new Map<string, string>();
   private order: string[] = [];
+  private sweepList: SweepOverview[] = [];
+  private sweepStamps = new Map<string, { stamp: string; overview: SweepOverview }>();
   private readonly changeEmitter = new Emitter<CatalogChange>();
   readonly onDidChange = this.changeEmitter.event;
 
@@ -54,6 +57,11 @@ export class RunCatalog {
 
   summaries(): RunSummary[] {
     return this.entries().map((e) => e.summary);
+  }
+
+  /** The sweeps of seeds in the runs folder, newest first, with distinct labels. */
+  sweeps(): SweepOverview[] {
+    return this.sweepList;
   }
 
   get(key: string): CatalogEntry | undefined {
@@ -108,6 +116,7 @@ export class RunCatalog {
     this.current = next;
     this.stamps = nextStamps;
     this.order = order;
+    if (this.refreshSweeps(runsFolder)) changed = true;
     if (!changed) return null;
     const change = { entries: this.entries(), statusChanges };
     this.changeEmitter.fire(change);
@@ -116,6 +125,26 @@ export class RunCatalog {
 
   dispose(): void {
     this.changeEmitter.dispose();
+  }
+
+  /** Reads the sweeps again (only those whose files changed); true when the list differs. */
+  private refreshSweeps(runsFolder: string): boolean {
+    const next = new Map<string, { stamp: string; overview: SweepOverview }>();
+    let changed = false;
+    for (const dir of listSweepDirs(runsFolder)) {
+      const stamp = sweepStamp(dir);
+      const previous = this.sweepStamps.get(dir);
+      if (previous && previous.stamp === stamp) next.set(dir, previous);
+      else {
+        next.set(dir, { stamp, overview: summariseSweep(dir) });
+        changed = true;
+      }
+    }
+    if (next.size !== this.sweepStamps.size || [...next.keys()].some((k, i) => [...this.sweepStamps.keys()][i] !== k)) changed = true;
+    this.sweepStamps = next;
+    if (!changed) return false;
+    this.sweepList = labelSweeps([...next.values()].map((v) => v.overview));
+    return true;
   }
 }
 

@@ -21,10 +21,11 @@ export function isPidAlive(pid: number): boolean {
 }
 
 /**
- * `interrupted` for a run that says it is running but whose process is gone. A run recorded on another
- * machine (run.json's host differs) cannot be checked from here and keeps its recorded status.
+ * `interrupted` for a run (or a sweep: sweep.json records the same three fields) that says it is
+ * running but whose process is gone. A run recorded on another machine (its host differs) cannot be
+ * checked from here and keeps its recorded status.
  */
-export function effectiveStatus(info: RunInfo, probe: LivenessProbe = {}): EffectiveStatus {
+export function effectiveStatus(info: Pick<RunInfo, 'status' | 'pid' | 'host'>, probe: LivenessProbe = {}): EffectiveStatus {
   if (info.status !== 'running') return info.status;
   const here = probe.hostname ?? os.hostname();
   if (info.host !== undefined && info.host !== here) return 'running';

@@ -51,7 +51,7 @@ class Harness {
 }
 
 function catalogLookup(catalog: RunCatalog): RunLookup {
-  return { summaries: () => catalog.summaries(), dirOf: (key) => catalog.get(key)?.dir };
+  return { summaries: () => catalog.summaries(), sweeps: () => catalog.sweeps(), dirOf: (key) => catalog.get(key)?.dir };
 }
 
 describe('host: panel session (protocol handling with real run directories)', () => {

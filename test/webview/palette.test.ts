@@ -9,8 +9,9 @@ import * as path from 'node:path';
 import { summarise } from '../../extension/host/run-catalog';
 import { contrast, deltaE, isLightKind, minimumContrast, rateScale, readable, signedScale, textOn, type ThemeKind } from '../../webview/lib/palette';
 import { assignColours } from '../../webview/lib/run-identity';
-import { formatCell, nextSort, runRows, sortRows, trend, RUNS_TABLE_METRICS } from '../../webview/lib/runs-table';
-import { smooth } from '../../webview/lib/series';
+import { formatCell, nextSort, runRows, sortRows, sweepRowKey, sweepRows, trend, RUNS_TABLE_METRICS } from '../../webview/lib/runs-table';
+import { DASHBOARD_CHARTS, smooth, sweepSeriesFor } from '../../webview/lib/series';
+import type { SweepOverview } from '../../webview/protocol';
 import { chartThemeFrom } from '../../webview/lib/theme';
 import { BIPOLICY_ID, FIXTURE_DIR, SHARED_ID } from '../fixtures/make-recorded-run';
 import { THEMES, type ThemeName } from './harness/themes';
@@ -98,6 +99,51 @@ describe('runs table', () => {
     assert.deepEqual(sortRows(all, nextSort(byGap, 'nash_gap')).map((r) => r.label), [SHARED_ID, BIPOLICY_ID, 'broken']);
     assert.deepEqual(nextSort(null, 'capability'), { key: 'capability', dir: 'desc' }, 'higher is better');
     assert.deepEqual(sortRows(all, { key: 'label', dir: 'asc' }).map((r) => r.label), [BIPOLICY_ID, SHARED_ID, 'broken']);
+  });
+
+  it('has a row per method of a sweep: the median over seeds, before → after, with the 95% interval of the after value', () => {
+    const mi = (median: number | null, low: number | null, high: number | null, n = 5) => ({ median, low, high, n });
+    const sweep: SweepOverview = {
+      sweep: '/runs/s',
+      label: 'sweep · 25 Nov 09:00',
+      id: 's',
+      name: 'sweep',
+      created: null,
+      status: 'running',
+      seeds: [1, 2, 3, 4, 5, 6],
+      modes: [
+        {
+          mode: 'bipolicy',
+          seeds: [1, 2, 3, 4, 5],
+          planned: 6,
+          started: 6,
+          before: { nash_gap: mi(0.78, 0.7, 0.8), over_refusal: mi(0.1, 0.05, 0.2) },
+          after: { nash_gap: mi(0.2, 0.12, 0.3), over_refusal: mi(null, null, null, 0) },
+          curves: { nash_gap: [{ round: 0, ...mi(0.78, 0.7, 0.8) }, { round: 1, ...mi(0.5, null, null, 1) }] },
+        },
+      ],
+      error: null,
+    };
+    const [row] = sweepRows([sweep]);
+    assert.equal(row.key, sweepRowKey('/runs/s', 'bipolicy'));
+    assert.equal(row.kind, 'sweep');
+    assert.deepEqual(row.sweep, { key: '/runs/s', mode: 'bipolicy', seeds: 5, planned: 6, started: 6 });
+    assert.equal(formatCell('nash_gap', row.cells.nash_gap), '0.78 → 0.2 [0.12, 0.3]');
+    assert.equal(trend(RUNS_TABLE_METRICS.find((m) => m.key === 'nash_gap')!, row.cells.nash_gap), 'better');
+    assert.equal(formatCell('over_refusal', row.cells.over_refusal), '10.0% → —', 'no seed measured it after');
+    assert.equal(row.cells.capability.after, null);
+    // Sorted among runs by its median; a sweep that cannot be read is one row with the reason.
+    const broken = sweepRows([{ ...sweep, sweep: '/runs/b', modes: [], error: { kind: 'corrupt', message: 'sweep.json is corrupt' } }]);
+    assert.equal(broken.length, 1);
+    assert.equal(broken[0].error?.message, 'sweep.json is corrupt');
+    assert.deepEqual(sortRows([...rows, row], nextSort(null, 'nash_gap')).map((r) => r.key)[0], row.key);
+    // Its Nash-gap curve: the median line with the band, a gap where the interval is unknown; none per step.
+    const nash = DASHBOARD_CHARTS.find((c) => c.id === 'nash-gap')!;
+    const [series] = sweepSeriesFor(nash, [{ key: row.key, label: sweep.label, summary: sweep.modes[0] }]);
+    assert.deepEqual(series.points, [{ x: 0, y: 0.78 }, { x: 1, y: 0.5 }]);
+    assert.deepEqual(series.band!.low.map((p) => p.y), [0.7, Number.NaN]);
+    assert.equal(series.label, 'sweep · 25 Nov 09:00 · bipolicy, median of 5 seeds');
+    assert.deepEqual(sweepSeriesFor(DASHBOARD_CHARTS.find((c) => c.id === 'rewards')!, [{ key: row.key, label: sweep.label, summary: sweep.modes[0] }]), []);
   });
 
   it('smooths per-step curves like TensorBoard: debiased, weight 0 leaves them alone', () => {

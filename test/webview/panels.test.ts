@@ -10,7 +10,10 @@ import type { Browser, Page } from 'playwright-core';
 import { readPeftAdapter as loadLoraAdapter } from '../../extension/engine/lora/adapter';
 import { diffAdapters } from '../../extension/panel-worker/adapter-diff';
 import { RunReader, RunWriter, outcomeOf } from '../../extension/rundir';
-import { signed } from '../../webview/lib/format';
+import { num, signed } from '../../webview/lib/format';
+import { sweepRowKey } from '../../webview/lib/runs-table';
+import { SweepReader } from '../../extension/rundir/sweep';
+import { SWEEP_SHIFT, makeRecordedSweep } from '../helpers/recorded-sweep';
 import { wilson } from '../../extension/util/stats';
 import { contrast } from '../../webview/lib/palette';
 import { THEMES } from './harness/themes';
@@ -281,6 +284,83 @@ describe('panels in a browser', function () {
       await p.reload();
       await p.page.waitForSelector('th[data-sort="nash_gap"][aria-sort="descending"]');
       await p.screenshot('dashboard-runs-table');
+    });
+
+    it('shows a sweep of seeds: a row per method with the median and 95% interval of each final metric, and its Nash gap as a median line with a band', async () => {
+      const runsFolder = path.join(tmp, 'runs');
+      copyRun(BIPOLICY_ID, runsFolder);
+      const { dir } = makeRecordedSweep(runsFolder);
+      const summary = SweepReader.open(dir).summary();
+      const p = await panel('dashboard', { runsFolder });
+      const row = (mode: string) => `tr.run-row[data-run="${sweepRowKey(dir, mode)}"]`;
+      await p.page.waitForSelector(row('shared-lora'));
+      // One row per method, the seeds behind it; the ordinary run keeps its own row.
+      assert.deepEqual(await p.page.$$eval('tr.run-row', (rows) => rows.map((r) => (r as HTMLElement).dataset.kind)), ['sweep', 'sweep', 'run']);
+      assert.match((await p.page.textContent(`${row('bipolicy')} td.run-label`)) ?? '', /^sandbox-sweep · 25 Nov \d\d:\d\d/);
+      assert.equal(await p.page.textContent(`${row('bipolicy')} td.rounds`), '3 / 3 seeds');
+      // Seeds shift the recorded run's metrics by −0.06, 0, +0.06: the median is the recorded value, the
+      // interval (from the reader's bootstrap) lies within the spread of the seeds.
+      const after = summary.modes.find((m) => m.mode === 'bipolicy')!.after.nash_gap;
+      assert.equal(after.median, 0.21);
+      assert.ok(after.low! >= 0.21 - SWEEP_SHIFT - 1e-9 && after.high! <= 0.21 + SWEEP_SHIFT + 1e-9 && after.low! < after.high!, JSON.stringify(after));
+      const cell = (mode: string, metric: string) => p.page.textContent(`${row(mode)} td[data-metric="${metric}"]`);
+      assert.equal(await cell('bipolicy', 'nash_gap'), `0.78 → 0.21 [${num(after.low)}, ${num(after.high)}]`);
+      const sharedAsr = summary.modes.find((m) => m.mode === 'shared-lora')!.after['asr/best_response'];
+      const asrText = (await cell('shared-lora', 'asr/best_response')) ?? '';
+      assert.ok(asrText.endsWith(`→ ${(100 * sharedAsr.median!).toFixed(1)}% [${(100 * sharedAsr.low!).toFixed(1)}%, ${(100 * sharedAsr.high!).toFixed(1)}%]`), asrText);
+      assert.match((await p.page.getAttribute(`${row('bipolicy')} td[data-metric="nash_gap"]`, 'title')) ?? '', /median over 3 seeds/);
+      // A new panel overlays the newest sweep: per method, the median line with its band, a point per round.
+      const recorded = RunReader.open(bipolicyDir).rounds().map((r) => [r.round, r.metrics.nash_gap]);
+      type Banded = { label: string; points: number; band?: [number, number, number][] };
+      const withBands = (await waitForSeries(p.page, 'nash-gap', (s) => s.filter((x) => (x as Banded).band).length === 2)) as Banded[];
+      const bip = withBands.find((x) => /bipolicy, median of 3 seeds/.test(x.label))!;
+      assert.ok(bip?.band, JSON.stringify(withBands));
+      assert.deepEqual(bip.band!.map(([round]) => round), recorded.map(([round]) => round));
+      for (const [i, [round, low, high]] of bip.band!.entries()) {
+        const median = recorded[i][1] as number;
+        assert.ok(low <= median + 1e-9 && median <= high + 1e-9 && high - low <= 2 * SWEEP_SHIFT + 1e-9, `round ${round}: ${low} ${median} ${high}`);
+      }
+      assert.ok(withBands.some((x) => /shared-lora, median of 3 seeds/.test(x.label)));
+      // The band is drawn: the chart loses filled pixels when the sweep's rows are unchecked.
+      const translucent = () =>
+        p.page.$eval('figure[data-chart="nash-gap"] canvas', (c) => {
+          const canvas = c as HTMLCanvasElement;
+          const data = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+          let n = 0;
+          for (let i = 3; i < data.length; i += 4) if (data[i] > 0 && data[i] < 128) n++;
+          return n;
+        });
+      const withBand = await translucent();
+      await p.screenshot('dashboard-sweep');
+      await p.page.click(`${row('bipolicy')} td.run-label`);
+      await p.page.click(`${row('shared-lora')} td.run-label`);
+      await waitForSeries(p.page, 'nash-gap', (s) => s.every((x) => !(x as Banded).band));
+      const without = await translucent();
+      assert.ok(withBand > without + 2000, `band pixels: ${withBand} with the sweep, ${without} without`);
+      // The choice of rows is the panel's state: a reload keeps one method checked.
+      await p.page.click(`${row('shared-lora')} td.run-label`);
+      await waitForSeries(p.page, 'nash-gap', (s) => s.filter((x) => (x as Banded).band).length === 1);
+      await p.reload();
+      const again = (await waitForSeries(p.page, 'nash-gap', (s) => s.some((x) => (x as Banded).band))) as Banded[];
+      assert.deepEqual(again.filter((x) => x.band).map((x) => x.label.replace(/^.* · /, '')), ['shared-lora, median of 3 seeds']);
+      assert.deepEqual((await checkedRuns(p.page)).filter((k) => k.includes('#')), [sweepRowKey(dir, 'shared-lora')]);
+    });
+
+    it('follows a sweep as its runs complete: the seeds counted, the medians and bands updated', async () => {
+      const runsFolder = path.join(tmp, 'runs');
+      fs.mkdirSync(runsFolder, { recursive: true });
+      const { dir } = makeRecordedSweep(runsFolder, { started: [1] });
+      const p = await panel('dashboard', { runsFolder });
+      const row = `tr.run-row[data-run="${sweepRowKey(dir, 'bipolicy')}"]`;
+      await p.page.waitForSelector(row);
+      assert.equal(await p.page.textContent(`${row} td.rounds`), '1 / 3 seeds');
+      await waitForSeries(p.page, 'nash-gap', (s) => s.some((x) => /bipolicy, median of 1 seed$/.test(x.label)));
+      // The other seeds' runs arrive (the sweep goes on); the host's catalog sends the runs list again.
+      fs.rmSync(dir, { recursive: true });
+      makeRecordedSweep(runsFolder);
+      await p.host.pushRuns();
+      await p.page.waitForSelector(`${row} td.rounds:has-text("3 / 3 seeds")`);
+      await waitForSeries(p.page, 'nash-gap', (s) => s.some((x) => /bipolicy, median of 3 seeds$/.test(x.label)));
     });
 
     it('marks round boundaries on per-step charts, names step and round in tooltips, and smooths on request', async () => {

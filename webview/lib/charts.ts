@@ -143,7 +143,7 @@ export interface LineOptions {
   smoothing?: number;
 }
 
-type LineDataset = ChartDataset<'line', Point[]> & { role?: 'raw' | 'band' | 'main'; run?: string };
+type LineDataset = ChartDataset<'line', Point[]> & { role?: 'raw' | 'band' | 'main'; run?: string; band?: Series['band'] };
 
 /** The round a step belongs to: the last round that started at or before it. */
 export function roundOfStep(starts: readonly RoundStart[] | undefined, step: number): number | null {
@@ -207,7 +207,8 @@ export class LineChartView extends FigureView {
       (this.chart.options.plugins as Record<string, unknown>).abspRoundBoundaries = { marks };
       this.chart.update('none');
     }
-    const summary = series.map((s) => ({ label: s.label, points: s.points.length }));
+    // A band's edges travel with its line: [round, low, high] per point.
+    const summary = series.map((s) => ({ label: s.label, points: s.points.length, ...(s.band ? { band: s.band.low.map((p, i) => [p.x, p.y, s.band!.high[i]?.y ?? null]) } : {}) }));
     this.describe(summary, `${this.spec.title}: ${summary.map((s) => `${s.label}, ${s.points} points`).join('; ') || 'no data'}`);
     this.element.dataset.boundaries = marks.map((m) => m.x).join(',');
     this.element.dataset.smoothing = String(this.smoothingOf(options));
@@ -241,6 +242,7 @@ export class LineChartView extends FigureView {
         role: 'main',
         run: s.run,
         label: s.label,
+        band: s.band,
         data: w > 0 ? smooth(s.points, w) : s.points,
         borderColor: colour,
         backgroundColor: colour,
@@ -300,7 +302,14 @@ export class LineChartView extends FigureView {
                 this.element.dataset.tooltip = title;
                 return title;
               },
-              label: (ctx) => `${ctx.dataset.label}: ${num(ctx.parsed.y)}`,
+              label: (ctx) => {
+                // A sweep's median line: its interval too.
+                const band = (ctx.dataset as LineDataset).band;
+                const low = band?.low[ctx.dataIndex]?.y;
+                const high = band?.high[ctx.dataIndex]?.y;
+                const interval = low !== undefined && high !== undefined && Number.isFinite(low) && Number.isFinite(high) ? ` [${num(low)}, ${num(high)}]` : '';
+                return `${ctx.dataset.label}: ${num(ctx.parsed.y)}${interval}`;
+              },
             },
           },
           ...({ abspRoundBoundaries: { marks } } as Record<string, unknown>),

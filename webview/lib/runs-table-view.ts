@@ -5,7 +5,7 @@
  * checks are the panel's state.
  */
 import { h } from './dom';
-import { RUNS_TABLE_METRICS, formatCell, formatMetric, sortRows, trend, type RunsTableRow, type Sort, type SortKey } from './runs-table';
+import { RUNS_TABLE_METRICS, formatCell, formatInterval, formatMetric, sortRows, trend, type MetricCell, type RunsTableRow, type Sort, type SortKey } from './runs-table';
 import { statusBadge, type Status } from './status-badge';
 
 export interface RunsTableOptions {
@@ -24,7 +24,7 @@ const COLUMNS: { key: SortKey; title: string; text?: boolean; hint?: string }[] 
   { key: 'label', title: 'run', text: true },
   { key: 'mode', title: 'mode', text: true },
   { key: 'status', title: 'status', text: true },
-  { key: 'rounds', title: 'rounds' },
+  { key: 'rounds', title: 'rounds', hint: 'Complete rounds of a run; seeds completed of a sweep' },
   ...RUNS_TABLE_METRICS.map((m) => ({ key: m.key, title: m.short, hint: `${m.label}: round 0 → last complete round (${m.better} is better)` })),
 ];
 
@@ -56,15 +56,19 @@ export function runsTableView(o: RunsTableOptions): HTMLElement {
     });
     const swatch = h('span', { class: 'swatch', attrs: { 'aria-hidden': 'true' } });
     if (!r.error) swatch.style.background = o.colourOf(r.key);
-    const rounds = r.roundsCompleted === null ? '—' : `${r.roundsCompleted}${r.roundsPlanned ? ` / ${r.roundsPlanned}` : ''}`;
+    const rounds = r.sweep
+      ? `${r.sweep.seeds} / ${r.sweep.planned} seeds`
+      : r.roundsCompleted === null
+        ? '—'
+        : `${r.roundsCompleted}${r.roundsPlanned ? ` / ${r.roundsPlanned}` : ''}`;
     const tr = h(
       'tr',
       { class: `run-row${r.error ? ' has-error' : ''}${checked.has(r.key) ? ' checked' : ''}${o.focused === r.key ? ' focused' : ''}`, dataset: { run: r.key, kind: r.kind } },
       h('td', { class: 'pick' }, swatch, box),
-      h('td', { class: 'text run-label', text: r.label, title: r.key }),
+      h('td', { class: 'text run-label', text: r.label, title: r.sweep ? `sweep of seeds: ${r.sweep.key}` : r.key }, r.sweep ? h('span', { class: 'badge quiet sweep-badge', text: 'sweep' }) : null),
       h('td', { class: 'text' }, r.mode ? h('span', { class: 'badge quiet', text: r.mode }) : null),
       h('td', { class: 'text' }, r.error ? h('span', { class: 'badge bad', text: r.error.kind, title: r.error.message }) : statusBadge(o.liveStatus(r.key) ?? (r.status as Status))),
-      h('td', { text: rounds }),
+      h('td', { class: 'rounds', text: rounds, title: r.sweep ? `${r.sweep.seeds} of the ${r.sweep.planned} seeds' runs of ${r.sweep.mode} completed (${r.sweep.started} started); the medians are over the completed ones` : undefined }),
       ...(r.error
         ? [h('td', { class: 'text run-error', attrs: { colspan: RUNS_TABLE_METRICS.length }, text: r.error.message })]
         : RUNS_TABLE_METRICS.map((m) => {
@@ -73,7 +77,7 @@ export function runsTableView(o: RunsTableOptions): HTMLElement {
             return h('td', {
               class: `metric${t ? ` ${t}` : ''}`,
               text: c ? formatCell(m.key, c) : '—',
-              title: c && c.after !== null ? `${m.label}: ${formatMetric(m.key, c.after)} after round ${c.afterRound}${c.before !== null ? `, ${formatMetric(m.key, c.before)} before training` : ''}${t ? ` (${t})` : ''}` : `${m.label}: not measured`,
+              title: cellTitle(m.label, m.key, c, t),
               dataset: { metric: m.key, ...(t ? { trend: t } : {}) },
             });
           })),
@@ -87,4 +91,15 @@ export function runsTableView(o: RunsTableOptions): HTMLElement {
     return tr;
   });
   return h('div', { class: 'table-wrap runs-table-wrap' }, h('table', { class: 'data runs-table' }, h('thead', null, head), h('tbody', null, ...body)));
+}
+
+function cellTitle(label: string, key: string, c: MetricCell | undefined, t: string | null): string {
+  if (!c || c.after === null) return `${label}: not measured`;
+  const before = c.before !== null ? `, ${formatMetric(key, c.before)} before training` : '';
+  const verdict = t ? ` (${t})` : '';
+  if (c.n !== undefined) {
+    const interval = c.interval ? ` ${formatInterval(key, c.interval)} (95% bootstrap interval)` : '';
+    return `${label}: median over ${c.n} seed${c.n === 1 ? '' : 's'} after the last round ${formatMetric(key, c.after)}${interval}${before}${verdict}`;
+  }
+  return `${label}: ${formatMetric(key, c.after)} after round ${c.afterRound}${before}${verdict}`;
 }

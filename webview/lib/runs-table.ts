@@ -1,10 +1,11 @@
 /**
- * The dashboard's runs table as data: one row per run (a sweep of seeds will be one row with its
- * median and interval), the headline round metrics before training (round 0) and after (the last
- * complete round), and the sort. Pure, so the numbers and the order are checked without a browser.
+ * The dashboard's runs table as data: one row per run, and one per method of a sweep of seeds (the
+ * median over its seeds with a 95% interval), the headline round metrics before training (round 0)
+ * and after (the last complete round), and the sort. Pure, so the numbers and the order are checked
+ * without a browser.
  */
 import { HEADLINE_METRICS, type RoundMetricSpec } from '../protocol';
-import type { RunSummary } from '../protocol';
+import type { RunSummary, SweepOverview } from '../protocol';
 import { num, pct } from './format';
 
 export interface MetricCell {
@@ -14,6 +15,8 @@ export interface MetricCell {
   afterRound: number | null;
   /** A 95% interval of `after` (a sweep's), when there is one. */
   interval?: [number, number];
+  /** Seeds behind a sweep's median (after). */
+  n?: number;
 }
 
 export interface RunsTableRow {
@@ -28,8 +31,8 @@ export interface RunsTableRow {
   /** Why the run cannot be opened; such rows cannot be chosen. */
   error: RunSummary['error'];
   cells: Record<string, MetricCell>;
-  /** The runs a sweep row stands for. */
-  members?: string[];
+  /** A sweep row's sweep and method. */
+  sweep?: { key: string; mode: string; seeds: number; planned: number; started: number };
 }
 
 export const RUNS_TABLE_METRICS: readonly RoundMetricSpec[] = HEADLINE_METRICS;
@@ -59,15 +62,61 @@ export function runRows(summaries: readonly RunSummary[], labelOf: (run: string)
   }));
 }
 
+/** The key of a sweep's row for one method: distinct from every run key (those are folders). */
+export function sweepRowKey(sweep: string, mode: string): string {
+  return `${sweep}#${mode}`;
+}
+
+const finite = (v: number | null | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+/**
+ * One row per method of each sweep: the median over the seeds whose run completed, before → after,
+ * with the 95% interval of the after value. A sweep that cannot be read is one row with the reason.
+ */
+export function sweepRows(sweeps: readonly SweepOverview[]): RunsTableRow[] {
+  return sweeps.flatMap((s): RunsTableRow[] => {
+    if (s.error || s.modes.length === 0) {
+      return [{ key: sweepRowKey(s.sweep, ''), kind: 'sweep', label: s.label, mode: null, status: s.status, roundsCompleted: null, roundsPlanned: null, error: s.error ?? { kind: 'other', message: 'the sweep plans no runs' }, cells: {} }];
+    }
+    return s.modes.map((m) => ({
+      key: sweepRowKey(s.sweep, m.mode),
+      kind: 'sweep' as const,
+      label: s.label,
+      mode: m.mode,
+      status: s.status,
+      roundsCompleted: null,
+      roundsPlanned: null,
+      error: null,
+      sweep: { key: s.sweep, mode: m.mode, seeds: m.seeds.length, planned: m.planned, started: m.started },
+      cells: Object.fromEntries(
+        RUNS_TABLE_METRICS.map((spec) => {
+          const before = m.before[spec.key];
+          const after = m.after[spec.key];
+          const low = finite(after?.low);
+          const high = finite(after?.high);
+          const cell: MetricCell = { before: finite(before?.median), after: finite(after?.median), afterRound: null, n: after?.n ?? 0 };
+          if (low !== null && high !== null) cell.interval = [low, high];
+          return [spec.key, cell];
+        }),
+      ),
+    }));
+  });
+}
+
 /** Rates read as percentages; the Nash gap and exploitability are game values, read as numbers. */
 export function formatMetric(key: string, v: number | null): string {
   if (key === 'nash_gap' || key === 'exploitability/defender') return num(v, 3);
   return pct(v, 1);
 }
 
+/** "[12.0%, 31.0%]" */
+export function formatInterval(key: string, [low, high]: [number, number]): string {
+  return `[${formatMetric(key, low)}, ${formatMetric(key, high)}]`;
+}
+
 /** "82.0% → 27.0%", or just the after value when nothing was measured before. */
 export function formatCell(key: string, c: MetricCell): string {
-  const interval = c.interval ? ` [${formatMetric(key, c.interval[0])}, ${formatMetric(key, c.interval[1])}]` : '';
+  const interval = c.interval ? ` ${formatInterval(key, c.interval)}` : '';
   if (c.before === null || c.afterRound === 0) return `${formatMetric(key, c.after)}${interval}`;
   return `${formatMetric(key, c.before)} → ${formatMetric(key, c.after)}${interval}`;
 }
@@ -91,7 +140,7 @@ export function sortRows(rows: readonly RunsTableRow[], sort: Sort | null): Runs
     if (sort.key === 'label') return r.label.toLowerCase();
     if (sort.key === 'mode') return r.mode;
     if (sort.key === 'status') return r.status;
-    if (sort.key === 'rounds') return r.roundsCompleted;
+    if (sort.key === 'rounds') return r.sweep ? r.sweep.seeds : r.roundsCompleted;
     return r.cells[sort.key]?.after ?? null;
   };
   const sign = sort.dir === 'asc' ? 1 : -1;

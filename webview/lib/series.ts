@@ -2,7 +2,7 @@
  * The dashboard's charts as data: which metrics each chart shows, and the points of every series for
  * the runs on screen. Pure, so the numbers can be checked without a browser.
  */
-import type { RunData } from '../protocol';
+import type { RunData, SweepModeSummary } from '../protocol';
 
 export interface Point {
   x: number;
@@ -131,6 +131,43 @@ export function seriesFor(chart: ChartSpec, runs: readonly RunData[], labelOf: (
         dash: m.dash,
         points,
       });
+    }
+  }
+  return out;
+}
+
+/** A sweep's method as the charts draw it: its curves over seeds, under its row's key and label. */
+export interface SweepLine {
+  /** The runs-table row's key (its colour). */
+  key: string;
+  label: string;
+  summary: SweepModeSummary;
+}
+
+/**
+ * The series of a per-round chart for sweeps: per method, the median over seeds as the line and its
+ * 95% interval as a band (rounds where the interval is unknown keep a gap in the band). Per-step charts
+ * have none: a sweep's steps are not aligned across seeds.
+ */
+export function sweepSeriesFor(chart: ChartSpec, lines: readonly SweepLine[]): Series[] {
+  if (chart.x !== 'round') return [];
+  const out: Series[] = [];
+  for (const line of lines) {
+    for (const m of chart.metrics) {
+      const curve = line.summary.curves[m.metric];
+      if (!curve) continue;
+      const points: Point[] = [];
+      const low: Point[] = [];
+      const high: Point[] = [];
+      for (const p of curve) {
+        if (p.median === null) continue;
+        points.push({ x: p.round, y: p.median });
+        low.push({ x: p.round, y: p.low ?? Number.NaN });
+        high.push({ x: p.round, y: p.high ?? Number.NaN });
+      }
+      const seeds = Math.max(0, ...curve.map((p) => p.n));
+      const name = `${line.label} · ${line.summary.mode}, median of ${seeds} seed${seeds === 1 ? '' : 's'}`;
+      out.push({ run: line.key, runLabel: name, metric: m.metric, label: chart.metrics.length > 1 ? `${name} · ${m.label}` : name, dash: m.dash, points, band: { low, high } });
     }
   }
   return out;

@@ -1,12 +1,13 @@
 /**
- * The dashboard: a table of the runs (headline metrics before → after; the checked rows are overlaid),
- * live line charts of the game (Nash gap, rewards, jailbreaks, over-refusal, KL to the anchor,
+ * The dashboard: a table of the runs and of the sweeps of seeds (headline metrics before → after; a
+ * sweep's row per method with medians and intervals over seeds; the checked rows are overlaid), live
+ * line charts of the game (Nash gap, rewards, jailbreaks, over-refusal, KL to the anchor,
  * diversity) for the runs checked — e.g. ABSP's `bipolicy` against a `shared-lora` baseline —, the
  * cross-play matrix as a heatmap, and the runs' evaluations.
  */
 import '../lib/csp-safe-zod';
 import { z } from 'zod';
-import type { HostMessage, RunData, RunSummary } from '../protocol';
+import type { HostMessage, RunData, RunSummary, SweepOverview } from '../protocol';
 import { HeatmapView, LineChartView, applyTheme, currentTheme, watchTheme } from '../lib/charts';
 import { h, replaceChildren } from '../lib/dom';
 import { setSelectOptions, singleSelect } from '../lib/elements';
@@ -15,11 +16,11 @@ import { Notices, emptyState } from '../lib/notices';
 import { rateScale } from '../lib/palette';
 import { assignColours } from '../lib/run-identity';
 import { applyAppend, describeRunIssues } from '../lib/run-state';
-import { nextSort, runRows } from '../lib/runs-table';
+import { nextSort, runRows, sweepRowKey, sweepRows } from '../lib/runs-table';
 import { runsTableView } from '../lib/runs-table-view';
 import { METRIC_TITLES, evalTable } from '../lib/eval-table';
 import { pct } from '../lib/format';
-import { DASHBOARD_CHARTS, roundStarts, seriesFor, type RoundStart } from '../lib/series';
+import { DASHBOARD_CHARTS, roundStarts, seriesFor, sweepSeriesFor, type RoundStart, type SweepLine } from '../lib/series';
 
 const SMOOTHING = [
   { value: '0', label: 'No smoothing' },
@@ -31,6 +32,8 @@ const SMOOTHING = [
 // Fields added after the first version default, so a panel restored from an older state keeps its runs.
 const StateSchema = z.object({
   runs: z.array(z.string()),
+  /** Rows of sweeps (one per sweep and method, runs-table.ts's sweepRowKey) drawn as median and band. */
+  sweeps: z.array(z.string()).default([]),
   crossplayRun: z.string().nullable(),
   /** Palette slot per run: a run keeps its colour (run-identity.ts). */
   colours: z.record(z.string(), z.number().int().min(0)).default({}),
@@ -42,8 +45,9 @@ type State = z.infer<typeof StateSchema>;
 const notices = new Notices();
 const runs = new Map<string, RunData>();
 let summaries: RunSummary[] = [];
+let sweeps: SweepOverview[] = [];
 let focused: string | null = null;
-let state: State = { runs: [], crossplayRun: null, colours: {}, sort: null, smoothing: 0 };
+let state: State = { runs: [], sweeps: [], crossplayRun: null, colours: {}, sort: null, smoothing: 0 };
 
 const host = connectHost<State>({
   panel: 'dashboard',
@@ -96,7 +100,8 @@ announceReady(host, 'dashboard');
 function handle(msg: HostMessage): void {
   switch (msg.type) {
     case 'init': {
-      setSummaries(msg.runs);
+      setSummaries(msg.runs, msg.sweeps);
+      const sweepKeys = new Set(sweepLines().map((l) => l.key));
       const available = new Set(summaries.filter((s) => !s.error).map((s) => s.run));
       const kept = state.runs.filter((r) => available.has(r));
       const focus = (msg.focus?.runs ?? []).filter((r) => available.has(r));
@@ -104,6 +109,8 @@ function handle(msg: HostMessage): void {
       // Opened on a run (the Runs view, a finished job): show it, next to what the panel already showed.
       if (focus.length) state.runs = restored || kept.length ? [...kept, ...focus.filter((r) => !kept.includes(r))] : focus;
       else state.runs = restored ? kept : [...available].slice(0, 4);
+      // A new panel shows the newest sweep's methods; a restored one what it showed.
+      state.sweeps = restored ? state.sweeps.filter((k) => sweepKeys.has(k)) : sweepLines().filter((l) => l.sweep === sweeps[0]?.sweep).map((l) => l.key);
       if (focused && state.crossplayRun !== focused) state.crossplayRun = focused;
       save();
       renderTable();
@@ -112,8 +119,12 @@ function handle(msg: HostMessage): void {
       return;
     }
     case 'runs':
-      setSummaries(msg.runs);
+      setSummaries(msg.runs, msg.sweeps);
       renderTable();
+      // The first runs or sweeps replace the empty state; a sweep's new curves (summarised by the host as
+      // its rounds end) are drawn.
+      if (!body.querySelector('.chart-grid')) renderBody();
+      else if (state.sweeps.length) updateCharts();
       return;
     case 'run-data':
       runs.set(msg.data.run, msg.data);
@@ -140,10 +151,14 @@ function handle(msg: HostMessage): void {
   }
 }
 
-/** New runs list: colours for runs not seen before (seen ones keep theirs). */
-function setSummaries(list: RunSummary[]): void {
+/** New runs list: colours for runs and sweep rows not seen before (seen ones keep theirs). */
+function setSummaries(list: RunSummary[], sweepList: SweepOverview[]): void {
   summaries = list;
-  const identities = list.filter((s) => !s.error).map((s) => ({ run: s.run, id: s.id ?? s.run }));
+  sweeps = sweepList;
+  const identities = [
+    ...list.filter((s) => !s.error).map((s) => ({ run: s.run, id: s.id ?? s.run })),
+    ...sweepLines().map((l) => ({ run: l.key, id: `${l.id}#${l.summary.mode}` })),
+  ];
   const colours = assignColours(identities, state.colours, currentTheme().palette.length);
   if (JSON.stringify(colours) !== JSON.stringify(state.colours)) {
     state.colours = colours;
@@ -155,14 +170,16 @@ function renderTable(): void {
   replaceChildren(
     table,
     runsTableView({
-      rows: runRows(summaries, labelOf),
-      selected: new Set(state.runs),
+      rows: [...sweepRows(sweeps), ...runRows(summaries, labelOf)],
+      selected: new Set([...state.runs, ...state.sweeps]),
       sort: state.sort,
       focused,
       colourOf,
       liveStatus: (run) => runs.get(run)?.status ?? null,
       onSelect: (selected) => {
-        state.runs = selected;
+        const sweepKeys = new Set(sweepLines().map((l) => l.key));
+        state.runs = selected.filter((k) => !sweepKeys.has(k));
+        state.sweeps = selected.filter((k) => sweepKeys.has(k));
         save();
         host.post({ type: 'watch-runs', runs: state.runs });
         renderTable();
@@ -178,11 +195,11 @@ function renderTable(): void {
 }
 
 function renderBody(): void {
-  if (summaries.length === 0) {
+  if (summaries.length === 0 && sweeps.length === 0) {
     replaceChildren(body, emptyState('No runs yet. Start one with “ABSP: Start Run”, or point the runs-folder setting at a folder of run directories.'));
     return;
   }
-  if (state.runs.length === 0) {
+  if (state.runs.length === 0 && state.sweeps.length === 0) {
     replaceChildren(body, emptyState('Check one or more runs in the table to chart them.'));
     return;
   }
@@ -192,7 +209,7 @@ function renderBody(): void {
       'div',
       { class: 'toolbar chart-controls' },
       h('label', { class: 'field' }, 'Per-step charts', smoothingSelect),
-      h('span', { class: 'muted', text: 'Solid lines: attacker; dashed: defender. Dotted verticals: a new round begins.' }),
+      h('span', { class: 'muted', text: 'Solid lines: attacker; dashed: defender. Dotted verticals: a new round begins. A sweep: its median over seeds, the band its 95% interval (per-round charts).' }),
     ),
     h('div', { class: 'chart-grid' }, ...charts.map(([, view]) => view.element)),
     h('h2', { text: 'Cross-play' }),
@@ -213,7 +230,9 @@ function shownRuns(): RunData[] {
 function updateCharts(): void {
   const data = shownRuns();
   const starts = new Map<string, RoundStart[]>(data.map((d) => [d.run, roundStarts(d)]));
-  for (const [spec, view] of charts) view.update(seriesFor(spec, data, (d) => labelOf(d.run)), colourOf, { roundStarts: starts, smoothing: state.smoothing });
+  const chosen = new Set(state.sweeps);
+  const lines = sweepLines().filter((l) => chosen.has(l.key));
+  for (const [spec, view] of charts) view.update([...sweepSeriesFor(spec, lines), ...seriesFor(spec, data, (d) => labelOf(d.run))], colourOf, { roundStarts: starts, smoothing: state.smoothing });
   const waiting = state.runs.filter((r) => !runs.has(r));
   body.dataset.loading = waiting.length ? waiting.join(',') : '';
 }
@@ -281,6 +300,11 @@ function showIssues(data: RunData): void {
 function colourOf(run: string): string {
   const palette = currentTheme().palette;
   return palette[(state.colours[run] ?? 0) % palette.length];
+}
+
+/** Each method of each readable sweep, as the charts draw it. */
+function sweepLines(): (SweepLine & { sweep: string; id: string })[] {
+  return sweeps.filter((s) => !s.error).flatMap((s) => s.modes.map((m) => ({ key: sweepRowKey(s.sweep, m.mode), label: s.label, summary: m, sweep: s.sweep, id: s.id })));
 }
 
 /** The host's label: "name · start time", distinct among the runs. */

@@ -11,8 +11,9 @@ import { sampleRates } from '../../../extension/panel-worker/replay-rates';
 import type { ReplayOutput } from '../../../extension/panel-worker/protocol';
 import { PanelSession, type PanelWorker as PanelEngine, type RunLookup } from '../../../extension/host/panel-session';
 import { summarise, withRunLabels } from '../../../extension/host/run-catalog';
+import { labelSweeps, listSweepDirs, summariseSweep } from '../../../extension/host/sweep-overview';
 import { RunReader, listRuns, roundDirName } from '../../../extension/rundir';
-import { parseWebviewMessage, type HostMessage, type PanelKind, type ReplayResult, type RunSummary, type WebviewMessage } from '../../../webview/protocol';
+import { parseWebviewMessage, type HostMessage, type PanelKind, type ReplayResult, type RunSummary, type SweepOverview, type WebviewMessage } from '../../../webview/protocol';
 
 export type Send = (message: HostMessage | Record<string, unknown>) => Promise<void>;
 export type ReplayRequest = Pick<Extract<WebviewMessage, { type: 'replay' }>, 'run' | 'round' | 'exchange' | 'adapterRound' | 'samples'>;
@@ -83,6 +84,11 @@ export class FakeHost {
     return entries.map((e, i) => ({ ...e.summary, run: keyed[i][0] }));
   }
 
+  /** The sweeps of seeds in the runs folder, summarised and labelled as the host's catalog does. */
+  sweeps(): SweepOverview[] {
+    return this.options.runsFolder ? labelSweeps(listSweepDirs(this.options.runsFolder).map((dir) => summariseSweep(dir))) : [];
+  }
+
   reader(run: string): RunReader {
     const dir = this.runDirs().get(run);
     if (!dir) throw new Error(`no run called ${run}`);
@@ -109,6 +115,7 @@ export class FakeHost {
   private newSession(focus: FakeHostOptions['focus']): PanelSession {
     const lookup: RunLookup = {
       summaries: () => this.summaries(),
+      sweeps: () => this.sweeps(),
       dirOf: (key) => this.runDirs().get(key),
     };
     return new PanelSession((m) => this.send(m), {
