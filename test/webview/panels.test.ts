@@ -454,6 +454,24 @@ describe('panels in a browser', function () {
       return p;
     }
 
+    it('in a narrow panel, puts the exchange list above the exchange without covering it when scrolled', async () => {
+      // Half an editor wide, as when an exchange is opened beside the stepper (seen in code-server).
+      const p = await openPanel(browser, server, 'stepper', new FakeHost({ runsFolder: FIXTURE_DIR, focus: { runs: [BIPOLICY_ID] } }), { width: 620, height: 800 });
+      open.push(p);
+      await p.page.waitForSelector('article.exchange');
+      const overlap = async () =>
+        p.page.evaluate(() => {
+          const a = document.querySelector('.exchange-list')!.getBoundingClientRect();
+          const b = document.querySelector('article.exchange')!.getBoundingClientRect();
+          return Math.max(0, Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top));
+        });
+      assert.equal(await overlap(), 0, 'before scrolling');
+      await p.page.mouse.wheel(0, 600);
+      await p.page.waitForFunction(() => window.scrollY > 300 || document.scrollingElement!.scrollTop > 300);
+      assert.equal(await overlap(), 0, 'after scrolling: the list stays where it is');
+      await p.screenshot('stepper-narrow');
+    });
+
     it('steps through exchanges with j/k and the arrow keys, showing every part of the exchange', async () => {
       const p = await stepperOn(BIPOLICY_ID);
       assert.deepEqual(await position(p.page), { at: 1, of: 36, id: all[0].id });
