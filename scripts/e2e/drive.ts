@@ -289,7 +289,8 @@ async function main(): Promise<void> {
     assert.equal(annotation.label, 'jailbreak');
     assert.equal(annotation.note, 'role-play frame gets through');
     assert.equal(annotation.span?.field, 'turns.0.defender.text', `the selection became a span of the answer: ${JSON.stringify(annotation.span)}`);
-    await page.locator('.review-widget', { hasText: 'Jailbreak · Answer' }).first().waitFor({ timeout: 20000 });
+    // Visible ones only: the thread's first (draft) widget can stay in the page, hidden, once it is saved.
+    await page.locator('.review-widget', { hasText: 'Jailbreak · Answer' }).filter({ visible: true }).first().waitFor({ timeout: 20000 });
     await screenshot(page, 'annotation-saved');
 
     step('the annotation shows in the stepper and the Annotations view');
@@ -315,7 +316,7 @@ async function main(): Promise<void> {
     await exchangeTab.waitFor({ timeout: 30000 });
     await exchangeTab.click(); // another editor of its group (the adapter diff) may be in front of it
     await page.locator('.editor-instance .monaco-editor', { hasText: `Exchange ${exchangeId}` }).first().waitFor({ timeout: 30000 });
-    await page.locator('.review-widget', { hasText: 'Jailbreak · Answer' }).first().waitFor({ timeout: 30000 });
+    await page.locator('.review-widget', { hasText: 'Jailbreak · Answer' }).filter({ visible: true }).first().waitFor({ timeout: 30000 });
     assert.equal(await page.locator('.editor-group-container .editor-group-watermark:visible').count(), 0, 'no empty editor group is left behind');
     await screenshot(page, 'restored-after-reload');
 
@@ -396,6 +397,10 @@ async function main(): Promise<void> {
       .$$eval('.monaco-list-row', (els) => els.map((el) => `${(el as HTMLElement).offsetParent ? 'visible' : 'hidden '} ${JSON.stringify(el.textContent)}`))
       .catch(() => [] as string[]);
     fs.writeFileSync(path.join(artifacts, 'failure-list-rows.txt'), `${rows.join('\n')}\n`);
+    const widgets = await page
+      .$$eval('.review-widget', (els) => els.map((el) => `${(el as HTMLElement).offsetParent ? 'visible' : 'hidden '} ${JSON.stringify(el.textContent)}`))
+      .catch(() => [] as string[]);
+    fs.writeFileSync(path.join(artifacts, 'failure-comment-widgets.txt'), `${widgets.join('\n')}\n`);
     throw e;
   } finally {
     await browser.close();
