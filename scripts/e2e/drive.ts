@@ -258,9 +258,20 @@ async function main(): Promise<void> {
     await screenshot(page, 'replay');
 
     step(`annotating exchange ${exchangeId} in the editor`);
-    await stepperShown.click('vscode-button[data-name="annotate"]');
-    const editor = page.locator('.editor-instance .monaco-editor', { hasText: `Exchange ${exchangeId}` }).first();
-    await editor.waitFor({ timeout: 30000 });
+    const editor = page.locator('.editor-instance .monaco-editor', { hasText: `Exchange ${exchangeId}` }).filter({ visible: true }).first();
+    // On a loaded machine a click in a webview right after it re-rendered can be lost (seen at load 16):
+    // the button is pressed again until the document shows (opening it twice only reveals it again).
+    await until(
+      'the exchange document',
+      async () => {
+        await stepperShown.click('vscode-button[data-name="annotate"]', { timeout: 10000 }).catch(() => {});
+        return editor.waitFor({ timeout: 20000 }).then(
+          () => true,
+          () => false,
+        );
+      },
+      90000,
+    );
     // Select the defender's answer: the document's layout comes from the same renderer the extension uses.
     const x = RunReader.open(runDir).transcript(Number(/^r(\d+)/.exec(exchangeId)![1])).find((e) => e.id === exchangeId)!;
     const doc = renderExchange(x, runId);
