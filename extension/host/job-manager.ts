@@ -2,9 +2,8 @@
  * The jobs the host has started, and stopping a run whichever process writes it. Pure Node: the
  * editor's side (status bar, notifications, progress) subscribes to the events.
  */
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { isPidAlive, readRunInfo } from '../rundir';
+import { readRunInfo, signalTrainer } from '../rundir';
 import { CliJob, type JobKind, type JobLaunch, type JobProgress, type JobSpec } from './cli-job';
 import { Emitter } from './emitter';
 import type { JobOutcome } from './job-outcome';
@@ -75,8 +74,9 @@ export class JobManager {
   }
 
   /**
-   * Stops a run: through its job when the host started it, else by signalling the pid in its run.json
-   * (a run started before a window reload, or from a terminal) — only on the machine that pid belongs to.
+   * Stops a run: through its job when the host started it, else by signalling the trainer its run.json
+   * names (a run started before a window reload, or from a terminal) — only when that process is on
+   * this machine and verified to be the run's own trainer (rundir/liveness.ts), never another program.
    */
   stopRun(runDir: string): StopResult {
     const job = this.jobFor(runDir);
@@ -90,15 +90,7 @@ export class JobManager {
     } catch {
       return 'not-running';
     }
-    if (info.status !== 'running' || info.pid === null) return 'not-running';
-    if (info.host !== undefined && info.host !== os.hostname()) return 'elsewhere';
-    if (!isPidAlive(info.pid)) return 'not-running';
-    try {
-      process.kill(info.pid, 'SIGTERM');
-      return 'signalled';
-    } catch {
-      return 'not-running';
-    }
+    return signalTrainer(info, 'SIGTERM');
   }
 
   /** On shutdown: ask every job to stop after its current step (they finish on their own). */

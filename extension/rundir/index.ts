@@ -19,7 +19,8 @@ export {
   type SavedSlot,
   type WeightsKind,
 } from './layout';
-export { JsonlTail, readJsonl, type SkippedLine, type TailRead } from './jsonl';
+export { JsonlTail, MAX_LINE_BYTES, readJsonl, type SkippedLine, type TailRead } from './jsonl';
+export { checkTrainer, isTrainerCommand, processCommandLine, processStartToken, signalTrainer, type SignalResult, type TrainerCheck } from './liveness';
 export {
   RunWriter,
   RunWriterError,

@@ -119,9 +119,12 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   const adaptive = c.schedule.kind === 'adaptive'
     ? new AdaptivePhase({ kind: 'adaptive', attackerUntil: c.schedule.attacker_until, defenderUntil: c.schedule.defender_until, maxSteps: c.schedule.max_steps, first: c.schedule.first })
     : null;
+  /** Where the run is, for the reason a failure records ("in round 2, step 13", "resuming from round 1"). */
+  let where = 'before training';
   try {
     const last = writer.lastCompleteRound();
     if (last >= 0) {
+      where = `while resuming from round ${last}`;
       const layout = runLayout(writer.dir);
       const recorded = writer.roundInfo(last)?.fingerprints ?? {};
       for (const t of roles.trained) {
@@ -145,6 +148,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
       }
       say(`resuming ${writer.dir} from round ${last} (attempt ${writer.attempt})`);
     } else {
+      where = 'before training (round 0)';
       writer.event({ type: 'start', round: 0, config_hash: configHash(c) });
       for (const t of roles.trained) {
         await engine.createPolicy(t.name, { kind: t.kind, rank: c.lora.rank, alpha: c.lora.alpha, targets: c.lora.targets, seed: c.seed + (t.name === 'defender' ? 1 : 0) });
@@ -156,6 +160,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
 
     async function completeRound(r: number, steps: [number, number] | null, exchanges: number): Promise<void> {
       const saved: Record<string, string> = {};
+      where = r === 0 ? 'while measuring the initial policies (round 0)' : `while saving and measuring round ${r}`;
       for (const t of roles.trained) {
         saved[t.slot] = await engine.savePolicy(t.name, writer.slotDir(r, t.slot));
         if (saved[t.slot] !== fingerprints.get(t.name)) {
@@ -210,6 +215,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
           return { dir: writer.dir, status: 'stopped', rounds };
         }
         const started = Date.now();
+        where = `in round ${round}, step ${step + 1}`;
         const trainingRoles = adaptive
           ? adaptive.roles
           : rolesAt(c.schedule.kind === 'alternating' ? { kind: 'alternating', attackerSteps: c.schedule.attacker_steps, defenderSteps: c.schedule.defender_steps, first: c.schedule.first } : { kind: 'simultaneous' }, c.mode, step);
@@ -254,6 +260,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
     }
 
     if (c.evaluation.crossplay && deps.evaluator) {
+      where = 'in the cross-play after the last round';
       say('cross-play: every saved attacker against every saved defender');
       writer.writeCrossplay(await crossplayWithinRun(writer.dir, c, engine, deps.evaluator));
     }
@@ -262,7 +269,6 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   } catch (e) {
     const err = e as Error;
     const resumable = e instanceof EngineError || e instanceof JudgeError || !(e instanceof TypeError || e instanceof RangeError);
-    const where = round > 0 ? `in round ${round}, step ${step + 1}` : 'before training';
     writer.setStatus(resumable ? 'paused' : 'failed', `${err.message} (${where}); completed rounds are kept${resumable ? '; resume with absp run --resume' : ''}`);
     say(`${resumable ? 'paused' : 'failed'} ${where}: ${err.message}`);
     throw e;
