@@ -13,6 +13,8 @@ import { MissingExecutableError, MissingTorchEnvironmentError, resolveTorchPytho
 import { defaultVenvDir, findEnginePythonAsync } from '../engine/torch/python-env';
 import { setupTorchEnv } from '../engine/torch/setup-env';
 import { cliArgs } from './job-manager';
+import { approveRunJudges } from './judge-approval';
+import { requireTrust } from './settings';
 import type { Lab } from './lab';
 import { freeConfigName, starterConfigText } from './starter-config';
 import type { AnnotationNode, TreeNode } from './tree-nodes';
@@ -78,6 +80,7 @@ class Commands {
   // Runs
 
   async startRun(target?: Target): Promise<void> {
+    requireTrust(vscode.workspace.isTrusted, 'Start Run');
     let config: string | null;
     if (target instanceof vscode.Uri) config = target.fsPath;
     else {
@@ -91,6 +94,7 @@ class Commands {
 
   /** Checks the config and the executables here, so that mistakes show at once and name their fix. */
   async launchRun(configFile: string | null): Promise<void> {
+    requireTrust(vscode.workspace.isTrusted, 'Start Run');
     const s = this.lab.settings();
     let file = configFile;
     let parsed: RunConfig | null = null;
@@ -222,6 +226,7 @@ class Commands {
   }
 
   async resumeRun(target?: Target): Promise<void> {
+    requireTrust(vscode.workspace.isTrusted, 'Resume Run');
     const dir = await this.runDir(target, 'Resume which run?', (e) => !!e.info && e.status !== 'running' && e.status !== 'completed');
     if (!dir) return;
     const info = readRunInfo(dir);
@@ -241,7 +246,9 @@ class Commands {
       }
       env = { ABSP_TORCH_PYTHON: await resolveTorchPython(configured, this.lab.settings().pythonPath, findEnginePythonAsync) };
     }
-    this.lab.jobs.start({ kind: 'resume', title: `resume of ${path.basename(dir)}`, args: cliArgs.resume(dir), cwd: dir, runDir: dir, env });
+    const approved = await approveRunJudges([dir]);
+    if (!approved) return;
+    this.lab.jobs.start({ kind: 'resume', title: `resume of ${path.basename(dir)}`, args: cliArgs.resume(dir, approved), cwd: dir, runDir: dir, env });
     this.lab.showPanel('dashboard', { runs: [dir] });
   }
 
@@ -269,6 +276,7 @@ class Commands {
   // Cross-play, evaluation, export
 
   async runCrossplay(target?: Target): Promise<void> {
+    requireTrust(vscode.workspace.isTrusted, 'Cross-Play');
     const first = dirOf(target);
     const usable = this.lab.catalog.entries().filter((e) => e.info && e.status !== 'running' && (e.info.rounds_completed ?? 0) > 0);
     if (usable.length === 0) throw new Error('cross-play needs a run with at least one complete round that is not running');
@@ -278,10 +286,13 @@ class Commands {
     );
     if (!picked || picked.length === 0) return;
     const dirs = [...picked].sort((a, b) => (a.dir === first ? -1 : b.dir === first ? 1 : 0)).map((p) => p.dir);
-    this.lab.jobs.start({ kind: 'crossplay', title: `cross-play of ${dirs.length} run${dirs.length > 1 ? 's' : ''}`, args: cliArgs.crossplay(dirs), cwd: dirs[0], runDir: dirs[0] });
+    const approved = await approveRunJudges(dirs.slice(0, 1));
+    if (!approved) return;
+    this.lab.jobs.start({ kind: 'crossplay', title: `cross-play of ${dirs.length} run${dirs.length > 1 ? 's' : ''}`, args: cliArgs.crossplay(dirs, approved), cwd: dirs[0], runDir: dirs[0] });
   }
 
   async evaluate(target?: Target): Promise<void> {
+    requireTrust(vscode.workspace.isTrusted, 'Evaluate');
     const dir = await this.runDir(target, 'Evaluate the defender of which run?', (e) => !!e.info);
     if (!dir) return;
     const data = await vscode.window.showOpenDialog({
@@ -291,7 +302,9 @@ class Commands {
       defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
     });
     if (!data?.[0]) return;
-    this.lab.jobs.start({ kind: 'eval', title: `evaluation of ${path.basename(dir)} on ${path.basename(data[0].fsPath)}`, args: cliArgs.eval(dir, data[0].fsPath), cwd: dir, runDir: dir });
+    const approved = await approveRunJudges([dir]);
+    if (!approved) return;
+    this.lab.jobs.start({ kind: 'eval', title: `evaluation of ${path.basename(dir)} on ${path.basename(data[0].fsPath)}`, args: cliArgs.eval(dir, data[0].fsPath, { approved }), cwd: dir, runDir: dir });
   }
 
   async exportSeeds(target?: Target): Promise<void> {

@@ -4,17 +4,21 @@
  */
 import * as path from 'node:path';
 import { readRunInfo, signalTrainer } from '../rundir';
+import { formatApproval, type ApprovedJudge } from '../trainer/judges/endpoint-approval';
 import { CliJob, type JobKind, type JobLaunch, type JobProgress, type JobSpec } from './cli-job';
 import { Emitter } from './emitter';
 import type { JobOutcome } from './job-outcome';
+
+/** `--allow-judge` for each judge endpoint the user approved for a job on someone else's run. */
+const allow = (approved: readonly ApprovedJudge[] = []): string[] => approved.flatMap((a) => ['--allow-judge', formatApproval(a)]);
 
 /** The `absp` argument lists of the jobs the editor starts. */
 export const cliArgs = {
   /** A new run; runs started from the editor go to the runs folder the Runs view shows. */
   run: (config: string | null, runsFolder: string): string[] => ['run', ...(config ? [config] : []), '--runs-dir', runsFolder],
-  resume: (runDir: string): string[] => ['run', '--resume', runDir],
-  crossplay: (runDirs: readonly string[]): string[] => ['crossplay', ...runDirs],
-  eval: (runDir: string, data: string, o: { round?: number; name?: string } = {}): string[] => [
+  resume: (runDir: string, approved?: readonly ApprovedJudge[]): string[] => ['run', '--resume', runDir, ...allow(approved)],
+  crossplay: (runDirs: readonly string[], approved?: readonly ApprovedJudge[]): string[] => ['crossplay', ...runDirs, ...allow(approved)],
+  eval: (runDir: string, data: string, o: { round?: number; name?: string; approved?: readonly ApprovedJudge[] } = {}): string[] => [
     'eval',
     '--run',
     runDir,
@@ -22,6 +26,7 @@ export const cliArgs = {
     data,
     ...(o.round !== undefined ? ['--round', String(o.round)] : []),
     ...(o.name ? ['--name', o.name] : []),
+    ...allow(o.approved),
   ],
 };
 

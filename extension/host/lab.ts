@@ -13,10 +13,11 @@ import { EXCHANGE_SCHEME } from './exchange-document';
 import { resolveNodeCommand } from './executables';
 import { JobManager } from './job-manager';
 import { JobUi } from './job-ui';
+import { approveRunJudges } from './judge-approval';
 import type { Focus } from './panel-session';
 import { PanelManager } from './panels';
 import { RunCatalog, type StatusChange } from './run-catalog';
-import { SETTINGS_SECTION, resolveSettings, type HostSettings } from './settings';
+import { SETTINGS_SECTION, resolveSettings, userSetting, type HostSettings } from './settings';
 import { AnnotationsTreeProvider, RunsTreeProvider } from './views';
 
 const EXTRA_RUNS_KEY = 'abspLab.extraRuns';
@@ -60,6 +61,7 @@ export class Lab implements vscode.Disposable {
           await this.comments.open({ runDir, round, exchange });
         },
         log: (line) => this.log(line),
+        approveJudges: (runDir) => approveRunJudges([runDir]),
       },
       () => this.settings().runsFolder,
       (line) => this.log(line),
@@ -116,7 +118,8 @@ export class Lab implements vscode.Disposable {
     const c = vscode.workspace.getConfiguration(SETTINGS_SECTION);
     const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
     return resolveSettings(
-      { runsFolder: c.get('runsFolder'), defaultEngine: c.get('defaultEngine'), nodePath: c.get('nodePath'), pythonPath: c.get('pythonPath'), configGlob: c.get('configGlob') },
+      // Executables come from the user's (or the machine's) settings only, never a workspace's.
+      { runsFolder: c.get('runsFolder'), defaultEngine: c.get('defaultEngine'), nodePath: userSetting(c, 'nodePath'), pythonPath: userSetting(c, 'pythonPath'), configGlob: c.get('configGlob') },
       root,
       this.context.globalStorageUri.fsPath,
     );

@@ -19,6 +19,7 @@ import {
 } from '../../webview/protocol';
 import { JobCancelled, type Submitted } from '../panel-worker/client';
 import type { PanelJobOf, PanelJobResults } from '../panel-worker/protocol';
+import type { ApprovedJudge } from '../trainer/judges/endpoint-approval';
 
 export type Focus = { runs: string[]; round?: number; exchange?: string } | null;
 
@@ -42,6 +43,11 @@ export interface PanelServices {
   /** Opens the exchange in the editor for annotating. */
   annotate(runDir: string, round: number, exchange: string): Promise<void> | void;
   log(line: string): void;
+  /**
+   * The judge endpoints the user approves for a replay on this run (asking when its config names one
+   * not yet approved); absent or [] leaves a run's http judge unused (the replay has no labels then).
+   */
+  approveJudges?(runDir: string): Promise<ApprovedJudge[] | undefined>;
 }
 
 export type Send = (message: HostMessage) => PromiseLike<unknown> | void;
@@ -249,8 +255,9 @@ export class PanelSession {
     const worker = this.services.engine;
     if (!worker) throw new Error('replay needs the engine worker, which is not available in this installation');
     const runDir = this.dirOf(msg.run);
+    const approvedJudges = (await this.services.approveJudges?.(runDir)) ?? [];
     const started = Date.now();
-    const job = worker.replay({ runDir, round: msg.round, exchange: msg.exchange, adapterRound: msg.adapterRound });
+    const job = worker.replay({ runDir, round: msg.round, exchange: msg.exchange, adapterRound: msg.adapterRound, approvedJudges });
     this.pending.set(msg.requestId, job.id);
     try {
       const out = await job.result;

@@ -28,6 +28,11 @@ export const ReplayJobSchema = z.object({
   exchange: z.string(),
   /** The round whose defender answers the recorded attack. */
   adapterRound: z.number().int().min(0),
+  /**
+   * Judge endpoints the user approved (the host's confirmation or settings): the run's config.json is
+   * someone else's, and its http judge is used only when its URL and key variable are in this list.
+   */
+  approvedJudges: z.array(z.object({ url: z.string(), apiKeyEnv: z.string().nullable() })).optional(),
 });
 
 export const PanelJobSchema = z.discriminatedUnion('type', [AdapterDiffJobSchema, ReplayJobSchema]);

@@ -123,7 +123,7 @@ export async function replayJob(job: PanelJobOf<'replay'>, ctx: JobContext): Pro
   let judge: ReplayOutput['judge'] = null;
   let judgeError: string | undefined;
   try {
-    const j = makeJudge(config);
+    const j = makeJudge(config, { kind: 'run-directory', file: configFile, approved: job.approvedJudges ?? [] });
     try {
       const lastTurn = exchange.turns[exchange.turns.length - 1];
       const [v] = await j.judge([

@@ -8,7 +8,7 @@ import { PolicyEngine } from '../engine/policy-engine';
 import { TorchEngine } from '../engine/torch/torch-engine';
 import { Evaluator, SampledEvaluator } from './round-evaluator';
 import { ExperimentDeps, estimatorSettings, gameSettings, optimizerSettings } from './experiment';
-import { makeJudge } from './judges';
+import { makeJudge, type ConfigOrigin } from './judges';
 import { OrtEngine } from '../engine/ort-engine';
 import { rolePrompts } from './role-prompts';
 import { GameSeed, SeedPool, loadSeedsFile, sandboxSeeds } from './seed-pool';
@@ -46,9 +46,10 @@ export function exactValuesApply(c: RunConfig): boolean {
   return c.world.kind === 'sandbox' && c.judge.kind === 'sandbox' && !c.game.hidden_cot.defender && c.game.turns === 1;
 }
 
-export function buildDeps(c: RunConfig, configDir: string, engine: PolicyEngine): ExperimentDeps {
+/** `origin`: the user's own config, or a run directory's (whose judge endpoint must be approved). */
+export function buildDeps(c: RunConfig, configDir: string, engine: PolicyEngine, origin: ConfigOrigin = { kind: 'user' }): ExperimentDeps {
   const seeds = worldSeeds(c, configDir);
-  const judge = makeJudge(c);
+  const judge = makeJudge(c, origin);
   const prompts = rolePrompts(c.world.kind === 'sandbox' ? 'sandbox' : 'general', c.game.hidden_cot);
   let evaluator: Evaluator;
   if (exactValuesApply(c)) {
