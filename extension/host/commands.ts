@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { notify } from './notify';
 import { exportAnnotatedSeeds, readRunInfo, runLayout, type AnnotationLabel } from '../rundir';
 import { ConfigError, loadRunConfig, type RunConfig } from '../trainer/run-config';
 import { LABEL_TITLES } from './annotation-comments';
@@ -35,7 +36,7 @@ export function registerCommands(lab: Lab): vscode.Disposable[] {
         lab.log(`${id} failed: ${(e as Error).stack ?? e}`);
         const settings = e instanceof MissingExecutableError ? ['Open Settings'] : [];
         const setup = e instanceof MissingTorchEnvironmentError ? ['Set Up PyTorch Engine'] : [];
-        const picked = await vscode.window.showErrorMessage(`ABSP: ${(e as Error).message}`, ...setup, ...settings, 'Show Log');
+        const picked = await notify.error(`ABSP: ${(e as Error).message}`, ...setup, ...settings, 'Show Log');
         if (picked === 'Set Up PyTorch Engine') void vscode.commands.executeCommand('abspLab.setupTorch');
         if (picked === 'Open Settings' && e instanceof MissingExecutableError) void vscode.commands.executeCommand('workbench.action.openSettings', e.setting);
         if (picked === 'Show Log') lab.output.show(true);
@@ -107,7 +108,7 @@ class Commands {
         parsed = loadRunConfig(file);
       } catch (e) {
         if (e instanceof ConfigError) {
-          const open = await vscode.window.showErrorMessage(`ABSP: ${e.message}`, 'Open Config');
+          const open = await notify.error(`ABSP: ${e.message}`, 'Open Config');
           if (open) void vscode.window.showTextDocument(vscode.Uri.file(file));
           return;
         }
@@ -176,7 +177,7 @@ class Commands {
     const stem = path.basename(file).replace(/\.absp\.json$/, '').replace(/[^A-Za-z0-9._-]/g, '-') || 'experiment';
     fs.writeFileSync(file, starterConfigText({ name: stem, engine: s.defaultEngine, python: s.pythonPath }), { flag: 'wx' });
     await vscode.window.showTextDocument(vscode.Uri.file(file));
-    const start = await vscode.window.showInformationMessage(
+    const start = await notify.info(
       `ABSP: wrote ${path.basename(file)}, a small ABSP experiment on the sandbox model. Hover a key to read what it means (absp run takes plain JSON, so the explanations live in the editor, not in comments).`,
       'Start Run',
     );
@@ -206,7 +207,7 @@ class Commands {
       }),
     );
     if (!report.ok) throw new Error(`the PyTorch engine's environment does not work: ${report.problems.join('; ')} (details in the log)`);
-    void vscode.window.showInformationMessage(`ABSP: the PyTorch engine is ready: torch ${report.torch}, transformers ${report.transformers}, peft ${report.peft}; devices: ${(report.devices ?? []).join(', ')}.`);
+    void notify.info(`ABSP: the PyTorch engine is ready: torch ${report.torch}, transformers ${report.transformers}, peft ${report.peft}; devices: ${(report.devices ?? []).join(', ')}.`);
   }
 
   async stopRun(target?: Target): Promise<void> {
@@ -221,7 +222,7 @@ class Commands {
       'not-running': `${name} is not running.`,
       elsewhere: `${name} runs on another machine (${safeHost(dir)}); stop it there.`,
     };
-    void vscode.window.showInformationMessage(`ABSP: ${messages[result]}`);
+    void notify.info(`ABSP: ${messages[result]}`);
     await this.lab.tick();
   }
 
@@ -233,7 +234,7 @@ class Commands {
     const entry = this.lab.catalog.get(dir);
     if (entry?.status === 'running') throw new Error(`${path.basename(dir)} is running; there is nothing to resume`);
     if (info.status === 'completed') {
-      void vscode.window.showInformationMessage(`ABSP: ${path.basename(dir)} is complete; there is nothing to resume.`);
+      void notify.info(`ABSP: ${path.basename(dir)} is complete; there is nothing to resume.`);
       return;
     }
     let env: Record<string, string> | undefined;
@@ -312,7 +313,7 @@ class Commands {
     if (!dir) return;
     const annotations = this.lab.annotations.of(dir);
     if (annotations.length === 0) {
-      void vscode.window.showInformationMessage(`ABSP: ${path.basename(dir)} has no annotations yet. Open an exchange (the stepper's "Annotate in editor") and comment on it.`);
+      void notify.info(`ABSP: ${path.basename(dir)} has no annotations yet. Open an exchange (the stepper's "Annotate in editor") and comment on it.`);
       return;
     }
     const labels = (Object.keys(LABEL_TITLES) as AnnotationLabel[]).filter((l) => annotations.some((a) => a.label === l));
@@ -328,7 +329,7 @@ class Commands {
     const result = exportAnnotatedSeeds(dir, target2.fsPath, pickedLabels.map((p) => p.value));
     this.lab.log(`exported ${result.seeds.length} seeds from ${dir} to ${target2.fsPath}${result.missing.length ? ` (${result.missing.length} annotations name exchanges that are no longer valid)` : ''}`);
     const missing = result.missing.length ? ` ${result.missing.length} annotation(s) name exchanges that are no longer in the run and were left out.` : '';
-    const next = await vscode.window.showInformationMessage(
+    const next = await notify.info(
       `ABSP: wrote ${result.seeds.length} seed${result.seeds.length === 1 ? '' : 's'} to ${path.basename(target2.fsPath)}.${missing} A run trains on them with "world": {"kind": "seeds", "file": …}.`,
       'Open File',
       'New Config Using Them',
@@ -384,7 +385,7 @@ class Commands {
     await this.lab.tick();
     const entries = this.lab.catalog.entries().filter((e) => !e.summary.error && fits(e));
     if (entries.length === 0) {
-      void vscode.window.showInformationMessage(`ABSP: no run fits (${question.replace(/\?$/, '').toLowerCase()}). Runs are listed from ${this.lab.settings().runsFolder}.`);
+      void notify.info(`ABSP: no run fits (${question.replace(/\?$/, '').toLowerCase()}). Runs are listed from ${this.lab.settings().runsFolder}.`);
       return undefined;
     }
     const picked = await vscode.window.showQuickPick(

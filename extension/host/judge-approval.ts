@@ -8,6 +8,7 @@
 import * as vscode from 'vscode';
 import { RunReader } from '../rundir';
 import { isApproved, normalizeUrl, runJudgeEndpoint, type ApprovedJudge, type JudgeEndpoint } from '../trainer/judges/endpoint-approval';
+import { oneLine } from '../util/plain-text';
 import { SETTINGS_SECTION } from './settings';
 
 export const APPROVED_JUDGES_SETTING = 'approvedJudgeEndpoints';
@@ -39,7 +40,7 @@ export function approvalQuestion(runName: string, e: JudgeEndpoint): { message: 
   return {
     message: `Send this run's exchanges to ${e.host}?`,
     detail:
-      `The run "${runName}" names its own judge: its config.json sends every exchange it judges to ${e.url}` +
+      `The run "${oneLine(runName, 100)}" names its own judge: its config.json sends every exchange it judges to ${e.url}` +
       (e.apiKeyEnv ? `, with the value of your environment variable ${e.apiKeyEnv} as the API key.` : ', without a key.') +
       ' This setting comes from the run directory, not from you. Allow it only if you know and trust this endpoint.',
   };

@@ -5,6 +5,7 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { notify } from './notify';
 import type { PanelKind } from '../../webview/protocol';
 import { AnnotationComments, ExchangeDocuments } from './annotation-comments';
 import { AnnotationIndex } from './annotation-index';
@@ -181,7 +182,7 @@ export class Lab implements vscode.Disposable {
     const name = path.basename(s.dir);
     const reason = s.info.reason ? `: ${s.info.reason}` : '';
     const text = s.to === 'completed' ? `Run ${name} completed.` : s.to === 'interrupted' ? `Run ${name} was interrupted (its process is gone); resume continues it.` : `Run ${name} ${s.to}${reason}.`;
-    const show = s.to === 'completed' || s.to === 'stopped' ? vscode.window.showInformationMessage : vscode.window.showWarningMessage;
+    const show = s.to === 'completed' || s.to === 'stopped' ? notify.info : notify.warn;
     void show(`ABSP: ${text}`, 'Open Dashboard').then((b) => b && this.showPanel('dashboard', { runs: [s.dir] }));
   }
 
