@@ -105,7 +105,7 @@ export async function replayJob(job: PanelJobOf<'replay'>, ctx: JobContext): Pro
   // The recorded attack, turn by turn; later turns see the replayed defender's own earlier answers.
   for (let t = 0; t < exchange.turns.length; t++) {
     checkCancelled();
-    const ids = engine.encode(engine.chat(prompts.defender(attackerTexts.slice(0, t + 1), answers), true));
+    const ids = engine.encodeChat(prompts.defender(attackerTexts.slice(0, t + 1), answers), true);
     const [gen] = await engine.generate([{ prompt: ids, policy, seed: stableSeed(`${exchange.id}:${t}`) }], {
       maxNewTokens: config.game.max_new_tokens.defender,
       temperature: config.game.temperature,

@@ -118,7 +118,7 @@ export async function playStep(options: {
   });
   const stop = engine.stopTokens();
   let generatedTokens = 0;
-  const encodeChat = (msgs: ChatMessage[]) => engine.encode(engine.chat(msgs, true));
+  const encodeChat = (msgs: ChatMessage[]) => engine.encodeChat(msgs, true);
 
   const generate = async (jobs: { ex: number; role: Role; turn: number; promptIds: number[] }[]): Promise<GeneratedText[]> => {
     if (jobs.length === 0) return [];

@@ -43,8 +43,8 @@ export function generateCommand(): Command {
       }
       const { model, tokenizer } = openModel(o.model);
       const adapters = o.adapter ? openAdapters([o.adapter], model) : [];
-      const text = o.chat ? tokenizer.applyChatTemplate([{ role: 'user', content: o.prompt }], true) : o.prompt;
-      const prompt = tokenizer.encode(text);
+      // With --chat the prompt is a user message (plain text); without, it is the user's own markup.
+      const prompt = o.chat ? tokenizer.encodeChat([{ role: 'user', content: o.prompt }], true) : tokenizer.encodeMarkup(o.prompt);
       if (prompt.length === 0) throw new Error('the prompt encodes to no tokens');
       const [gen] = await model.generate([{ prompt, adapter: adapters.length ? 0 : -1, seed: o.seed }], adapters, {
         maxNewTokens: o.maxNewTokens,
