@@ -221,6 +221,8 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
           : rolesAt(c.schedule.kind === 'alternating' ? { kind: 'alternating', attackerSteps: c.schedule.attacker_steps, defenderSteps: c.schedule.defender_steps, first: c.schedule.first } : { kind: 'simultaneous' }, c.mode, step);
         const opponent = await pastAttacker(step + 1, round);
         const play = await playStep({ engine, judge: deps.judge, prompts: deps.prompts, pool: deps.pool, settings, policies: players, opponent, seed: c.seed, step: step + 1, fingerprints });
+        for (const w of play.warnings.slice(0, 5)) writer.event({ type: 'log', round, level: 'warn', message: w });
+        if (play.warnings.length > 0) say(`step ${step + 1}: ${play.warnings.length} prompt(s) left less than their token budget in the model's context; ${play.warnings[0]}`);
         checkJudgeFailures(play.exchanges, c);
         writeExchanges(writer, play.exchanges, round, step + 1, roles, pastPaths);
         exchangesInRound += play.exchanges.length;

@@ -5,7 +5,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeJsonAtomic } from '../../util/atomic';
-import { ModelFormatError, ModelConfig, LORA_TARGETS, hasBias, moduleParent, moduleShape, readConfig } from './model-config';
+import { readTextFile } from '../../util/safe-fs';
+import { ModelFormatError, ModelConfig, LORA_TARGETS, hasBias, moduleParent, moduleShape, parameterCount, readConfig } from './model-config';
 import { SafetensorsFile, TensorToWrite, writeSafetensors } from './safetensors';
 
 export interface WeightTensor {
@@ -40,7 +41,7 @@ function shardFiles(modelDir: string): { files: string[]; owner: Map<string, str
   if (fs.existsSync(indexFile)) {
     let index: { weight_map?: Record<string, string> };
     try {
-      index = JSON.parse(fs.readFileSync(indexFile, 'utf8'));
+      index = JSON.parse(readTextFile(indexFile, 64 * 1024 * 1024));
     } catch (e) {
       throw new ModelFormatError(indexFile, `is not valid JSON (${(e as Error).message})`);
     }
@@ -58,6 +59,29 @@ function shardFiles(modelDir: string): { files: string[]; owner: Map<string, str
   throw new ModelFormatError(modelDir, `has neither model.safetensors nor model.safetensors.index.json${hint}`);
 }
 
+/**
+ * The weights config.json describes must fit in the weights files, at two bytes a parameter at
+ * least (F16/BF16): checked before anything is allocated, so a config that claims a billion layers
+ * over a small file costs one error, not memory.
+ */
+function checkSizeAgainstFiles(config: ModelConfig, files: readonly string[], modelDir: string): void {
+  let bytes = 0;
+  for (const f of files) {
+    try {
+      bytes += fs.statSync(f).size;
+    } catch {
+      /* a missing shard is named when its first tensor is read */
+    }
+  }
+  const needed = parameterCount(config) * 2;
+  if (needed > bytes) {
+    throw new ModelFormatError(
+      path.join(modelDir, 'config.json'),
+      `describes ${parameterCount(config).toLocaleString('en')} parameters (at least ${needed} bytes at 16 bits each), but the weights files hold only ${bytes} bytes`,
+    );
+  }
+}
+
 export interface LoadedCheckpoint {
   dir: string;
   config: ModelConfig;
@@ -66,8 +90,9 @@ export interface LoadedCheckpoint {
 
 export function loadCheckpoint(modelDir: string): LoadedCheckpoint {
   const config = readConfig(modelDir);
-  const expected = expectedWeights(config);
   const { files, owner } = shardFiles(modelDir);
+  checkSizeAgainstFiles(config, files, modelDir);
+  const expected = expectedWeights(config);
   const opened = new Map<string, SafetensorsFile>();
   const open = (file: string) => {
     let f = opened.get(file);
