@@ -6,7 +6,7 @@
  * `send` to `webview.postMessage` and `receive` to `onDidReceiveMessage`, so this is tested in Node.
  */
 import * as path from 'node:path';
-import { RunDirError, RunReader, runLayout, type RunDelta, type RunFollower } from '../rundir';
+import { RunDirError, RunReader, realFolderInRun, runLayout, type RunDelta, type RunFollower } from '../rundir';
 import {
   PROTOCOL_VERSION,
   parseWebviewMessage,
@@ -277,7 +277,8 @@ export class PanelSession {
     if (!worker) throw new Error('the adapter diff needs the engine worker, which is not available in this installation');
     const folder = (ref: AdapterRef) => {
       if (!SLOT.test(ref.slot)) throw new Error(`"${ref.slot}" is not an adapter folder name`);
-      return runLayout(this.dirOf(ref.run)).slot(ref.round, ref.slot);
+      const runDir = this.dirOf(ref.run);
+      return realFolderInRun(runDir, runLayout(runDir).slot(ref.round, ref.slot));
     };
     const left = folder(msg.left);
     const right = folder(msg.right);

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { BUILTIN_SANDBOX, resolveModelDir } from '../engine/model/model-dir';
 import { OrtEngine } from '../engine/ort-engine';
-import { RunReader, roleSlots, runLayout, slotRelPath, type Exchange } from '../rundir';
+import { RunReader, realFolderInRun, roleSlots, runLayout, slotRelPath, type Exchange } from '../rundir';
 import { parseRunConfig, type RunConfig } from '../trainer/run-config';
 import { makeJudge } from '../trainer/judges';
 import { rolePrompts } from '../trainer/role-prompts';
@@ -52,6 +52,7 @@ function defenderFolder(runDir: string, config: RunConfig, round: number): { dir
   const defender = roleSlots(config.mode).defender;
   if (!defender) return null;
   const dir = runLayout(runDir).slot(round, defender.slot);
+  if (fs.existsSync(dir)) realFolderInRun(runDir, dir);
   return fs.existsSync(dir) ? { dir, kind: defender.kind, rel: slotRelPath(round, defender.slot) } : null;
 }
 

@@ -5,6 +5,7 @@ export {
   SLOT_ORDER,
   completeRoundNumbers,
   parseRoundName,
+  realFolderInRun,
   roleSlots,
   roundDirName,
   roundFolderNumbers,

@@ -10,7 +10,7 @@
  */
 import * as fs from 'node:fs';
 import type { z } from 'zod';
-import { openRegular, UnsafeFileError } from '../util/safe-fs';
+import { linkOnPath, openRegular, UnsafeFileError } from '../util/safe-fs';
 import { describeIssues } from './schema';
 
 /** The longest record a reader accepts (a transcript line of many long turns is well below it). */
@@ -47,6 +47,8 @@ export class JsonlTail<T> {
     readonly file: string,
     private readonly schema: z.ZodType<T>,
     private readonly maxLineBytes = MAX_LINE_BYTES,
+    /** The run directory the file lies in: no folder between it and the file may be a link. */
+    private readonly root: string | null = null,
   ) {}
 
   /** Bytes consumed so far (the start of the first line not yet complete). */
@@ -58,6 +60,8 @@ export class JsonlTail<T> {
     const out: TailRead<T> = { records: [], skipped: [], restarted: false };
     let fd: number;
     try {
+      const link = this.root === null ? null : linkOnPath(this.root, this.file);
+      if (link !== null) throw new UnsafeFileError(this.file, `lies under ${link}, which is a symbolic link or not a folder`);
       fd = openRegular(this.file, 'read');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return out;
@@ -159,7 +163,7 @@ function describeJsonError(line: string, message: string): string {
 }
 
 /** Reads a whole JSONL file once (complete lines only). */
-export function readJsonl<T>(file: string, schema: z.ZodType<T>): { records: T[]; skipped: SkippedLine[] } {
-  const { records, skipped } = new JsonlTail(file, schema).read();
+export function readJsonl<T>(file: string, schema: z.ZodType<T>, root: string | null = null): { records: T[]; skipped: SkippedLine[] } {
+  const { records, skipped } = new JsonlTail(file, schema, MAX_LINE_BYTES, root).read();
   return { records, skipped };
 }

@@ -4,7 +4,7 @@
  * trainer, the readers, the panel worker, the host and the command line all ask here.
  */
 import * as path from 'node:path';
-import { isRegularFile, realSubfolders, regularFiles } from '../util/safe-fs';
+import { isRealDir, isRegularFile, linkOnPath, realSubfolders, regularFiles, UnsafeFileError } from '../util/safe-fs';
 import type { AdapterSlot, Mode } from './schema';
 
 export function roundDirName(n: number): string {
@@ -72,6 +72,17 @@ export type SweepLayout = ReturnType<typeof sweepLayout>;
 /** The folder of a sweep's run of one seed and mode. */
 export function sweepRunId(seed: number, mode: string): string {
   return `seed-${seed}-${mode}`;
+}
+
+/**
+ * A folder inside a run (a slot's weights, a round's optimizer state) that is about to be read: it
+ * and every folder above it up to the run directory must be real folders, not links out of the run.
+ */
+export function realFolderInRun(runDir: string, folder: string): string {
+  const link = linkOnPath(runDir, path.join(folder, 'x'));
+  if (link !== null) throw new UnsafeFileError(folder, `lies under ${link}, which is a symbolic link or not a folder; links inside a run directory are not followed`);
+  if (!isRealDir(folder)) throw new UnsafeFileError(folder, 'is not a folder of this run (missing, or a symbolic link)');
+  return folder;
 }
 
 /** A slot's folder relative to the run directory, as exchanges and crossplay.json record it. */

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { z } from 'zod';
-import { readTextFile, regularFiles, UnsafeFileError } from '../util/safe-fs';
+import { linkOnPath, readTextFile, regularFiles, UnsafeFileError } from '../util/safe-fs';
 import { foldAnnotations } from './annotations';
 import { JsonlTail, readJsonl, type SkippedLine } from './jsonl';
 import { effectiveStatus, type EffectiveStatus, type LivenessProbe } from './liveness';
@@ -192,7 +192,7 @@ export class RunReader {
   }
 
   annotationRecords(): AnnotationRecord[] {
-    const { records, skipped } = readJsonl(this.paths.annotations, AnnotationRecordSchema);
+    const { records, skipped } = readJsonl(this.paths.annotations, AnnotationRecordSchema, this.dir);
     this.noteSkipped(skipped);
     return records;
   }
@@ -230,13 +230,13 @@ export class RunReader {
   }
 
   private readLog<T extends AttemptStamped>(file: string, schema: z.ZodType<T>, valid = this.validity()): T[] {
-    const { records, skipped } = readJsonl(file, schema);
+    const { records, skipped } = readJsonl(file, schema, this.dir);
     this.noteSkipped(skipped);
     return records.filter(valid);
   }
 
   private readDocument<T>(file: string, schema: z.ZodType<T>): T | null {
-    const result = readJsonDocument(file, schema);
+    const result = readJsonDocument(file, schema, this.dir);
     if (result.problem) this.issue({ file, problem: result.problem });
     return result.value;
   }
@@ -354,7 +354,7 @@ export class RunFollower {
   private scanRounds(): void {
     for (const n of roundFolderNumbers(this.reader.dir)) {
       if (this.knownRounds.has(n)) continue;
-      const { value } = readJsonDocument(this.paths.roundJson(n), RoundInfoSchema);
+      const { value } = readJsonDocument(this.paths.roundJson(n), RoundInfoSchema, this.reader.dir);
       if (value && value.round === n) {
         this.knownRounds.set(n, value);
         this.pendingRounds.push(value);
@@ -375,7 +375,7 @@ export class RunFollower {
     this.pendingRounds = [];
     const take = (file: string, schema: z.ZodType<unknown>, into: unknown[]) => {
       let tail = this.tails.get(file);
-      if (!tail) this.tails.set(file, (tail = new JsonlTail(file, schema)));
+      if (!tail) this.tails.set(file, (tail = new JsonlTail(file, schema, undefined, this.reader.dir)));
       const r = tail.read();
       for (const rec of r.records) {
         const a = (rec as Partial<AttemptStamped>).attempt;
@@ -520,9 +520,11 @@ export function readRunInfo(dir: string): RunInfo {
   return parsed.data;
 }
 
-function readJsonDocument<T>(file: string, schema: z.ZodType<T>): { value: T | null; problem?: string } {
+function readJsonDocument<T>(file: string, schema: z.ZodType<T>, root: string): { value: T | null; problem?: string } {
   let text: string;
   try {
+    const link = linkOnPath(root, file);
+    if (link !== null) return { value: null, problem: `not read: it lies under ${link}, which is a symbolic link or not a folder` };
     text = readTextFile(file, MAX_DOCUMENT_BYTES);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { value: null };

@@ -7,7 +7,7 @@
 import * as crypto from 'node:crypto';
 import * as path from 'node:path';
 import { RunWriter } from '../rundir/writer';
-import { completeRoundNumbers, roleSlots, runLayout, slotRelPath, type PolicySlot, type RoleSlots } from '../rundir/layout';
+import { completeRoundNumbers, realFolderInRun, roleSlots, runLayout, slotRelPath, type PolicySlot, type RoleSlots } from '../rundir/layout';
 import type { Crossplay, Mode, Role } from '../rundir/schema';
 import { RunConfig } from './run-config';
 import { PolicyEngine, EngineError, OptimizerSettings, PolicyName } from '../engine/policy-engine';
@@ -128,9 +128,9 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
       const layout = runLayout(writer.dir);
       const recorded = writer.roundInfo(last)?.fingerprints ?? {};
       for (const t of roles.trained) {
-        const dir = layout.slot(last, t.slot);
+        const dir = realFolderInRun(writer.dir, layout.slot(last, t.slot));
         await engine.loadPolicy(t.name, dir, t.kind);
-        await engine.loadOptimizer(t.name, layout.optimizer(last));
+        await engine.loadOptimizer(t.name, realFolderInRun(writer.dir, layout.optimizer(last)));
         const fp = await engine.fingerprint(t.name);
         const want = recorded[t.slot];
         if (want !== undefined && fp !== want) {
@@ -340,7 +340,7 @@ export async function loadRunPlayers(
       const player = roles[role];
       if (player === null) continue;
       const name = `${prefix}${role}-r${r}`;
-      await engine.loadPolicy(name, layout.slot(r, player.slot), player.kind);
+      await engine.loadPolicy(name, realFolderInRun(runDir, layout.slot(r, player.slot)), player.kind);
       list.push({ label: `r${r}`, round: r, path: slotRelPath(r, player.slot), policy: name });
     }
   }

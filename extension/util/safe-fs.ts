@@ -141,8 +141,18 @@ export function ensureRealDir(root: string, ...parts: string[]): string {
   return dir;
 }
 
-/** Names of the real sub-folders of `dir` (links and files left out); [] when it cannot be listed. */
+/** Whether `p` is a real folder (not a link to one). */
+export function isRealDir(p: string): boolean {
+  const st = lstatOrNull(p);
+  return st !== null && st.isDirectory();
+}
+
+/**
+ * Names of the real sub-folders of `dir` (links and files left out); [] when it cannot be listed or
+ * is itself a link (a folder inside a run that points out of it is not entered).
+ */
 export function realSubfolders(dir: string): string[] {
+  if (!isRealDir(dir)) return [];
   try {
     return fs.readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
   } catch {
@@ -150,8 +160,9 @@ export function realSubfolders(dir: string): string[] {
   }
 }
 
-/** Names of the regular files in `dir` (links, FIFOs and folders left out); [] when it cannot be listed. */
+/** Names of the regular files in `dir` (links, FIFOs and folders left out); [] when it cannot be listed or is a link. */
 export function regularFiles(dir: string): string[] {
+  if (!isRealDir(dir)) return [];
   try {
     return fs.readdirSync(dir, { withFileTypes: true }).filter((d) => d.isFile()).map((d) => d.name);
   } catch {
@@ -163,4 +174,23 @@ export function regularFiles(dir: string): string[] {
 export function isRegularFile(p: string): boolean {
   const st = lstatOrNull(p);
   return st !== null && st.isFile();
+}
+
+/**
+ * The first folder between `root` and `file` (exclusive of both) that is a link or not a folder, or
+ * null: O_NOFOLLOW covers only a path's last component, so a reader of `root/a/b/file` checks `a` and
+ * `a/b` with this.
+ */
+export function linkOnPath(root: string, file: string): string | null {
+  const rel = path.relative(root, path.dirname(file));
+  if (rel === '' ) return null;
+  if (rel.startsWith('..') || path.isAbsolute(rel)) return path.dirname(file);
+  let dir = root;
+  for (const part of rel.split(path.sep)) {
+    dir = path.join(dir, part);
+    const st = lstatOrNull(dir);
+    if (st === null) return null; // absent: the open reports it
+    if (!st.isDirectory()) return dir;
+  }
+  return null;
 }

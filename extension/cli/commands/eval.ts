@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { roleSlots, runLayout, slotRelPath } from '../../rundir/layout';
+import { realFolderInRun, roleSlots, runLayout, slotRelPath } from '../../rundir/layout';
 import { RunReader } from '../../rundir/reader';
 import { RunWriter } from '../../rundir/writer';
 import { parseRunConfig } from '../../trainer/run-config';
@@ -41,7 +41,7 @@ export function evalCommand(): Command {
         let adapterPath = 'base';
         if (defenderSlot !== null && round > 0) {
           adapterPath = slotRelPath(round, defenderSlot.slot);
-          await engine.loadPolicy('eval-defender', runLayout(dir).slot(round, defenderSlot.slot), defenderSlot.kind);
+          await engine.loadPolicy('eval-defender', realFolderInRun(dir, runLayout(dir).slot(round, defenderSlot.slot)), defenderSlot.kind);
           defender = 'eval-defender';
         }
         const metrics = await evaluateDefender({ engine, judge: deps.judge, prompts: deps.prompts, defender, items, maxNewTokens: o.maxNewTokens, thinking: config.game.hidden_cot.defender });
