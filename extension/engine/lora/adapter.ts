@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeJsonAtomic } from '../../util/atomic';
-import { readTextFile } from '../../util/safe-fs';
+import { readTextFile, UnsafeFileError } from '../../util/safe-fs';
 import { LORA_TARGETS, LoraTarget, ModelConfig, moduleParent, moduleShape } from '../model/model-config';
 import { SafetensorsFile, TensorToWrite, writeSafetensors } from '../model/safetensors';
 import { Rng } from '../../util/rng';
@@ -227,8 +227,14 @@ export function readPeftConfig(dir: string): PeftConfig {
   if (!fs.existsSync(dir)) throw new AdapterError(dir, 'adapter directory does not exist');
   if (!fs.existsSync(configFile)) throw new AdapterError(dir, 'is not a PEFT adapter: it has no adapter_config.json');
   let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(readTextFile(configFile, 16 * 1024 * 1024));
+    text = readTextFile(configFile, 16 * 1024 * 1024);
+  } catch (e) {
+    throw new AdapterError(configFile, `cannot be read: ${e instanceof UnsafeFileError ? `it ${e.problem}` : (e as Error).message}`);
+  }
+  try {
+    raw = JSON.parse(text);
   } catch (e) {
     throw new AdapterError(configFile, `is not valid JSON (${(e as Error).message})`);
   }

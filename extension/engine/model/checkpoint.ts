@@ -67,11 +67,14 @@ function shardFiles(modelDir: string): { files: string[]; owner: Map<string, str
 function checkSizeAgainstFiles(config: ModelConfig, files: readonly string[], modelDir: string): void {
   let bytes = 0;
   for (const f of files) {
+    let st: fs.Stats;
     try {
-      bytes += fs.statSync(f).size;
+      st = fs.lstatSync(f);
     } catch {
-      /* a missing shard is named when its first tensor is read */
+      continue; // a missing shard is named when its first tensor is read
     }
+    if (!st.isFile()) throw new ModelFormatError(f, `is ${st.isSymbolicLink() ? 'a symbolic link' : st.isFIFO() ? 'a FIFO' : 'not a regular file'}, not a weights file; it is not opened`);
+    bytes += st.size;
   }
   const needed = parameterCount(config) * 2;
   if (needed > bytes) {

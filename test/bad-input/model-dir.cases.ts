@@ -1,0 +1,166 @@
+/**
+ * Model directories (a hub download, a colleague's checkpoint, a run's saved full model): config.json,
+ * weights, tokenizer and chat template. Finding 4 (dimensions before allocation, template rendering
+ * time) and what held (pickles, shards outside the folder, unknown architectures and remote code).
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { loadCheckpoint } from '../../extension/engine/model/checkpoint';
+import { TextTokenizer } from '../../extension/engine/model/tokenizer';
+import { writeRandomCheckpoint, writeTinyTokenizer } from '../helpers/random-checkpoint';
+import type { BadInputCase } from './harness';
+
+function model(dir: string, patch: Record<string, unknown> = {}): string {
+  const m = path.join(dir, 'model');
+  writeRandomCheckpoint(m, { numLayers: 1 });
+  const file = path.join(m, 'config.json');
+  fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), ...patch }));
+  return m;
+}
+
+/** A tokenizer folder whose chat template is `template`. */
+function withTemplate(dir: string, template: string): string {
+  const m = path.join(dir, 'tok');
+  fs.mkdirSync(m);
+  writeTinyTokenizer(m, 16);
+  const file = path.join(m, 'tokenizer_config.json');
+  fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), chat_template: template }));
+  return m;
+}
+
+const chat = (dir: unknown) => TextTokenizer.load(dir as string).encodeChat([{ role: 'user', content: 'w7 w8' }], true);
+const templateError = (what: string) => new RegExp(`tok/tokenizer_config\\.json: chat_template: ${what}`);
+
+export const cases: BadInputCase[] = [
+  {
+    name: 'num_hidden_layers: 1e9 is refused before anything is planned or allocated',
+    setup: (dir) => model(dir, { num_hidden_layers: 1e9 }),
+    act: (_dir, m) => loadCheckpoint(m as string),
+    expect: { error: /model\/config\.json: num_hidden_layers is 1000000000, more than 1024/ },
+    deadlineMs: 1000,
+    heapMb: 16,
+  },
+  {
+    name: 'a config describing 1000 layers over a small weights file: refused by the file size, before allocating',
+    setup: (dir) => model(dir, { num_hidden_layers: 1000, hidden_size: 4096, intermediate_size: 11008, num_attention_heads: 32, num_key_value_heads: 32 }),
+    act: (_dir, m) => loadCheckpoint(m as string),
+    expect: { error: /model\/config\.json: describes [\d,]+ parameters \(at least \d+ bytes at 16 bits each\), but the weights files hold only \d+ bytes/ },
+    deadlineMs: 1000,
+    heapMb: 16,
+  },
+  {
+    name: 'vocab_size 4 194 304 × hidden_size 65 536: refused by the file size',
+    setup: (dir) => model(dir, { vocab_size: 4_194_304, hidden_size: 65_536, num_attention_heads: 512, num_key_value_heads: 512 }),
+    act: (_dir, m) => loadCheckpoint(m as string),
+    expect: { error: /model\/config\.json: describes .* but the weights files hold only/ },
+    heapMb: 16,
+  },
+  {
+    name: 'a chat template looping over range(10**9): one error naming the template, in milliseconds',
+    setup: (dir) => withTemplate(dir, '{% for i in range(10**9) %}x{% endfor %}'),
+    act: (_dir, m) => chat(m),
+    expect: { error: templateError('range\\(\\) of 1000000000 numbers is more than 100000') },
+    deadlineMs: 2000,
+  },
+  {
+    name: 'a chat template with nested loops (10^10 iterations): stopped by the step bound',
+    setup: (dir) => withTemplate(dir, '{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}'),
+    act: (_dir, m) => chat(m),
+    expect: { error: templateError('rendering took (more than 2000000 steps|longer than 2000 ms)') },
+    deadlineMs: 5000,
+  },
+  {
+    name: 'a chat template doubling a string: stopped at the string bound, not gigabytes',
+    setup: (dir) => withTemplate(dir, "{% set ns = namespace(s='xxxxxxxx') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}"),
+    act: (_dir, m) => chat(m),
+    expect: { error: templateError('rendering built a string longer than 4194304 characters') },
+    heapMb: 128,
+  },
+  {
+    name: 'a chat template calling a macro recursively: an error, not a crash',
+    setup: (dir) => withTemplate(dir, '{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}'),
+    act: (_dir, m) => chat(m),
+    expect: { error: /tok\/tokenizer_config\.json: chat_template(: rendering recursed too deeply| failed to render)/ },
+  },
+  {
+    name: 'a chat template of 1 MB: refused when the tokenizer loads',
+    setup: (dir) => withTemplate(dir, 'x'.repeat(1024 * 1024)),
+    act: (_dir, m) => TextTokenizer.load(m as string),
+    expect: { error: /tok\/tokenizer_config\.json: chat_template cannot be used: the template is 1048576 characters, more than 262144/ },
+  },
+  {
+    name: 'a chat template raising an exception: named as a template failure',
+    setup: (dir) => withTemplate(dir, "{{ raise_exception('roles must alternate') }}"),
+    act: (_dir, m) => chat(m),
+    expect: { error: /tok\/tokenizer_config\.json: chat_template failed to render: roles must alternate/ },
+  },
+  {
+    name: 'tokenizer.json is a FIFO: an error at once',
+    setup: (dir) => {
+      const m = withTemplate(dir, '');
+      fs.rmSync(path.join(m, 'tokenizer.json'));
+      execFileSync('mkfifo', [path.join(m, 'tokenizer.json')]);
+      return m;
+    },
+    act: (_dir, m) => TextTokenizer.load(m as string),
+    expect: { error: /tok\/tokenizer\.json: cannot be read: it is a FIFO/ },
+    deadlineMs: 1000,
+  },
+  {
+    name: 'config.json is a link to a file elsewhere: not followed',
+    setup: (dir) => {
+      const m = model(dir);
+      fs.renameSync(path.join(m, 'config.json'), path.join(dir, 'elsewhere.json'));
+      fs.symlinkSync(path.join(dir, 'elsewhere.json'), path.join(m, 'config.json'));
+      return m;
+    },
+    act: (_dir, m) => loadCheckpoint(m as string),
+    expect: { error: /model\/config\.json: cannot be read: it is a symbolic link/ },
+  },
+  {
+    name: 'model.safetensors is a FIFO: an error at once',
+    setup: (dir) => {
+      const m = model(dir);
+      fs.rmSync(path.join(m, 'model.safetensors'));
+      execFileSync('mkfifo', [path.join(m, 'model.safetensors')]);
+      return m;
+    },
+    act: (_dir, m) => loadCheckpoint(m as string),
+    expect: { error: /model\/model\.safetensors: is a FIFO, not a weights file; it is not opened/ },
+    deadlineMs: 1000,
+  },
+  {
+    name: 'a pickle-only checkpoint is named and refused (held: no pickle)',
+    setup: (dir) => {
+      const m = model(dir);
+      fs.rmSync(path.join(m, 'model.safetensors'));
+      fs.writeFileSync(path.join(m, 'pytorch_model.bin'), 'cos\nsystem\n(S"id"\ntR.');
+      return m;
+    },
+    act: (_dir, m) => loadCheckpoint(m as string),
+    expect: { error: /has neither model\.safetensors nor model\.safetensors\.index\.json \(found pytorch_model\.bin: pickle checkpoints are not loaded/ },
+  },
+  {
+    name: 'a shard index naming a file outside the folder (held)',
+    setup: (dir) => {
+      const m = model(dir);
+      fs.writeFileSync(path.join(m, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'model.norm.weight': '../../etc/passwd' } }));
+      return m;
+    },
+    act: (_dir, m) => loadCheckpoint(m as string),
+    expect: { error: /model\.safetensors\.index\.json: weight_map entry model\.norm\.weight names an invalid file/ },
+  },
+  {
+    name: 'a model asking for remote code (auto_map, a custom architecture) is refused, nothing executed (held)',
+    setup: (dir) => model(dir, { architectures: ['EvilForCausalLM'], model_type: 'evil', auto_map: { AutoModelForCausalLM: 'modeling_evil.EvilForCausalLM' } }),
+    act: (_dir, m) => loadCheckpoint(m as string),
+    expect: { error: /model\/config\.json: unsupported architecture EvilForCausalLM/ },
+  },
+  {
+    name: 'rope_scaling of an unknown type (held)',
+    setup: (dir) => model(dir, { rope_scaling: { type: 'yarn', factor: 4 } }),
+    act: (_dir, m) => loadCheckpoint(m as string),
+    expect: { error: /model\/config\.json: rope_scaling of type "yarn" is not supported/ },
+  },
+];
