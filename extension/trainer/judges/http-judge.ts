@@ -54,6 +54,11 @@ export class HttpJudge implements Judge {
     this.name = `http:${o.url}`;
   }
 
+  /** An endpoint may echo the request in its error text: the key never goes on into messages, logs or run.json. */
+  private redact(text: string): string {
+    return this.o.apiKey ? text.split(this.o.apiKey).join('[the API key]') : text;
+  }
+
   private async complete(prompt: string): Promise<string> {
     const endpoint = `${this.o.url.replace(/\/+$/, '')}/completions`;
     let lastError = '';
@@ -71,7 +76,7 @@ export class HttpJudge implements Judge {
         });
         const text = await readBounded(res, MAX_RESPONSE_BYTES);
         if (!res.ok) {
-          lastError = `HTTP ${res.status}: ${oneLine(text, 200)}`;
+          lastError = `HTTP ${res.status}: ${oneLine(this.redact(text), 200)}`;
           if (res.status >= 400 && res.status < 500 && res.status !== 429) break;
           continue;
         }
