@@ -79,7 +79,7 @@ export function sweepRunId(seed: number, mode: string): string {
  * and every folder above it up to the run directory must be real folders, not links out of the run.
  */
 export function realFolderInRun(runDir: string, folder: string): string {
-  const link = linkOnPath(runDir, path.join(folder, 'x'));
+  const link = linkOnPath(runDir, folder);
   if (link !== null) throw new UnsafeFileError(folder, `lies under ${link}, which is a symbolic link or not a folder; links inside a run directory are not followed`);
   if (!isRealDir(folder)) throw new UnsafeFileError(folder, 'is not a folder of this run (missing, or a symbolic link)');
   return folder;
