@@ -19,5 +19,5 @@ export function oneLine(text: string, max = 300): string {
  * so `[x](command:…)` stays text; newlines and controls are flattened, and it is bounded.
  */
 export function notificationText(text: string, max = 1000): string {
-  return oneLine(text, max).replace(/\]\s*\(/g, ']\u200b(');
+  return oneLine(oneLine(text, Infinity).replace(/\]\s*\(/g, ']\u200b('), max);
 }
