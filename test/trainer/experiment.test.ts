@@ -151,6 +151,13 @@ describe('self-play runs', function () {
     assert.equal(reader.info.status, 'paused');
     assert.match(reader.info.reason ?? '', /engine process died \(simulated\) \(in round 2, step 4\); completed rounds are kept; resume with absp run --resume/);
     assert.deepEqual(reader.rounds().map((r) => r.round), [0, 1]);
+    // A failure while resuming says so (not "before training").
+    const failingLoad: Engine = Object.create(real);
+    failingLoad.loadPolicy = async () => {
+      throw new EngineError('adapter unreadable (simulated)');
+    };
+    await assert.rejects(runExperiment({ config: c, deps: buildDeps(c, dir, failingLoad), resumeDir: crashedDir }), /adapter unreadable/);
+    assert.match(RunReader.open(crashedDir).info.reason ?? '', /adapter unreadable \(simulated\) \(while resuming from round 1\); completed rounds are kept/);
     // Resume with a healthy engine finishes the run.
     const deps2 = buildDeps(c, dir, real);
     await runExperiment({ config: c, deps: deps2, resumeDir: crashedDir });
