@@ -57,6 +57,6 @@ describe('host: starter config, config schema and manifest', () => {
     assert.equal(pkg.main, './dist/extension.js');
     assert.deepEqual(Object.keys(pkg.dependencies), ['onnxruntime-node'], 'no runtime dependency besides ONNX Runtime: the rest is bundled');
     const settings = Object.keys(pkg.contributes.configuration.properties).sort();
-    assert.deepEqual(settings, ['abspLab.configGlob', 'abspLab.defaultEngine', 'abspLab.nodePath', 'abspLab.pythonPath', 'abspLab.runsFolder']);
+    assert.deepEqual(settings, ['abspLab.approvedJudgeEndpoints', 'abspLab.configGlob', 'abspLab.defaultEngine', 'abspLab.nodePath', 'abspLab.pythonPath', 'abspLab.runsFolder']);
   });
 });

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeJsonAtomic } from '../../util/atomic';
 import { readTextFile } from '../../util/safe-fs';
-import { ModelFormatError, ModelConfig, LORA_TARGETS, hasBias, moduleParent, moduleShape, parameterCount, readConfig } from './model-config';
+import { ModelFormatError, ModelConfig, LORA_TARGETS, hasBias, moduleParent, moduleShape, readConfig } from './model-config';
 import { SafetensorsFile, TensorToWrite, writeSafetensors } from './safetensors';
 
 export interface WeightTensor {
@@ -59,32 +59,6 @@ function shardFiles(modelDir: string): { files: string[]; owner: Map<string, str
   throw new ModelFormatError(modelDir, `has neither model.safetensors nor model.safetensors.index.json${hint}`);
 }
 
-/**
- * The weights config.json describes must fit in the weights files, at two bytes a parameter at
- * least (F16/BF16): checked before anything is allocated, so a config that claims a billion layers
- * over a small file costs one error, not memory.
- */
-function checkSizeAgainstFiles(config: ModelConfig, files: readonly string[], modelDir: string): void {
-  let bytes = 0;
-  for (const f of files) {
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(f);
-    } catch {
-      continue; // a missing shard is named when its first tensor is read
-    }
-    if (!st.isFile()) throw new ModelFormatError(f, `is ${st.isSymbolicLink() ? 'a symbolic link' : st.isFIFO() ? 'a FIFO' : 'not a regular file'}, not a weights file; it is not opened`);
-    bytes += st.size;
-  }
-  const needed = parameterCount(config) * 2;
-  if (needed > bytes) {
-    throw new ModelFormatError(
-      path.join(modelDir, 'config.json'),
-      `describes ${parameterCount(config).toLocaleString('en')} parameters (at least ${needed} bytes at 16 bits each), but the weights files hold only ${bytes} bytes`,
-    );
-  }
-}
-
 export interface LoadedCheckpoint {
   dir: string;
   config: ModelConfig;
@@ -94,7 +68,6 @@ export interface LoadedCheckpoint {
 export function loadCheckpoint(modelDir: string): LoadedCheckpoint {
   const config = readConfig(modelDir);
   const { files, owner } = shardFiles(modelDir);
-  checkSizeAgainstFiles(config, files, modelDir);
   const expected = expectedWeights(config);
   const opened = new Map<string, SafetensorsFile>();
   const open = (file: string) => {
@@ -107,7 +80,10 @@ export function loadCheckpoint(modelDir: string): LoadedCheckpoint {
   };
   try {
     for (const f of files) open(f);
-    const weights: Weights = new Map();
+    // Every tensor config.json implies must be in a header, with that shape, before any is read: each
+    // header's byte ranges were checked against its file, so the dimensions config.json claims are
+    // checked against the files' sizes before anything is allocated.
+    const located: [string, number[], SafetensorsFile][] = [];
     for (const [name, shape] of expected) {
       const file = owner ? owner.get(name) : files[0];
       const st = file ? open(file) : undefined;
@@ -118,8 +94,10 @@ export function loadCheckpoint(modelDir: string): LoadedCheckpoint {
       if (entry.shape.length !== shape.length || entry.shape.some((d, i) => d !== shape[i])) {
         throw new ModelFormatError(st.file, `tensor ${name} has shape [${entry.shape.join(', ')}], expected [${shape.join(', ')}] from config.json`);
       }
-      weights.set(name, { shape, data: st.readFloat32(name) });
+      located.push([name, shape, st]);
     }
+    const weights: Weights = new Map();
+    for (const [name, shape, st] of located) weights.set(name, { shape, data: st.readFloat32(name) });
     return { dir: modelDir, config, weights };
   } finally {
     for (const f of opened.values()) f.close();
