@@ -11,7 +11,14 @@ import { PanelSession, type PanelServices } from '../../extension/host/panel-ses
 import { JobCancelled, PanelWorkerClient } from '../../extension/panel-worker/client';
 import { RunWriter, runLayout } from '../../extension/rundir';
 import type { HostMessage } from '../../webview/protocol';
+import { launchBrowser, openPanel } from '../webview/harness/browser';
+import { buildPanels } from '../webview/harness/build';
+import { FakeHost } from '../webview/harness/fake-host';
+import { startPanelServer } from '../webview/harness/server';
 import type { BadInputCase } from './harness';
+
+/** Markup an attacker policy (or a colleague) may put in an exchange: must be shown as the text it is. */
+const HOSTILE_HTML = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><a href="command:workbench.action.terminal.new">click</a>';
 
 const NEW_RUN = { id: 'run-a', name: 'run-a', mode: 'bipolicy' as const, engine: 'ort', base_model: 'builtin:sandbox', rounds_planned: 1, roles: ['attacker', 'defender'], config: {} };
 
@@ -67,6 +74,44 @@ const refused = (pattern: RegExp) => (r: unknown) => {
 };
 
 export const cases: BadInputCase[] = [
+  {
+    name: 'an exchange whose attack and answer are HTML and script: the stepper shows them as text, runs nothing, breaks no CSP (held)',
+    setup: (dir) => {
+      const w = RunWriter.create(path.join(dir, 'runs'), { ...NEW_RUN, id: 'hostile' }, { pid: 2 ** 22 + 8, host: 'elsewhere' });
+      w.completeRound(0, { steps: null, roles: [], metrics: {}, exchanges: 0 });
+      w.exchange({
+        id: 'r0001-s000001-000',
+        round: 1,
+        step: 1,
+        seed: { prompt: HOSTILE_HTML, harmful: true },
+        attacked: true,
+        turns: [{ attacker: { thought: HOSTILE_HTML, text: HOSTILE_HTML, raw: HOSTILE_HTML }, defender: { thought: null, text: HOSTILE_HTML, raw: HOSTILE_HTML } }],
+        judge: { prompt_harmful: true, refusal: false, response_harmful: true, unparsable: false },
+        rewards: { attacker: 1, defender: -1 },
+        adapters: {},
+      });
+      w.completeRound(1, { steps: [1, 1], roles: [], metrics: {}, exchanges: 1 });
+      return path.join(dir, 'runs');
+    },
+    act: async (_dir, runs) => {
+      const server = await startPanelServer(await buildPanels());
+      const browser = await launchBrowser();
+      try {
+        const p = await openPanel(browser, server, 'stepper', new FakeHost({ runsFolder: runs as string, focus: { runs: ['hostile'] } }));
+        await p.page.waitForSelector('article.exchange');
+        const shown = (await p.page.textContent('[data-part="attacker-text"]')) ?? '';
+        const injected = await p.page.$$eval('article.exchange img, article.exchange script, article.exchange a[href^="command:"]', (els) => els.length);
+        const pwned = await p.page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned ?? 0);
+        return { shownAsText: shown.includes(HOSTILE_HTML), injected, pwned, problems: p.problems };
+      } finally {
+        await browser.close();
+        await server.close();
+      }
+    },
+    expect: { handled: (r) => assert.deepEqual(r, { shownAsText: true, injected: 0, pwned: 0, problems: [] }) },
+    deadlineMs: 90_000,
+    heapMb: 512,
+  },
   {
     name: 'a message that is not an object: ignored with an error the panel shows (held)',
     act: (dir) => send(dir, 'rm -rf /'),

@@ -3,6 +3,7 @@
  * round's marker vouches for are on disk (fsynced) before the marker is written.
  */
 import { strict as assert } from 'node:assert';
+import type { PathLike } from 'node:fs';
 import * as path from 'node:path';
 import { RunWriter, runLayout } from '../../extension/rundir';
 import { NEW_RUN, exchange, tempDir } from './helpers';
@@ -22,7 +23,7 @@ describe('run directory: crash safety', () => {
     const realFsync = fs.fsyncSync;
     const realRename = fs.renameSync;
     // Spies on the real calls (they still happen): which file each fsync and rename is about.
-    (fs as { openSync: typeof fs.openSync }).openSync = ((p: fs.PathLike, ...rest: unknown[]) => {
+    (fs as { openSync: typeof fs.openSync }).openSync = ((p: PathLike, ...rest: unknown[]) => {
       const fd = (realOpen as (...a: unknown[]) => number)(p, ...rest);
       fdPath.set(fd, String(p));
       return fd;
@@ -31,7 +32,7 @@ describe('run directory: crash safety', () => {
       order.push(`fsync ${path.relative(w.dir, fdPath.get(fd) ?? '?')}`);
       realFsync(fd);
     };
-    (fs as { renameSync: typeof fs.renameSync }).renameSync = (a: fs.PathLike, b: fs.PathLike) => {
+    (fs as { renameSync: typeof fs.renameSync }).renameSync = (a: PathLike, b: PathLike) => {
       order.push(`rename ${path.relative(w.dir, String(b))}`);
       realRename(a, b);
     };
