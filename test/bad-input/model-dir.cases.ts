@@ -3,6 +3,7 @@
  * weights, tokenizer and chat template. Finding 4 (dimensions before allocation, template rendering
  * time) and what held (pickles, shards outside the folder, unknown architectures and remote code).
  */
+import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -32,7 +33,33 @@ function withTemplate(dir: string, template: string): string {
 const chat = (dir: unknown) => TextTokenizer.load(dir as string).encodeChat([{ role: 'user', content: 'w7 w8' }], true);
 const templateError = (what: string) => new RegExp(`tok/tokenizer_config\\.json: chat_template: ${what}`);
 
+/** Every TypeScript file of the extension and the panels, for the static checks below. */
+function sources(): { file: string; text: string }[] {
+  const root = path.resolve(__dirname, '..', '..');
+  const out: { file: string; text: string }[] = [];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.ts')) out.push({ file: path.relative(root, p), text: fs.readFileSync(p, 'utf8') });
+    }
+  };
+  walk(path.join(root, 'extension'));
+  walk(path.join(root, 'webview'));
+  return out;
+}
+
 export const cases: BadInputCase[] = [
+  {
+    name: 'no code from input: nothing in the extension or the panels calls eval, Function, vm or a shell (held)',
+    act: () =>
+      sources().flatMap(({ file, text }) =>
+        [/(?<![.\w])eval\(/, /new Function\(/, /['"]node:vm['"]|['"]vm['"]/, /shell:\s*true/, /\bexecSync\(|(?<![.\w])exec\(/]
+          .filter((re) => re.test(text.replace(/^\s*(\/\/|\*).*$/gm, '')))
+          .map((re) => `${file}: ${re}`),
+      ),
+    expect: { handled: (found) => assert.deepEqual(found, []) },
+  },
   {
     name: 'num_hidden_layers: 1e9 is refused before anything is planned or allocated',
     setup: (dir) => model(dir, { num_hidden_layers: 1e9 }),
