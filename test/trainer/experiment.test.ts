@@ -95,7 +95,7 @@ describe('self-play runs', function () {
     const start = (args: string[]) => spawn(process.execPath, [CLI, 'run', ...args, '--quiet'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
     const runDir = () => {
       if (!fs.existsSync(path.join(dir, 'runs'))) return null;
-      const runs = fs.readdirSync(path.join(dir, 'runs')).filter((n) => n.includes('killed'));
+      const runs = fs.readdirSync(path.join(dir, 'runs')).filter((n) => !n.startsWith('.') && n.includes('killed'));
       return runs.length ? path.join(dir, 'runs', runs[0]) : null;
     };
     // Kill at a random point of the run's progress: after a random number of new lines in its logs.
