@@ -114,15 +114,15 @@ class Commands {
         }
         throw e;
       }
-      if (parsed.engine.kind === 'torch') env = { ABSP_TORCH_PYTHON: await resolveTorchPython(parsed.engine.python, s.pythonPath, findEnginePythonAsync) };
+      if (parsed.engine.kind === 'torch') env = { ABSP_TORCH_PYTHON: await resolveTorchPython(s.pythonPath, findEnginePythonAsync) };
     } else if (s.defaultEngine === 'torch') {
       // The built-in experiment with the default engine set to torch: the sandbox model is small,
       // so it runs on the CPU in float32.
-      const python = await resolveTorchPython(undefined, s.pythonPath, findEnginePythonAsync);
+      const python = await resolveTorchPython(s.pythonPath, findEnginePythonAsync);
       env = { ABSP_TORCH_PYTHON: python };
       file = path.join(this.lab.context.globalStorageUri.fsPath, 'builtin-torch.absp.json');
       fs.mkdirSync(path.dirname(file), { recursive: true });
-      fs.writeFileSync(file, JSON.stringify({ engine: { kind: 'torch', python, device: 'cpu', dtype: 'float32' } }, null, 2));
+      fs.writeFileSync(file, JSON.stringify({ engine: { kind: 'torch', device: 'cpu', dtype: 'float32' } }, null, 2));
     }
     fs.mkdirSync(s.runsFolder, { recursive: true });
     const title = file && configFile ? `run ${path.basename(file)}` : 'run of the built-in sandbox experiment';
@@ -175,7 +175,7 @@ class Commands {
       file = uri.fsPath;
     }
     const stem = path.basename(file).replace(/\.absp\.json$/, '').replace(/[^A-Za-z0-9._-]/g, '-') || 'experiment';
-    fs.writeFileSync(file, starterConfigText({ name: stem, engine: s.defaultEngine, python: s.pythonPath }), { flag: 'wx' });
+    fs.writeFileSync(file, starterConfigText({ name: stem, engine: s.defaultEngine }), { flag: 'wx' });
     await vscode.window.showTextDocument(vscode.Uri.file(file));
     const start = await notify.info(
       `ABSP: wrote ${path.basename(file)}, a small ABSP experiment on the sandbox model. Hover a key to read what it means (absp run takes plain JSON, so the explanations live in the editor, not in comments).`,
@@ -237,16 +237,7 @@ class Commands {
       void notify.info(`ABSP: ${path.basename(dir)} is complete; there is nothing to resume.`);
       return;
     }
-    let env: Record<string, string> | undefined;
-    if (info.engine === 'torch') {
-      let configured: string | undefined;
-      try {
-        configured = (JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { engine?: { python?: string } }).engine?.python;
-      } catch {
-        configured = undefined; // absp run --resume reports a missing or broken config.json itself
-      }
-      env = { ABSP_TORCH_PYTHON: await resolveTorchPython(configured, this.lab.settings().pythonPath, findEnginePythonAsync) };
-    }
+    const env = await this.torchEnv([info.engine]);
     const approved = await approveRunJudges([dir]);
     if (!approved) return;
     this.lab.jobs.start({ kind: 'resume', title: `resume of ${path.basename(dir)}`, args: cliArgs.resume(dir, approved), cwd: dir, runDir: dir, env });
@@ -289,7 +280,17 @@ class Commands {
     const dirs = [...picked].sort((a, b) => (a.dir === first ? -1 : b.dir === first ? 1 : 0)).map((p) => p.dir);
     const approved = await approveRunJudges(dirs.slice(0, 1));
     if (!approved) return;
-    this.lab.jobs.start({ kind: 'crossplay', title: `cross-play of ${dirs.length} run${dirs.length > 1 ? 's' : ''}`, args: cliArgs.crossplay(dirs, approved), cwd: dirs[0], runDir: dirs[0] });
+    const env = await this.torchEnv(picked.map((p) => usable.find((e) => e.dir === p.dir)?.info?.engine));
+    this.lab.jobs.start({ kind: 'crossplay', title: `cross-play of ${dirs.length} run${dirs.length > 1 ? 's' : ''}`, args: cliArgs.crossplay(dirs, approved), cwd: dirs[0], runDir: dirs[0], env });
+  }
+
+  /**
+   * The environment of a job on runs of these engines: for torch, the Python of the user's pythonPath
+   * setting or the set-up environment, checked now. Never one a run's config names.
+   */
+  private async torchEnv(engines: readonly (string | undefined)[]): Promise<Record<string, string> | undefined> {
+    if (!engines.includes('torch')) return undefined;
+    return { ABSP_TORCH_PYTHON: await resolveTorchPython(this.lab.settings().pythonPath, findEnginePythonAsync) };
   }
 
   async evaluate(target?: Target): Promise<void> {
@@ -305,7 +306,8 @@ class Commands {
     if (!data?.[0]) return;
     const approved = await approveRunJudges([dir]);
     if (!approved) return;
-    this.lab.jobs.start({ kind: 'eval', title: `evaluation of ${path.basename(dir)} on ${path.basename(data[0].fsPath)}`, args: cliArgs.eval(dir, data[0].fsPath, { approved }), cwd: dir, runDir: dir });
+    const env = await this.torchEnv([this.lab.catalog.get(dir)?.info?.engine]);
+    this.lab.jobs.start({ kind: 'eval', title: `evaluation of ${path.basename(dir)} on ${path.basename(data[0].fsPath)}`, args: cliArgs.eval(dir, data[0].fsPath, { approved }), cwd: dir, runDir: dir, env });
   }
 
   async exportSeeds(target?: Target): Promise<void> {
@@ -343,7 +345,7 @@ class Commands {
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? path.dirname(seedsFile);
     const name = freeConfigName(new Set(fs.readdirSync(folder)), 'annotated-seeds');
     const file = path.join(folder, name);
-    fs.writeFileSync(file, starterConfigText({ name: name.replace(/\.absp\.json$/, ''), engine: s.defaultEngine, python: s.pythonPath, seedsFile: path.relative(folder, seedsFile) }), { flag: 'wx' });
+    fs.writeFileSync(file, starterConfigText({ name: name.replace(/\.absp\.json$/, ''), engine: s.defaultEngine, seedsFile: path.relative(folder, seedsFile) }), { flag: 'wx' });
     await vscode.window.showTextDocument(vscode.Uri.file(file));
   }
 

@@ -33,19 +33,33 @@ const engineSchema = z.discriminatedUnion('kind', [
   z
     .object({
       kind: z.literal('torch'),
-      /** A Python with the engine's requirements; omitted: the environment `absp torch setup` made. */
-      python: z.string().min(1).optional(),
+      /**
+       * Refused: a config, and the run directory it is saved in, may come from someone else, and the
+       * Python it named would run with the user's rights. The engine's Python comes from the user: the
+       * abspLab.pythonPath user setting, `--python`, ABSP_TORCH_PYTHON, or the set-up environment.
+       */
+      python: z
+        .unknown()
+        .optional()
+        .superRefine((v, ctx) => {
+          if (v !== undefined) {
+            ctx.addIssue({
+              code: 'custom',
+              message: 'a config cannot choose the Python the engine runs (a config or run directory may come from someone else); remove it and set the abspLab.pythonPath user setting, pass --python, set ABSP_TORCH_PYTHON, or run `absp torch setup`',
+            });
+          }
+        }),
       device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'use "cpu", "cuda" or "cuda:N"').default('cuda'),
       dtype: z.enum(['bfloat16', 'float32', 'float16']).default('bfloat16'),
       /** Processes, one per GPU; above 1 the engine runs data-parallel under the launcher. */
-      nproc: positiveInt.default(1),
+      nproc: positiveInt(1024).default(1),
       launcher: z.literal('torchrun').default('torchrun'),
       /** Shard the weights across the processes (FSDP's fully_shard) instead of replicating them. */
       fsdp: z.boolean().default(false),
       gradient_checkpointing: z.boolean().default(false),
       /** Padded tokens per forward/backward pass when training. */
-      micro_batch_tokens: positiveInt.default(8192),
-      threads: positiveInt.optional(),
+      micro_batch_tokens: positiveInt(16_777_216).default(8192),
+      threads: positiveInt(1024).optional(),
     })
     .strict(),
 ]);
@@ -318,7 +332,6 @@ export function resolveConfigPaths(c: RunConfig, configDir: string): RunConfig {
     model: c.model.startsWith('builtin:') ? c.model : abs(c.model),
     world: c.world.kind === 'seeds' ? { ...c.world, file: abs(c.world.file) } : c.world,
     judge: c.judge.kind === 'guard' ? { ...c.judge, model: abs(c.judge.model) } : c.judge,
-    engine: c.engine.kind === 'torch' && c.engine.python && c.engine.python.includes('/') ? { ...c.engine, python: abs(c.engine.python) } : c.engine,
     rl: { ...c.rl, helpful_sft: c.rl.helpful_sft.file ? { ...c.rl.helpful_sft, file: abs(c.rl.helpful_sft.file) } : c.rl.helpful_sft },
   };
 }

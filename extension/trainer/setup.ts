@@ -20,8 +20,8 @@ export function openEngine(c: RunConfig): PolicyEngine {
   checkIfBuiltin(c.model);
   if (c.engine.kind === 'torch') {
     const e = c.engine;
+    // The engine's Python is the user's choice (ABSP_TORCH_PYTHON, the set-up environment), never the config's.
     return TorchEngine.open(c.model, {
-      python: e.python,
       device: e.device,
       dtype: e.dtype,
       nproc: e.nproc,

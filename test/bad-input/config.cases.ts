@@ -62,6 +62,8 @@ const integerCases: [string, Record<string, unknown>, string][] = [
   ['helpful_sft.batch_size: 1e7', { rl: { helpful_sft: { batch_size: 1e7 } } }, 'rl.helpful_sft.batch_size: Too big'],
   ['evaluation.attacker_samples_per_seed: 1e6', { evaluation: { attacker_samples_per_seed: 1e6 } }, 'evaluation.attacker_samples_per_seed: Too big'],
   ['engine.threads: 1e6', { engine: { kind: 'ort', threads: 1e6 } }, 'engine.threads: Too big'],
+  ['torch engine.nproc: 1e6', { engine: { kind: 'torch', nproc: 1e6 } }, 'engine.nproc: Too big'],
+  ['torch engine.micro_batch_tokens: 1e12', { engine: { kind: 'torch', micro_batch_tokens: 1e12 } }, 'engine.micro_batch_tokens: Too big'],
   ['judge.timeout_ms: 1e12', { judge: { kind: 'http', url: 'http://127.0.0.1:1/v1', model: 'g', timeout_ms: 1e12 } }, 'judge.timeout_ms: Too big'],
   ['game.temperature: 1e400 (Infinity)', { game: { temperature: '__INF__' } }, 'game.temperature'],
   ['seed: -1', { seed: -1 }, 'seed: Too small'],
@@ -107,6 +109,12 @@ export const cases: BadInputCase[] = [
     setup: (dir) => writeConfig(dir, { judge: { kind: 'sandbox' }, trust_remote_code: true }),
     act: (_dir, file) => loadRunConfig(file as string),
     expect: { error: /hostile\.absp\.json: invalid run config: \(top level\): unknown key "trust_remote_code"/ },
+  },
+  {
+    name: 'a config naming the Python the torch engine runs (engine.python): refused, the executable is the user\'s choice',
+    setup: (dir) => writeConfig(dir, { engine: { kind: 'torch', python: '/tmp/not-yours/bin/python' } }),
+    act: (_dir, file) => loadRunConfig(file as string),
+    expect: { error: /hostile\.absp\.json: invalid run config: engine\.python: a config cannot choose the Python the engine runs .*abspLab\.pythonPath/ },
   },
   {
     name: 'a run name that is a path (held)',

@@ -15,14 +15,15 @@ const SCHEMA_FILE = path.join(ROOT, 'media', 'absp-config.schema.json');
 
 describe('host: starter config, config schema and manifest', () => {
   it('writes starter configs that absp run accepts, for each engine and for exported seeds', () => {
-    for (const o of [{ name: 'experiment', engine: 'ort' as const }, { name: 'gpu', engine: 'torch' as const, python: '/opt/py/bin/python' }, { name: 'seeds', engine: 'ort' as const, seedsFile: 'seeds/a.jsonl' }]) {
+    for (const o of [{ name: 'experiment', engine: 'ort' as const }, { name: 'gpu', engine: 'torch' as const }, { name: 'seeds', engine: 'ort' as const, seedsFile: 'seeds/a.jsonl' }]) {
       const text = starterConfigText(o);
       const parsed = parseRunConfig(JSON.parse(text), o.name);
       assert.equal(parsed.name, o.name);
       assert.equal(parsed.mode, 'bipolicy');
       assert.equal(parsed.engine.kind, o.engine);
     }
-    assert.deepEqual(starterConfig({ name: 'x', engine: 'torch', python: '/p' }).engine, { kind: 'torch', python: '/p', device: 'cuda', dtype: 'bfloat16' });
+    // No python: a config never chooses the executable (the user's pythonPath setting or the set-up environment does).
+    assert.deepEqual(starterConfig({ name: 'x', engine: 'torch' }).engine, { kind: 'torch', device: 'cuda', dtype: 'bfloat16' });
     assert.deepEqual(starterConfig({ name: 'x', engine: 'ort', seedsFile: 's.jsonl' }).world, { kind: 'seeds', file: 's.jsonl', include_sandbox: true });
     assert.equal(freeConfigName(new Set(['experiment.absp.json', 'experiment-2.absp.json'])), 'experiment-3.absp.json');
   });

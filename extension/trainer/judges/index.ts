@@ -20,7 +20,7 @@ export function makeJudge(config: RunConfig, origin: ConfigOrigin): Judge {
       return new SandboxJudge();
     case 'guard': {
       const e = config.engine;
-      if (e.kind === 'torch') return GuardModelJudge.openTorch(j.model, j.max_new_tokens, { python: e.python, device: e.device, dtype: e.dtype, threads: e.threads });
+      if (e.kind === 'torch') return GuardModelJudge.openTorch(j.model, j.max_new_tokens, { device: e.device, dtype: e.dtype, threads: e.threads });
       return GuardModelJudge.open(j.model, j.max_new_tokens, e.threads);
     }
     case 'http': {
