@@ -215,7 +215,8 @@ export class RunWriter {
   /** A complete round's record, or null when it is missing or unreadable. */
   roundInfo(round: number): RoundInfo | null {
     try {
-      const parsed = RoundInfoSchema.safeParse(JSON.parse(fs.readFileSync(this.paths.roundJson(round), 'utf8')));
+      // Someone else's run directory: not through a link, not blocking on a FIFO, bounded.
+      const parsed = RoundInfoSchema.safeParse(JSON.parse(readTextFile(this.paths.roundJson(round), MAX_RUN_JSON_BYTES)));
       return parsed.success ? parsed.data : null;
     } catch {
       return null;

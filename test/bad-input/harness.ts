@@ -205,7 +205,9 @@ export function defineFamily(family: string, casesFile: string): void {
       }
     });
     for (const c of cases) {
-      it(c.name, async () => {
+      it(c.name, async function () {
+        // Past the worker's own bound (setup, the case's deadline, a loaded machine) so that it reports first.
+        this.timeout(Math.max(180_000, (c.deadlineMs ?? DEFAULT_DEADLINE_MS) * 3 + 60_000));
         const o = await worker.run(c);
         outcomes.push({ family, name: c.name, ...o });
         const wanted = 'error' in c.expect ? 'clear-error' : 'handled';

@@ -10,7 +10,9 @@ import * as path from 'node:path';
 import { loadCheckpoint } from '../../extension/engine/model/checkpoint';
 import { TextTokenizer } from '../../extension/engine/model/tokenizer';
 import { writeRandomCheckpoint, writeTinyTokenizer } from '../helpers/random-checkpoint';
+import { TorchEngine } from '../../extension/engine/torch/torch-engine';
 import type { BadInputCase } from './harness';
+import { closeEngines, engineProcess, pickleThatTouches, sandboxModelCopy, TORCH_DEADLINE_MS, torchEnginePresent, withTorchEngine } from './torch-engine';
 
 function model(dir: string, patch: Record<string, unknown> = {}): string {
   const m = path.join(dir, 'model');
@@ -190,4 +192,154 @@ export const cases: BadInputCase[] = [
     act: (_dir, m) => loadCheckpoint(m as string),
     expect: { error: /model\/config\.json: rope_scaling of type "yarn" is not supported/ },
   },
+  ...withTorchEngine(torchCases()),
 ];
+
+/** Opening a model directory on the PyTorch engine: the `open` request its process receives. */
+function torchCases(): BadInputCase[] {
+  const open = async (m: unknown) => (await engineProcess()).request('open', { model: m as string, device: 'cpu', dtype: 'float32' });
+  const torch = (c: BadInputCase): BadInputCase => ({
+    deadlineMs: TORCH_DEADLINE_MS,
+    ...c,
+    name: `PyTorch engine: ${c.name}`,
+    setup: async (dir) => {
+      await engineProcess();
+      return c.setup ? c.setup(dir) : undefined;
+    },
+    unchanged: c.unchanged ?? ((_dir, m) => (typeof m === 'string' ? [path.join(m, 'config.json'), path.join(m, 'model.safetensors')] : [])),
+  });
+  return [
+    torch({
+      name: 'a checkpoint asking for remote code (auto_map and a modeling file that would write a marker): refused, nothing imported (held)',
+      setup: (dir) => {
+        const m = sandboxModelCopy(dir, { auto_map: { AutoModelForCausalLM: 'modeling_evil.EvilForCausalLM' } });
+        fs.writeFileSync(path.join(m, 'modeling_evil.py'), `open(${JSON.stringify(path.join(dir, 'ran'))}, "w").write("x")\n`);
+        return m;
+      },
+      act: async (dir, m) => {
+        try {
+          return await open(m);
+        } finally {
+          assert.ok(!fs.existsSync(path.join(dir, 'ran')), 'the modeling file was not run');
+        }
+      },
+      expect: { error: /model\/config\.json: needs custom code \(AutoModelForCausalLM\); the engine loads with trust_remote_code=False/ },
+    }),
+    torch({
+      name: 'a pickle-only checkpoint (pytorch_model.bin whose unpickling would run a command): refused, never unpickled (held)',
+      setup: (dir) => {
+        const m = sandboxModelCopy(dir);
+        fs.rmSync(path.join(m, 'model.safetensors'));
+        fs.writeFileSync(path.join(m, 'pytorch_model.bin'), pickleThatTouches(path.join(dir, 'ran')));
+        return m;
+      },
+      act: async (dir, m) => {
+        try {
+          return await open(m);
+        } finally {
+          assert.ok(!fs.existsSync(path.join(dir, 'ran')), 'the pickle was not loaded');
+        }
+      },
+      expect: { error: /model\/pytorch_model\.bin: holds the weights as a pickle, which can run code when loaded/ },
+      unchanged: (_dir, m) => [path.join(m as string, 'config.json'), path.join(m as string, 'pytorch_model.bin')],
+    }),
+    torch({
+      name: 'num_hidden_layers: 1e9 is refused before transformers builds anything',
+      setup: (dir) => sandboxModelCopy(dir, { num_hidden_layers: 1e9 }),
+      act: (_dir, m) => open(m),
+      expect: { error: /model\/config\.json: num_hidden_layers is 1000000000, more than 1024, the largest this engine accepts/ },
+    }),
+    torch({
+      name: 'a config describing 7B shapes over the small weights file: refused by the file\'s header, before allocating',
+      setup: (dir) => sandboxModelCopy(dir, { num_hidden_layers: 32, hidden_size: 4096, intermediate_size: 11008, num_attention_heads: 32, num_key_value_heads: 32, head_dim: 128 }),
+      act: (_dir, m) => open(m),
+      expect: { error: /model\/model\.safetensors: tensor model\.embed_tokens\.weight has shape \[\d+, \d+\], expected \[\d+, 4096\] from config\.json/ },
+    }),
+    torch({
+      name: 'a safetensors header claiming more data than the file holds: refused before reading',
+      setup: (dir) => {
+        const m = sandboxModelCopy(dir);
+        const file = path.join(m, 'model.safetensors');
+        const data = fs.readFileSync(file);
+        fs.writeFileSync(file, data.subarray(0, data.length - 4096));
+        return m;
+      },
+      act: (_dir, m) => open(m),
+      expect: { error: /model\/model\.safetensors: tensor \S+ of shape \[[\d, ]+\] \(\w+\) claims bytes \d+\.\.\d+, but the file holds \d+ bytes of data/ },
+    }),
+    torch({
+      name: 'config.json is a FIFO: an error at once, in the engine\'s process',
+      setup: (dir) => {
+        const m = sandboxModelCopy(dir);
+        fs.rmSync(path.join(m, 'config.json'));
+        execFileSync('mkfifo', [path.join(m, 'config.json')]);
+        return m;
+      },
+      act: (_dir, m) => open(m),
+      expect: { error: /model\/config\.json: is a FIFO \(named pipe\), not a regular file/ },
+      unchanged: () => [],
+    }),
+    torch({
+      name: 'config.json is a FIFO: TorchEngine.open refuses it before starting a process',
+      setup: (dir) => {
+        const m = sandboxModelCopy(dir);
+        fs.rmSync(path.join(m, 'config.json'));
+        execFileSync('mkfifo', [path.join(m, 'config.json')]);
+        return m;
+      },
+      act: (_dir, m) => TorchEngine.open(m as string, { device: 'cpu', dtype: 'float32' }),
+      expect: { error: /model\/config\.json: cannot be read: it is a FIFO/ },
+      deadlineMs: 2000,
+      unchanged: () => [],
+    }),
+    torch({
+      name: 'model.safetensors is a link to weights elsewhere: not followed',
+      setup: (dir) => {
+        const m = sandboxModelCopy(dir);
+        fs.renameSync(path.join(m, 'model.safetensors'), path.join(dir, 'elsewhere.safetensors'));
+        fs.symlinkSync(path.join(dir, 'elsewhere.safetensors'), path.join(m, 'model.safetensors'));
+        return m;
+      },
+      act: (_dir, m) => open(m),
+      expect: { error: /model\/model\.safetensors: is a symbolic link, which is not followed/ },
+    }),
+    torch({
+      name: 'a working folder (a run directory, a workspace) shipping torch.py and absp_torch/: the engine\'s Python imports neither',
+      setup: (dir) => {
+        const marker = path.join(dir, 'ran');
+        const payload = `open(${JSON.stringify(marker)}, "a").write(__name__ + "\\n")\n`;
+        const work = path.join(dir, 'work');
+        fs.mkdirSync(path.join(work, 'absp_torch'), { recursive: true });
+        for (const f of ['torch.py', 'transformers.py', 'peft.py', 'absp_torch/__init__.py', 'absp_torch/__main__.py']) fs.writeFileSync(path.join(work, f), payload);
+        return work;
+      },
+      act: (dir, work) => {
+        // The command line, as the editor starts it: in the run's or the config's folder.
+        const cli = path.resolve(__dirname, '..', '..', 'bin', 'absp.js');
+        const out = execFileSync(process.execPath, [cli, 'generate', '--engine', 'torch', '--model', 'builtin:sandbox', '--prompt', 'w1 w2', '--max-new-tokens', '2', '--json'], {
+          cwd: work as string,
+          encoding: 'utf8',
+          env: { ...process.env, ABSP_TORCH_PYTHON: torchEnginePresent()!, ABSP_THREADS: '1' },
+          timeout: 600_000,
+        });
+        const generated = Array.isArray((JSON.parse(out.trim().split('\n').pop()!) as { ids?: unknown }).ids);
+        return { generated, ran: fs.existsSync(path.join(dir, 'ran')) ? fs.readFileSync(path.join(dir, 'ran'), 'utf8') : null };
+      },
+      expect: { handled: (r) => assert.deepEqual(r, { generated: true, ran: null }) },
+      deadlineMs: 300_000,
+      unchanged: () => [],
+    }),
+    torch({
+      name: 'after every refusal the engine still opens a good model (nothing half-open), then closes',
+      setup: (dir) => sandboxModelCopy(dir),
+      act: async (_dir, m) => {
+        try {
+          return ((await open(m)).info as { vocabSize: number }).vocabSize;
+        } finally {
+          await closeEngines();
+        }
+      },
+      expect: { handled: (v) => assert.ok(typeof v === 'number' && v > 0) },
+    }),
+  ];
+}
