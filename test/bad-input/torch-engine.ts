@@ -30,11 +30,13 @@ export const TORCH_DEADLINE_MS = 60_000;
 let proc: Promise<EngineProcess> | null = null;
 let engine: Promise<TorchEngine> | null = null;
 
-/** An engine process that has said hello and opened nothing: each case sends its own `open`. */
+/** An engine process that has said hello and opened the sandbox model: each case sends its own `open`. */
 export function engineProcess(): Promise<EngineProcess> {
   proc ??= (async () => {
     const p = new EngineProcess({ command: torchEnginePresent()!, args: ['-m', 'absp_torch', 'serve', '--device', 'cpu'], env: { ...engineEnv(), OMP_NUM_THREADS: '1' }, cwd: engineCwd(), label: 'bad-input engine' });
     await p.request('hello');
+    // transformers and PEFT imported now (minutes on a loaded machine), not inside a case's deadline.
+    await p.request('open', { model: sandboxModelDir(), device: 'cpu', dtype: 'float32' });
     return p;
   })();
   return proc;
