@@ -141,7 +141,7 @@ const scheduleSchema = z.discriminatedUnion('kind', [
       /** …then the defender trains until the share falls to this. */
       defender_until: fraction.default(0.05),
       /** A phase ends after this many steps whatever the attack success. */
-      max_steps: positiveInt.default(10),
+      max_steps: positiveInt(1_000_000).default(10),
       first: z.enum(['attacker', 'defender']).default('attacker'),
     })
     .strict(),

@@ -18,6 +18,7 @@ import {
   savedSlots,
   type RunInfo,
 } from '../../extension/rundir';
+import { readSweepInfo } from '../../extension/rundir/sweep';
 import type { BadInputCase } from './harness';
 
 const NEW_RUN = {
@@ -397,5 +398,29 @@ export const cases: BadInputCase[] = [
       return readRunInfo(run as string).rounds_completed;
     },
     expect: { handled: (r) => assert.equal(r, 1) },
+  },
+  {
+    name: 'a sweep folder whose sweep.json is a FIFO: opening it is an error at once',
+    setup: (dir) => {
+      const sweep = path.join(dir, 'sweep');
+      fs.mkdirSync(sweep);
+      execFileSync('mkfifo', [path.join(sweep, 'sweep.json')]);
+      return sweep;
+    },
+    act: (_dir, sweep) => readSweepInfo(sweep as string),
+    expect: { error: /sweep\/sweep\.json: cannot be read: it is a FIFO/ },
+    deadlineMs: 1000,
+  },
+  {
+    name: 'a sweep folder whose sweep.json is a link to a file elsewhere: not followed',
+    setup: (dir) => {
+      const sweep = path.join(dir, 'sweep');
+      fs.mkdirSync(sweep);
+      fs.writeFileSync(path.join(dir, 'elsewhere.json'), JSON.stringify({ format: 'absp-sweep', version: 1 }));
+      fs.symlinkSync(path.join(dir, 'elsewhere.json'), path.join(sweep, 'sweep.json'));
+      return sweep;
+    },
+    act: (_dir, sweep) => readSweepInfo(sweep as string),
+    expect: { error: /sweep\/sweep\.json: cannot be read: it is a symbolic link/ },
   },
 ];

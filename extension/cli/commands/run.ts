@@ -92,7 +92,8 @@ export function runCommand(): Command {
             modes: reader.info.modes,
             resumeDir: sweepDir,
             log: sweepLog,
-            runOne: (c, target, run) => runOne(c, sweepDir, target, o.quiet, stop.stopRequested, `seed ${run.seed} ${run.mode}`),
+            // The sweep folder's config is someone else's until approved, like a run directory's.
+            runOne: (c, target, run) => runOne(c, sweepDir, target, o.quiet, stop.stopRequested, { kind: 'run-directory', file: reader.layout.config, approved: (o.allowJudge as string[]).map(parseApproval) }, `seed ${run.seed} ${run.mode}`),
           });
           process.stdout.write(o.json ? JSON.stringify(result.summary, null, 2) + '\n' : '\n' + formatSweepSummary(result.summary, result.dir) + '\n');
           return;
