@@ -20,6 +20,7 @@ import {
   RunEventSchema,
   RunInfoSchema,
   RunStatusSchema,
+  SAFE_ID,
   describeIssues,
 } from '../extension/rundir/schema';
 import { AdapterDiffSchema, ReplayJobSchema, ReplayResultSchema } from '../extension/panel-worker/protocol';
@@ -38,8 +39,10 @@ export const PanelKindSchema = z.enum(['dashboard', 'stepper', 'adapter-diff']);
 export type PanelKind = z.infer<typeof PanelKindSchema>;
 
 /** Runs are named by an opaque key the host chooses (their folder, typically). */
-const runKey = z.string().min(1);
-const requestId = z.string().min(1);
+const runKey = z.string().min(1).max(4096);
+const requestId = z.string().min(1).max(200);
+/** An exchange id as a panel names it: the run directory's id rule (letters, digits, ._:-). */
+const exchangeId = z.string().regex(SAFE_ID, 'must be an exchange id (letters, digits, ._:-)');
 
 export const EffectiveStatusSchema = z.union([RunStatusSchema, z.literal('interrupted')]);
 
@@ -134,8 +137,8 @@ export type RunData = z.infer<typeof RunDataSchema>;
 export const AdapterRefSchema = z.object({
   run: runKey,
   round: z.number().int().min(0),
-  /** Adapter folder in the round: attacker, defender or shared. */
-  slot: z.string().min(1),
+  /** Adapter folder in the round: attacker, defender or shared (a plain folder name, never a path). */
+  slot: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be an adapter folder name'),
 });
 export type AdapterRef = z.infer<typeof AdapterRefSchema>;
 
@@ -212,14 +215,14 @@ export const WebviewMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('watch-runs'), runs: z.array(runKey) }),
   z.object({ type: z.literal('request-transcript'), run: runKey, round: z.number().int().min(0) }),
   /** Open the exchange as a read-only document in the editor, to annotate it with comments. */
-  z.object({ type: z.literal('annotate'), run: runKey, round: z.number().int().min(0), exchange: z.string().min(1) }),
+  z.object({ type: z.literal('annotate'), run: runKey, round: z.number().int().min(0), exchange: exchangeId }),
   /** Play the recorded attack against the defender of another round, in the engine's worker. */
   z.object({
     type: z.literal('replay'),
     requestId,
     run: runKey,
     round: z.number().int().min(0),
-    exchange: z.string().min(1),
+    exchange: exchangeId,
     adapterRound: z.number().int().min(0),
     /** Answers to sample (1 when absent); several give a compliance and a harm rate with intervals. */
     samples: ReplayJobSchema.shape.samples,

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { packageRoot } from '../engine/model/model-dir';
-import { engineEnv, findEnginePython as findTorchPython } from '../engine/torch/python-env';
+import { engineCwd, engineEnv, findEnginePython as findTorchPython } from '../engine/torch/python-env';
 import { OrtPhaseSpec } from './ort-bench';
 
 export interface BenchShape {
@@ -84,7 +84,8 @@ export interface BenchResult {
 
 function runJson(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // In the engine's own folder: a Python started in the user's working folder would import from it.
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: engineCwd() });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));

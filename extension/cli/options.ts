@@ -28,3 +28,11 @@ export function idsOption(value: string): number[] {
     return n;
   });
 }
+
+/** Collects a repeatable option's values. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+export const ALLOW_JUDGE_HELP =
+  "approve a judge endpoint named by a run directory's config.json, with the key variable it may send (repeatable): VAR=URL, or URL for no key";

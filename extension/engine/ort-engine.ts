@@ -91,11 +91,14 @@ export class OrtEngine implements PolicyEngine {
   encode(text: string): number[] {
     return this.tokenizer.encode(text);
   }
+  encodeMarkup(text: string): number[] {
+    return this.tokenizer.encodeMarkup(text);
+  }
+  encodeChat(messages: readonly { role: string; content: string }[], addGenerationPrompt: boolean): number[] {
+    return this.tokenizer.encodeChat(messages, addGenerationPrompt);
+  }
   decode(ids: readonly number[]): string {
     return this.tokenizer.decode(ids, true);
-  }
-  chat(messages: readonly { role: string; content: string }[], addGenerationPrompt: boolean): string {
-    return this.tokenizer.applyChatTemplate(messages, addGenerationPrompt);
   }
   stopTokens(): number[] {
     return this.tokenizer.stopTokenIds(this.base.config.eosTokenIds);

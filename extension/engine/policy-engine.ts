@@ -100,9 +100,13 @@ export interface PolicyEngine {
   readonly info: PolicyEngineInfo;
   /** Resolves once the model is loaded (at once for the built-in engine), with the final info. */
   ready(): Promise<PolicyEngineInfo>;
+  /** Plain text: special tokens in it are ordinary characters (all a policy, seed or dataset writes). */
   encode(text: string): number[];
+  /** Text of the caller's own in which special tokens are meant (a marker constant); never untrusted text. */
+  encodeMarkup(text: string): number[];
+  /** A conversation through the model's chat template: the template's markers special, every message plain text. */
+  encodeChat(messages: readonly { role: string; content: string }[], addGenerationPrompt: boolean): number[];
   decode(ids: readonly number[]): string;
-  chat(messages: readonly { role: string; content: string }[], addGenerationPrompt: boolean): string;
   stopTokens(): number[];
 
   createPolicy(name: string, spec: PolicySpec): Promise<void>;

@@ -7,6 +7,7 @@
  * the exchange is open, and follow edits made anywhere (the AnnotationIndex watches the file).
  */
 import * as vscode from 'vscode';
+import { notify } from './notify';
 import { RunReader, deleteAnnotation, putAnnotation, type Annotation, type AnnotationLabel, type Exchange } from '../rundir';
 import type { AnnotationIndex } from './annotation-index';
 import {
@@ -193,7 +194,7 @@ export class AnnotationComments implements vscode.Disposable {
     const thread = reply.thread;
     const { address, doc } = this.docs.get(thread.uri);
     if (!doc || !address.runDir) {
-      void vscode.window.showErrorMessage('ABSP Lab: this document is not an exchange of a run; nothing was saved.');
+      void notify.error('ABSP Lab: this document is not an exchange of a run; nothing was saved.');
       return undefined;
     }
     const span = thread.range ? spanFromOffsets(doc, ...this.offsetsOf(doc, thread.range)) : null;
@@ -207,7 +208,7 @@ export class AnnotationComments implements vscode.Disposable {
       this.sync(thread.uri);
       return annotation;
     } catch (e) {
-      void vscode.window.showErrorMessage(`ABSP Lab: the annotation could not be saved: ${(e as Error).message}`);
+      void notify.error(`ABSP Lab: the annotation could not be saved: ${(e as Error).message}`);
       return undefined;
     }
   }
@@ -247,7 +248,7 @@ export class AnnotationComments implements vscode.Disposable {
       this.log(`deleted annotation ${found.annotation.id} of ${found.annotation.exchange} in ${runDir}`);
       this.index.refresh([runDir]);
     } catch (e) {
-      void vscode.window.showErrorMessage(`ABSP Lab: the annotation could not be deleted: ${(e as Error).message}`);
+      void notify.error(`ABSP Lab: the annotation could not be deleted: ${(e as Error).message}`);
     }
   }
 
@@ -256,7 +257,7 @@ export class AnnotationComments implements vscode.Disposable {
       putAnnotation(runDir, { id: a.id, exchange: a.exchange, round: a.round, label: patch.label ?? a.label, note: patch.note ?? a.note, span: a.span });
       this.index.refresh([runDir]);
     } catch (e) {
-      void vscode.window.showErrorMessage(`ABSP Lab: the annotation could not be saved: ${(e as Error).message}`);
+      void notify.error(`ABSP Lab: the annotation could not be saved: ${(e as Error).message}`);
     }
   }
 

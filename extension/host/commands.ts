@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { notify } from './notify';
 import { exportAnnotatedSeeds, readRunInfo, runLayout, type AnnotationLabel } from '../rundir';
 import { ConfigError, defaultRunConfig, loadRunConfig, type RunConfig } from '../trainer/run-config';
 import { LABEL_TITLES } from './annotation-comments';
@@ -13,6 +14,8 @@ import { MissingExecutableError, MissingTorchEnvironmentError, resolveTorchPytho
 import { defaultVenvDir, findEnginePythonAsync } from '../engine/torch/python-env';
 import { setupTorchEnv } from '../engine/torch/setup-env';
 import { cliArgs } from './job-manager';
+import { approveRunJudges } from './judge-approval';
+import { requireTrust } from './settings';
 import type { Lab } from './lab';
 import { builtinExperimentEntry, freeConfigName, seedsFolder, starterConfigText, type PastRun } from './starter-config';
 import { readRunProgress } from './run-catalog';
@@ -35,7 +38,7 @@ export function registerCommands(lab: Lab): vscode.Disposable[] {
         lab.log(`${id} failed: ${(e as Error).stack ?? e}`);
         const settings = e instanceof MissingExecutableError ? ['Open Settings'] : [];
         const setup = e instanceof MissingTorchEnvironmentError ? ['Set Up PyTorch Engine'] : [];
-        const picked = await vscode.window.showErrorMessage(`ABSP: ${(e as Error).message}`, ...setup, ...settings, 'Show Log');
+        const picked = await notify.error(`ABSP: ${(e as Error).message}`, ...setup, ...settings, 'Show Log');
         if (picked === 'Set Up PyTorch Engine') void vscode.commands.executeCommand('abspLab.setupTorch');
         if (picked === 'Open Settings' && e instanceof MissingExecutableError) void vscode.commands.executeCommand('workbench.action.openSettings', e.setting);
         if (picked === 'Show Log') lab.output.show(true);
@@ -80,6 +83,7 @@ class Commands {
   // Runs
 
   async startRun(target?: Target): Promise<void> {
+    requireTrust(vscode.workspace.isTrusted, 'Start Run');
     let config: string | null;
     if (target instanceof vscode.Uri) config = target.fsPath;
     else {
@@ -93,6 +97,7 @@ class Commands {
 
   /** Checks the config and the executables here, so that mistakes show at once and name their fix. */
   async launchRun(configFile: string | null): Promise<void> {
+    requireTrust(vscode.workspace.isTrusted, 'Start Run');
     const s = this.lab.settings();
     let file = configFile;
     let parsed: RunConfig | null = null;
@@ -105,21 +110,21 @@ class Commands {
         parsed = loadRunConfig(file);
       } catch (e) {
         if (e instanceof ConfigError) {
-          const open = await vscode.window.showErrorMessage(`ABSP: ${e.message}`, 'Open Config');
+          const open = await notify.error(`ABSP: ${e.message}`, 'Open Config');
           if (open) void vscode.window.showTextDocument(vscode.Uri.file(file));
           return;
         }
         throw e;
       }
-      if (parsed.engine.kind === 'torch') env = { ABSP_TORCH_PYTHON: await resolveTorchPython(parsed.engine.python, s.pythonPath, findEnginePythonAsync) };
+      if (parsed.engine.kind === 'torch') env = { ABSP_TORCH_PYTHON: await resolveTorchPython(s.pythonPath, findEnginePythonAsync) };
     } else if (s.defaultEngine === 'torch') {
       // The built-in experiment with the default engine set to torch: the sandbox model is small,
       // so it runs on the CPU in float32.
-      const python = await resolveTorchPython(undefined, s.pythonPath, findEnginePythonAsync);
+      const python = await resolveTorchPython(s.pythonPath, findEnginePythonAsync);
       env = { ABSP_TORCH_PYTHON: python };
       file = path.join(this.lab.context.globalStorageUri.fsPath, 'builtin-torch.absp.json');
       fs.mkdirSync(path.dirname(file), { recursive: true });
-      fs.writeFileSync(file, JSON.stringify({ engine: { kind: 'torch', python, device: 'cpu', dtype: 'float32' } }, null, 2));
+      fs.writeFileSync(file, JSON.stringify({ engine: { kind: 'torch', device: 'cpu', dtype: 'float32' } }, null, 2));
     }
     fs.mkdirSync(s.runsFolder, { recursive: true });
     const title = file && configFile ? `run ${path.basename(file)}` : 'run of the built-in sandbox experiment';
@@ -177,9 +182,9 @@ class Commands {
       file = uri.fsPath;
     }
     const stem = path.basename(file).replace(/\.absp\.json$/, '').replace(/[^A-Za-z0-9._-]/g, '-') || 'experiment';
-    fs.writeFileSync(file, starterConfigText({ name: stem, engine: s.defaultEngine, python: s.pythonPath }), { flag: 'wx' });
+    fs.writeFileSync(file, starterConfigText({ name: stem, engine: s.defaultEngine }), { flag: 'wx' });
     await vscode.window.showTextDocument(vscode.Uri.file(file));
-    const start = await vscode.window.showInformationMessage(
+    const start = await notify.info(
       `ABSP: wrote ${path.basename(file)}, a small ABSP experiment on the sandbox model. Hover a key to read what it means (absp run takes plain JSON, so the explanations live in the editor, not in comments).`,
       'Start Run',
     );
@@ -209,7 +214,7 @@ class Commands {
       }),
     );
     if (!report.ok) throw new Error(`the PyTorch engine's environment does not work: ${report.problems.join('; ')} (details in the log)`);
-    void vscode.window.showInformationMessage(`ABSP: the PyTorch engine is ready: torch ${report.torch}, transformers ${report.transformers}, peft ${report.peft}; devices: ${(report.devices ?? []).join(', ')}.`);
+    void notify.info(`ABSP: the PyTorch engine is ready: torch ${report.torch}, transformers ${report.transformers}, peft ${report.peft}; devices: ${(report.devices ?? []).join(', ')}.`);
   }
 
   /**
@@ -241,31 +246,25 @@ class Commands {
       'not-running': `${name} is not running.`,
       elsewhere: `${name} runs on another machine (${safeHost(dir)}); stop it there.`,
     };
-    void vscode.window.showInformationMessage(`ABSP: ${messages[result]}`);
+    void notify.info(`ABSP: ${messages[result]}`);
     await this.lab.tick();
   }
 
   async resumeRun(target?: Target): Promise<void> {
+    requireTrust(vscode.workspace.isTrusted, 'Resume Run');
     const dir = await this.runDir(target, 'Resume which run?', (e) => !!e.info && e.status !== 'running' && e.status !== 'completed');
     if (!dir) return;
     const info = readRunInfo(dir);
     const entry = this.lab.catalog.get(dir);
     if (entry?.status === 'running') throw new Error(`${path.basename(dir)} is running; there is nothing to resume`);
     if (info.status === 'completed') {
-      void vscode.window.showInformationMessage(`ABSP: ${path.basename(dir)} is complete; there is nothing to resume.`);
+      void notify.info(`ABSP: ${path.basename(dir)} is complete; there is nothing to resume.`);
       return;
     }
-    let env: Record<string, string> | undefined;
-    if (info.engine === 'torch') {
-      let configured: string | undefined;
-      try {
-        configured = (JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { engine?: { python?: string } }).engine?.python;
-      } catch {
-        configured = undefined; // absp run --resume reports a missing or broken config.json itself
-      }
-      env = { ABSP_TORCH_PYTHON: await resolveTorchPython(configured, this.lab.settings().pythonPath, findEnginePythonAsync) };
-    }
-    this.lab.jobs.start({ kind: 'resume', title: `resume of ${path.basename(dir)}`, args: cliArgs.resume(dir), cwd: dir, runDir: dir, env });
+    const env = await this.torchEnv([info.engine]);
+    const approved = await approveRunJudges([dir]);
+    if (!approved) return;
+    this.lab.jobs.start({ kind: 'resume', title: `resume of ${path.basename(dir)}`, args: cliArgs.resume(dir, approved), cwd: dir, runDir: dir, env });
     this.lab.showPanel('dashboard', { runs: [dir] });
   }
 
@@ -293,6 +292,7 @@ class Commands {
   // Cross-play, evaluation, export
 
   async runCrossplay(target?: Target): Promise<void> {
+    requireTrust(vscode.workspace.isTrusted, 'Cross-Play');
     const first = dirOf(target);
     const usable = this.lab.catalog.entries().filter((e) => e.info && e.status !== 'running' && (e.info.rounds_completed ?? 0) > 0);
     if (usable.length === 0) throw new Error('cross-play needs a run with at least one complete round that is not running');
@@ -302,10 +302,23 @@ class Commands {
     );
     if (!picked || picked.length === 0) return;
     const dirs = [...picked].sort((a, b) => (a.dir === first ? -1 : b.dir === first ? 1 : 0)).map((p) => p.dir);
-    this.lab.jobs.start({ kind: 'crossplay', title: `cross-play of ${dirs.length} run${dirs.length > 1 ? 's' : ''}`, args: cliArgs.crossplay(dirs), cwd: dirs[0], runDir: dirs[0] });
+    const approved = await approveRunJudges(dirs.slice(0, 1));
+    if (!approved) return;
+    const env = await this.torchEnv(picked.map((p) => usable.find((e) => e.dir === p.dir)?.info?.engine));
+    this.lab.jobs.start({ kind: 'crossplay', title: `cross-play of ${dirs.length} run${dirs.length > 1 ? 's' : ''}`, args: cliArgs.crossplay(dirs, approved), cwd: dirs[0], runDir: dirs[0], env });
+  }
+
+  /**
+   * The environment of a job on runs of these engines: for torch, the Python of the user's pythonPath
+   * setting or the set-up environment, checked now. Never one a run's config names.
+   */
+  private async torchEnv(engines: readonly (string | undefined)[]): Promise<Record<string, string> | undefined> {
+    if (!engines.includes('torch')) return undefined;
+    return { ABSP_TORCH_PYTHON: await resolveTorchPython(this.lab.settings().pythonPath, findEnginePythonAsync) };
   }
 
   async evaluate(target?: Target): Promise<void> {
+    requireTrust(vscode.workspace.isTrusted, 'Evaluate');
     const dir = await this.runDir(target, 'Evaluate the defender of which run?', (e) => !!e.info);
     if (!dir) return;
     const data = await vscode.window.showOpenDialog({
@@ -315,7 +328,10 @@ class Commands {
       defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
     });
     if (!data?.[0]) return;
-    this.lab.jobs.start({ kind: 'eval', title: `evaluation of ${path.basename(dir)} on ${path.basename(data[0].fsPath)}`, args: cliArgs.eval(dir, data[0].fsPath), cwd: dir, runDir: dir });
+    const approved = await approveRunJudges([dir]);
+    if (!approved) return;
+    const env = await this.torchEnv([this.lab.catalog.get(dir)?.info?.engine]);
+    this.lab.jobs.start({ kind: 'eval', title: `evaluation of ${path.basename(dir)} on ${path.basename(data[0].fsPath)}`, args: cliArgs.eval(dir, data[0].fsPath, { approved }), cwd: dir, runDir: dir, env });
   }
 
   async exportSeeds(target?: Target): Promise<void> {
@@ -323,7 +339,7 @@ class Commands {
     if (!dir) return;
     const annotations = this.lab.annotations.of(dir);
     if (annotations.length === 0) {
-      void vscode.window.showInformationMessage(`ABSP: ${path.basename(dir)} has no annotations yet. Open an exchange (the stepper's "Annotate in editor") and comment on it.`);
+      void notify.info(`ABSP: ${path.basename(dir)} has no annotations yet. Open an exchange (the stepper's "Annotate in editor") and comment on it.`);
       return;
     }
     const labels = (Object.keys(LABEL_TITLES) as AnnotationLabel[]).filter((l) => annotations.some((a) => a.label === l));
@@ -338,7 +354,7 @@ class Commands {
     const result = exportAnnotatedSeeds(dir, target2.fsPath, pickedLabels.map((p) => p.value));
     this.lab.log(`exported ${result.seeds.length} seeds from ${dir} to ${target2.fsPath}${result.missing.length ? ` (${result.missing.length} annotations name exchanges that are no longer valid)` : ''}`);
     const missing = result.missing.length ? ` ${result.missing.length} annotation(s) name exchanges that are no longer in the run and were left out.` : '';
-    const next = await vscode.window.showInformationMessage(
+    const next = await notify.info(
       `ABSP: wrote ${result.seeds.length} seed${result.seeds.length === 1 ? '' : 's'} to ${path.basename(target2.fsPath)}.${missing} A run trains on them with "world": {"kind": "seeds", "file": …}.`,
       'Open File',
       'New Config Using Them',
@@ -352,7 +368,7 @@ class Commands {
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? path.dirname(seedsFile);
     const name = freeConfigName(new Set(fs.readdirSync(folder)), 'annotated-seeds');
     const file = path.join(folder, name);
-    fs.writeFileSync(file, starterConfigText({ name: name.replace(/\.absp\.json$/, ''), engine: s.defaultEngine, python: s.pythonPath, seedsFile: path.relative(folder, seedsFile) }), { flag: 'wx' });
+    fs.writeFileSync(file, starterConfigText({ name: name.replace(/\.absp\.json$/, ''), engine: s.defaultEngine, seedsFile: path.relative(folder, seedsFile) }), { flag: 'wx' });
     await vscode.window.showTextDocument(vscode.Uri.file(file));
   }
 
@@ -394,7 +410,7 @@ class Commands {
     await this.lab.tick();
     const entries = this.lab.catalog.entries().filter((e) => !e.summary.error && fits(e));
     if (entries.length === 0) {
-      void vscode.window.showInformationMessage(`ABSP: no run fits (${question.replace(/\?$/, '').toLowerCase()}). Runs are listed from ${this.lab.settings().runsFolder}.`);
+      void notify.info(`ABSP: no run fits (${question.replace(/\?$/, '').toLowerCase()}). Runs are listed from ${this.lab.settings().runsFolder}.`);
       return undefined;
     }
     const picked = await vscode.window.showQuickPick(

@@ -18,7 +18,7 @@ export const FIELD_DOCS: Record<string, string> = {
   model: 'The frozen base model: a Hugging Face Qwen2 model directory, or "builtin:sandbox" for the small model shipped with the extension.',
   engine: 'What runs the model: "ort" (ONNX Runtime on the CPU, built in) or "torch" (PyTorch + transformers + PEFT in a Python process, on GPUs or the CPU).',
   'engine.threads': 'CPU threads the engine may use (default: all cores).',
-  'engine.python': 'The Python of the torch engine; omitted: the environment "ABSP: Set Up PyTorch Engine…" (absp torch setup) created, or the abspLab.pythonPath setting.',
+  'engine.python': 'Not accepted: a config cannot choose the executable the engine runs (it may come from someone else). The torch engine runs the abspLab.pythonPath user setting\'s Python or the environment "ABSP: Set Up PyTorch Engine…" (absp torch setup) created.',
   'engine.device': 'PyTorch device: "cuda", "cuda:1" or "cpu".',
   'engine.dtype': 'Weights and activations type (bfloat16 on GPUs, float32 on the CPU).',
   'engine.nproc': 'Processes, one per GPU; above 1 the engine runs data-parallel under torchrun (DistributedDataParallel).',

@@ -85,7 +85,7 @@ export class MissingTorchEnvironmentError extends Error {
   constructor(readonly python: string | null) {
     super(
       python
-        ? `The Python "${python}" cannot import torch, transformers and peft. Run "ABSP: Set Up PyTorch Engine…" (or \`absp torch setup\`) and clear abspLab.pythonPath, or point it (or the config's engine.python) at a Python that has them.`
+        ? `The Python "${python}" cannot import torch, transformers and peft. Run "ABSP: Set Up PyTorch Engine…" (or \`absp torch setup\`) and clear abspLab.pythonPath, or point it at a Python that has them.`
         : 'The PyTorch engine has no environment yet. Run "ABSP: Set Up PyTorch Engine…" (or `absp torch setup` in a terminal), or set abspLab.pythonPath to a Python with torch, transformers and peft.',
     );
     this.name = 'MissingTorchEnvironmentError';
@@ -93,11 +93,12 @@ export class MissingTorchEnvironmentError extends Error {
 }
 
 /**
- * The Python a torch run will use: the config's engine.python, else the abspLab.pythonPath setting,
- * else the set-up environment; checked (without blocking) before anything is started.
+ * The Python a torch run will use: the abspLab.pythonPath setting (user or machine scope only), else
+ * the set-up environment; checked (without blocking) before anything is started. Never a run
+ * config's choice: a config or run directory may come from someone else (docs/threat-model.md).
  */
-export async function resolveTorchPython(configPython: string | undefined, settingPython: string, find: (explicit?: string | null) => Promise<string | null>): Promise<string> {
-  const explicit = configPython || settingPython || null;
+export async function resolveTorchPython(settingPython: string, find: (explicit?: string | null) => Promise<string | null>): Promise<string> {
+  const explicit = settingPython || null;
   if (explicit && (explicit.includes('/') || explicit.includes(path.sep)) && !fs.existsSync(explicit)) {
     throw new MissingExecutableError('python executable', 'abspLab.pythonPath', explicit, 'does not exist');
   }

@@ -2,20 +2,23 @@
  * The jobs the host has started, and stopping a run whichever process writes it. Pure Node: the
  * editor's side (status bar, notifications, progress) subscribes to the events.
  */
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { isPidAlive, readRunInfo } from '../rundir';
+import { readRunInfo, signalTrainer } from '../rundir';
+import { formatApproval, type ApprovedJudge } from '../trainer/judges/endpoint-approval';
 import { CliJob, type JobKind, type JobLaunch, type JobProgress, type JobSpec } from './cli-job';
 import { Emitter } from './emitter';
 import type { JobOutcome } from './job-outcome';
+
+/** `--allow-judge` for each judge endpoint the user approved for a job on someone else's run. */
+const allow = (approved: readonly ApprovedJudge[] = []): string[] => approved.flatMap((a) => ['--allow-judge', formatApproval(a)]);
 
 /** The `absp` argument lists of the jobs the editor starts. */
 export const cliArgs = {
   /** A new run; runs started from the editor go to the runs folder the Runs view shows. */
   run: (config: string | null, runsFolder: string): string[] => ['run', ...(config ? [config] : []), '--runs-dir', runsFolder],
-  resume: (runDir: string): string[] => ['run', '--resume', runDir],
-  crossplay: (runDirs: readonly string[]): string[] => ['crossplay', ...runDirs],
-  eval: (runDir: string, data: string, o: { round?: number; name?: string } = {}): string[] => [
+  resume: (runDir: string, approved?: readonly ApprovedJudge[]): string[] => ['run', '--resume', runDir, ...allow(approved)],
+  crossplay: (runDirs: readonly string[], approved?: readonly ApprovedJudge[]): string[] => ['crossplay', ...runDirs, ...allow(approved)],
+  eval: (runDir: string, data: string, o: { round?: number; name?: string; approved?: readonly ApprovedJudge[] } = {}): string[] => [
     'eval',
     '--run',
     runDir,
@@ -23,6 +26,7 @@ export const cliArgs = {
     data,
     ...(o.round !== undefined ? ['--round', String(o.round)] : []),
     ...(o.name ? ['--name', o.name] : []),
+    ...allow(o.approved),
   ],
 };
 
@@ -75,8 +79,9 @@ export class JobManager {
   }
 
   /**
-   * Stops a run: through its job when the host started it, else by signalling the pid in its run.json
-   * (a run started before a window reload, or from a terminal) — only on the machine that pid belongs to.
+   * Stops a run: through its job when the host started it, else by signalling the trainer its run.json
+   * names (a run started before a window reload, or from a terminal) — only when that process is on
+   * this machine and verified to be the run's own trainer (rundir/liveness.ts), never another program.
    */
   stopRun(runDir: string): StopResult {
     const job = this.jobFor(runDir);
@@ -90,15 +95,7 @@ export class JobManager {
     } catch {
       return 'not-running';
     }
-    if (info.status !== 'running' || info.pid === null) return 'not-running';
-    if (info.host !== undefined && info.host !== os.hostname()) return 'elsewhere';
-    if (!isPidAlive(info.pid)) return 'not-running';
-    try {
-      process.kill(info.pid, 'SIGTERM');
-      return 'signalled';
-    } catch {
-      return 'not-running';
-    }
+    return signalTrainer(info, 'SIGTERM');
   }
 
   /** On shutdown: ask every job to stop after its current step (they finish on their own). */

@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { notify } from './notify';
 import { runLayout } from '../rundir';
 import type { CliJob } from './cli-job';
 import type { JobOutcome } from './job-outcome';
@@ -75,7 +76,7 @@ export class JobUi implements vscode.Disposable {
       if (file) buttons.push({ title: 'Open Result', run: () => this.actions.openFile(file) });
     }
     if (outcome.status !== 'completed') buttons.push({ title: 'Show Log', run: () => this.actions.showLog() });
-    const show = outcome.status === 'completed' || outcome.status === 'stopped' ? vscode.window.showInformationMessage : vscode.window.showErrorMessage;
+    const show = outcome.status === 'completed' || outcome.status === 'stopped' ? notify.info : notify.error;
     const picked = await show(`ABSP: ${outcome.message}`, ...buttons.map((b) => b.title));
     buttons.find((b) => b.title === picked)?.run();
   }

@@ -5,6 +5,7 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { notify } from './notify';
 import type { PanelKind } from '../../webview/protocol';
 import { AnnotationComments, ExchangeDocuments } from './annotation-comments';
 import { AnnotationIndex } from './annotation-index';
@@ -13,10 +14,11 @@ import { EXCHANGE_SCHEME } from './exchange-document';
 import { resolveNodeCommand } from './executables';
 import { JobManager } from './job-manager';
 import { JobUi } from './job-ui';
+import { approveRunJudges } from './judge-approval';
 import type { Focus } from './panel-session';
 import { PanelManager } from './panels';
 import { RunCatalog, catalogContext, type ContextKey, type StatusChange } from './run-catalog';
-import { SETTINGS_SECTION, resolveSettings, type HostSettings } from './settings';
+import { SETTINGS_SECTION, resolveSettings, userSetting, type HostSettings } from './settings';
 import { AnnotationsTreeProvider, RunsTreeProvider } from './views';
 
 const EXTRA_RUNS_KEY = 'abspLab.extraRuns';
@@ -60,6 +62,7 @@ export class Lab implements vscode.Disposable {
           await this.comments.open({ runDir, round, exchange });
         },
         log: (line) => this.log(line),
+        approveJudges: (runDir) => approveRunJudges([runDir]),
       },
       () => this.settings().runsFolder,
       (line) => this.log(line),
@@ -140,7 +143,8 @@ export class Lab implements vscode.Disposable {
     const c = vscode.workspace.getConfiguration(SETTINGS_SECTION);
     const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
     return resolveSettings(
-      { runsFolder: c.get('runsFolder'), defaultEngine: c.get('defaultEngine'), nodePath: c.get('nodePath'), pythonPath: c.get('pythonPath'), configGlob: c.get('configGlob') },
+      // Executables come from the user's (or the machine's) settings only, never a workspace's.
+      { runsFolder: c.get('runsFolder'), defaultEngine: c.get('defaultEngine'), nodePath: userSetting(c, 'nodePath'), pythonPath: userSetting(c, 'pythonPath'), configGlob: c.get('configGlob') },
       root,
       this.context.globalStorageUri.fsPath,
     );
@@ -202,7 +206,7 @@ export class Lab implements vscode.Disposable {
     const name = path.basename(s.dir);
     const reason = s.info.reason ? `: ${s.info.reason}` : '';
     const text = s.to === 'completed' ? `Run ${name} completed.` : s.to === 'interrupted' ? `Run ${name} was interrupted (its process is gone); resume continues it.` : `Run ${name} ${s.to}${reason}.`;
-    const show = s.to === 'completed' || s.to === 'stopped' ? vscode.window.showInformationMessage : vscode.window.showWarningMessage;
+    const show = s.to === 'completed' || s.to === 'stopped' ? notify.info : notify.warn;
     void show(`ABSP: ${text}`, 'Open Dashboard').then((b) => b && this.showPanel('dashboard', { runs: [s.dir] }));
   }
 

@@ -6,7 +6,7 @@
  * `send` to `webview.postMessage` and `receive` to `onDidReceiveMessage`, so this is tested in Node.
  */
 import * as path from 'node:path';
-import { RunDirError, RunReader, runLayout, type RunDelta, type RunFollower } from '../rundir';
+import { RunDirError, RunReader, realFolderInRun, runLayout, type RunDelta, type RunFollower } from '../rundir';
 import {
   PROTOCOL_VERSION,
   parseWebviewMessage,
@@ -20,6 +20,7 @@ import {
 } from '../../webview/protocol';
 import { JobCancelled, type Submitted } from '../panel-worker/client';
 import type { PanelJobOf, PanelJobResults } from '../panel-worker/protocol';
+import type { ApprovedJudge } from '../trainer/judges/endpoint-approval';
 
 export type Focus = { runs: string[]; round?: number; exchange?: string } | null;
 
@@ -45,6 +46,11 @@ export interface PanelServices {
   /** Opens the exchange in the editor for annotating. */
   annotate(runDir: string, round: number, exchange: string): Promise<void> | void;
   log(line: string): void;
+  /**
+   * The judge endpoints the user approves for a replay on this run (asking when its config names one
+   * not yet approved); absent or [] leaves a run's http judge unused (the replay has no labels then).
+   */
+  approveJudges?(runDir: string): Promise<ApprovedJudge[] | undefined>;
 }
 
 export type Send = (message: HostMessage) => PromiseLike<unknown> | void;
@@ -257,8 +263,9 @@ export class PanelSession {
     const worker = this.services.engine;
     if (!worker) throw new Error('replay needs the engine worker, which is not available in this installation');
     const runDir = this.dirOf(msg.run);
+    const approvedJudges = (await this.services.approveJudges?.(runDir)) ?? [];
     const started = Date.now();
-    const job = worker.replay({ runDir, round: msg.round, exchange: msg.exchange, adapterRound: msg.adapterRound, ...(msg.samples !== undefined ? { samples: msg.samples } : {}) });
+    const job = worker.replay({ runDir, round: msg.round, exchange: msg.exchange, adapterRound: msg.adapterRound, ...(msg.samples !== undefined ? { samples: msg.samples } : {}), approvedJudges });
     this.pending.set(msg.requestId, job.id);
     try {
       const out = await job.result;
@@ -278,7 +285,8 @@ export class PanelSession {
     if (!worker) throw new Error('the adapter diff needs the engine worker, which is not available in this installation');
     const folder = (ref: AdapterRef) => {
       if (!SLOT.test(ref.slot)) throw new Error(`"${ref.slot}" is not an adapter folder name`);
-      return runLayout(this.dirOf(ref.run)).slot(ref.round, ref.slot);
+      const runDir = this.dirOf(ref.run);
+      return realFolderInRun(runDir, runLayout(runDir).slot(ref.round, ref.slot));
     };
     const left = folder(msg.left);
     const right = folder(msg.right);

@@ -8,6 +8,7 @@
  */
 import * as fs from 'node:fs';
 import * as vscode from 'vscode';
+import { notify } from './notify';
 import type { PanelKind } from '../../webview/protocol';
 import { PanelSession, type Focus, type PanelServices } from './panel-session';
 import { buildWebviewHtml, makeNonce } from './webview-html';
@@ -112,7 +113,7 @@ export class PanelManager implements vscode.Disposable {
     const script = vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview', `${kind}.js`);
     if (!fs.existsSync(script.fsPath)) {
       this.log(`panel ${kind}: ${script.fsPath} is missing; the extension was not built completely (npm run build)`);
-      void vscode.window.showErrorMessage(`ABSP Lab: the ${PANEL_TITLES[kind]} cannot load: ${script.fsPath} is missing (the extension was not built completely).`);
+      void notify.error(`ABSP Lab: the ${PANEL_TITLES[kind]} cannot load: ${script.fsPath} is missing (the extension was not built completely).`);
     }
     const media = (name: string) => webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', name)).toString();
     return buildWebviewHtml({

@@ -55,3 +55,26 @@ function expandHome(p: string): string {
   if (p === '~' || p.startsWith('~/')) return path.join(process.env.HOME ?? '', p.slice(1));
   return p;
 }
+
+/** What `userSetting` needs of a configuration (vscode.WorkspaceConfiguration has it). */
+export interface InspectableSettings {
+  inspect<T>(key: string): { defaultValue?: T; globalValue?: T; workspaceValue?: T; workspaceFolderValue?: T } | undefined;
+}
+
+/**
+ * A setting's value from the user's own settings (or its default), whatever a workspace or folder
+ * says: the executables the host starts (`nodePath`, `pythonPath`) must not be chosen by a workspace
+ * someone else wrote.
+ */
+export function userSetting(c: InspectableSettings, key: string): unknown {
+  const i = c.inspect<unknown>(key);
+  return i?.globalValue ?? i?.defaultValue;
+}
+
+/**
+ * Starting a process (a run, a resume, cross-play, an evaluation) needs a trusted workspace: in
+ * Restricted Mode runs can be viewed, not run (package.json's capabilities.untrustedWorkspaces).
+ */
+export function requireTrust(isTrusted: boolean, action: string): void {
+  if (!isTrusted) throw new Error(`${action} starts a process, which Restricted Mode does not allow; trust this workspace first (Manage Workspace Trust). Viewing runs works without it.`);
+}

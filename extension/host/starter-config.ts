@@ -12,16 +12,14 @@ import type { EngineKind } from './settings';
 export interface StarterOptions {
   name: string;
   engine: EngineKind;
-  /** For the torch engine. */
-  python?: string;
   /** A seeds JSONL (e.g. exported annotated failures), relative to the config's folder. */
   seedsFile?: string;
 }
 
 /** A small experiment: minutes on a laptop CPU with the built-in sandbox model. */
 export function starterConfig(o: StarterOptions): Record<string, unknown> {
-  // Without a python the torch engine uses the environment "ABSP: Set Up PyTorch Engine…" made.
-  const engine = o.engine === 'torch' ? { kind: 'torch', ...(o.python ? { python: o.python } : {}), device: 'cuda', dtype: 'bfloat16' } : { kind: 'ort' };
+  // No python: the torch engine runs the abspLab.pythonPath user setting's or the set-up environment's.
+  const engine = o.engine === 'torch' ? { kind: 'torch', device: 'cuda', dtype: 'bfloat16' } : { kind: 'ort' };
   return {
     name: o.name,
     model: 'builtin:sandbox',

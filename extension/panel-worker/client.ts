@@ -37,6 +37,11 @@ export interface PanelWorkerClientOptions {
   workerScript: string;
   /** Extra environment for the worker thread. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * How long a cancelled job may take to notice (it checks between steps); past it the worker thread
+   * is ended, so Cancel works even when a job is stuck in one long synchronous call.
+   */
+  cancelGraceMs?: number;
 }
 
 export class PanelWorkerClient {
@@ -68,7 +73,7 @@ export class PanelWorkerClient {
     return this.submit({ type: 'replay', ...input }, onProgress);
   }
 
-  /** Abandons a request: it rejects with JobCancelled. */
+  /** Abandons a request: it rejects with JobCancelled (at once if queued, within the grace period if running). */
   cancel(id: number): void {
     const queued = this.queue.findIndex((p) => p.id === id);
     if (queued >= 0) {
@@ -76,7 +81,20 @@ export class PanelWorkerClient {
       p.reject(new JobCancelled());
       return;
     }
-    if (this.running?.id === id) Atomics.store(this.cancelFlag, 0, id);
+    if (this.running?.id !== id) return;
+    Atomics.store(this.cancelFlag, 0, id);
+    const worker = this.worker;
+    const timer = setTimeout(() => {
+      if (this.running?.id !== id || this.worker !== worker || !worker) return;
+      // The job did not stop between steps: end the thread; the next job starts a fresh one.
+      const p = this.running;
+      this.running = null;
+      this.worker = null;
+      void worker.terminate();
+      p.reject(new JobCancelled());
+      if (!this.disposed) this.pump();
+    }, this.options.cancelGraceMs ?? 3000);
+    timer.unref?.();
   }
 
   get busy(): boolean {

@@ -33,6 +33,11 @@ export const ReplayJobSchema = z.object({
   adapterRound: z.number().int().min(0),
   /** How many answers to sample (1 when absent): a rate with an interval answers "would it refuse?". */
   samples: z.number().int().min(1).max(MAX_REPLAY_SAMPLES).optional(),
+  /**
+   * Judge endpoints the user approved (the host's confirmation or settings): the run's config.json is
+   * someone else's, and its http judge is used only when its URL and key variable are in this list.
+   */
+  approvedJudges: z.array(z.object({ url: z.string(), apiKeyEnv: z.string().nullable() })).optional(),
 });
 
 

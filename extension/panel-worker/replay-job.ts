@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { BUILTIN_SANDBOX, resolveModelDir } from '../engine/model/model-dir';
 import { OrtEngine } from '../engine/ort-engine';
-import { RunReader, roleSlots, runLayout, slotRelPath, type Exchange } from '../rundir';
+import { RunReader, realFolderInRun, roleSlots, runLayout, slotRelPath, type Exchange } from '../rundir';
 import { parseRunConfig, type RunConfig } from '../trainer/run-config';
 import { makeJudge } from '../trainer/judges';
 import { rolePrompts } from '../trainer/role-prompts';
@@ -53,6 +53,7 @@ function defenderFolder(runDir: string, config: RunConfig, round: number): { dir
   const defender = roleSlots(config.mode).defender;
   if (!defender) return null;
   const dir = runLayout(runDir).slot(round, defender.slot);
+  if (fs.existsSync(dir)) realFolderInRun(runDir, dir);
   return fs.existsSync(dir) ? { dir, kind: defender.kind, rel: slotRelPath(round, defender.slot) } : null;
 }
 
@@ -110,7 +111,7 @@ export async function replayJob(job: PanelJobOf<'replay'>, ctx: JobContext): Pro
   for (let t = 0; t < exchange.turns.length; t++) {
     checkCancelled();
     const requests = answers.map((history, k) => ({
-      prompt: engine.encode(engine.chat(prompts.defender(attackerTexts.slice(0, t + 1), history), true)),
+      prompt: engine.encodeChat(prompts.defender(attackerTexts.slice(0, t + 1), history), true),
       policy,
       seed: stableSeed(k === 0 ? `${exchange.id}:${t}` : `${exchange.id}:${t}:${k}`),
     }));
@@ -133,7 +134,7 @@ export async function replayJob(job: PanelJobOf<'replay'>, ctx: JobContext): Pro
   let judges: ReplayOutput['judge'][] = lasts.map(() => null);
   let judgeError: string | undefined;
   try {
-    const j = makeJudge(config);
+    const j = makeJudge(config, { kind: 'run-directory', file: configFile, approved: job.approvedJudges ?? [] });
     try {
       const lastTurn = exchange.turns[exchange.turns.length - 1];
       const verdicts = await j.judge(

@@ -5,6 +5,7 @@ export {
   SLOT_ORDER,
   completeRoundNumbers,
   parseRoundName,
+  realFolderInRun,
   roleSlots,
   roundDirName,
   roundFolderNumbers,
@@ -19,7 +20,8 @@ export {
   type SavedSlot,
   type WeightsKind,
 } from './layout';
-export { JsonlTail, readJsonl, type SkippedLine, type TailRead } from './jsonl';
+export { JsonlTail, MAX_LINE_BYTES, readJsonl, type SkippedLine, type TailRead } from './jsonl';
+export { checkTrainer, isTrainerCommand, processCommandLine, processStartToken, signalTrainer, type SignalResult, type TrainerCheck } from './liveness';
 export {
   RunWriter,
   RunWriterError,

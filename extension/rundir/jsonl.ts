@@ -3,14 +3,22 @@
  * Only complete lines (ending in "\n") are consumed; a partial last line is left for the next read,
  * which starts again at the first byte not yet consumed. Lines that are not JSON or fail their schema
  * are skipped and reported, never fatal. Reads only: it never writes to the file.
+ *
+ * Bounded for files someone else wrote: a line longer than MAX_LINE_BYTES is skipped (its bytes are
+ * read once, never buffered whole nor read again on the next poll), and a link or a FIFO in the file's
+ * place is reported as a problem, not followed or waited on.
  */
 import * as fs from 'node:fs';
 import type { z } from 'zod';
+import { linkOnPath, openRegular, UnsafeFileError } from '../util/safe-fs';
 import { describeIssues } from './schema';
+
+/** The longest record a reader accepts (a transcript line of many long turns is well below it). */
+export const MAX_LINE_BYTES = 8 * 1024 * 1024;
 
 export interface SkippedLine {
   file: string;
-  /** 1-based line number in the file. */
+  /** 1-based line number in the file; 0 for the file as a whole. */
   line: number;
   problem: string;
 }
@@ -29,10 +37,18 @@ export class JsonlTail<T> {
   private offset = 0;
   private lineNo = 0;
   private identity: string | null = null;
+  /** Inside a line already found too long: its remaining bytes are dropped up to its newline. */
+  private skippingLong = false;
+  private unsafeReported = false;
+  /** The incomplete last line read so far (at `offset`), kept so the next poll reads only new bytes. */
+  private pending: Buffer = Buffer.alloc(0);
 
   constructor(
     readonly file: string,
     private readonly schema: z.ZodType<T>,
+    private readonly maxLineBytes = MAX_LINE_BYTES,
+    /** The run directory the file lies in: no folder between it and the file may be a link. */
+    private readonly root: string | null = null,
   ) {}
 
   /** Bytes consumed so far (the start of the first line not yet complete). */
@@ -44,11 +60,19 @@ export class JsonlTail<T> {
     const out: TailRead<T> = { records: [], skipped: [], restarted: false };
     let fd: number;
     try {
-      fd = fs.openSync(this.file, 'r');
+      const link = this.root === null ? null : linkOnPath(this.root, this.file);
+      if (link !== null) throw new UnsafeFileError(this.file, `lies under ${link}, which is a symbolic link or not a folder`);
+      fd = openRegular(this.file, 'read');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return out;
+      if (e instanceof UnsafeFileError) {
+        if (!this.unsafeReported) out.skipped.push({ file: this.file, line: 0, problem: `not read: it ${e.problem}` });
+        this.unsafeReported = true;
+        return out;
+      }
       throw e;
     }
+    this.unsafeReported = false;
     try {
       const st = fs.fstatSync(fd);
       const identity = `${st.dev}:${st.ino}`;
@@ -56,26 +80,47 @@ export class JsonlTail<T> {
         // Append-only files never shrink; if this one did, it was replaced, and all of it is new.
         this.offset = 0;
         this.lineNo = 0;
+        this.skippingLong = false;
+        this.pending = Buffer.alloc(0);
         out.restarted = true;
       }
       this.identity = identity;
-      let carry = Buffer.alloc(0);
-      let pos = this.offset;
+      let carry = this.pending;
+      let pos = this.offset + this.pending.length;
       while (pos < st.size) {
         const chunk = Buffer.alloc(Math.min(CHUNK_BYTES, st.size - pos));
         const n = fs.readSync(fd, chunk, 0, chunk.length, pos);
         if (n === 0) break;
         pos += n;
-        const data = carry.length ? Buffer.concat([carry, chunk.subarray(0, n)]) : chunk.subarray(0, n);
+        let data = carry.length ? Buffer.concat([carry, chunk.subarray(0, n)]) : chunk.subarray(0, n);
+        carry = Buffer.alloc(0);
+        if (this.skippingLong) {
+          const end = data.indexOf(0x0a);
+          if (end < 0) {
+            // Still inside the long line: consumed, never kept.
+            this.offset += data.length;
+            continue;
+          }
+          this.offset += end + 1;
+          data = data.subarray(end + 1);
+          this.skippingLong = false;
+        }
         const lastNewline = data.lastIndexOf(0x0a);
-        if (lastNewline < 0) {
-          carry = data;
+        if (lastNewline >= 0) {
+          this.consume(data.subarray(0, lastNewline), out);
+          this.offset += lastNewline + 1;
+          data = data.subarray(lastNewline + 1);
+        }
+        if (data.length > this.maxLineBytes) {
+          this.lineNo++;
+          out.skipped.push({ file: this.file, line: this.lineNo, problem: `line longer than ${this.maxLineBytes} bytes; skipped` });
+          this.offset += data.length;
+          this.skippingLong = true;
           continue;
         }
-        this.consume(data.subarray(0, lastNewline), out);
-        this.offset += lastNewline + 1;
-        carry = data.subarray(lastNewline + 1);
+        carry = data;
       }
+      this.pending = Buffer.from(carry);
     } finally {
       fs.closeSync(fd);
     }
@@ -85,6 +130,10 @@ export class JsonlTail<T> {
   private consume(block: Buffer, out: TailRead<T>): void {
     for (const text of block.toString('utf8').split('\n')) {
       this.lineNo++;
+      if (Buffer.byteLength(text) > this.maxLineBytes) {
+        out.skipped.push({ file: this.file, line: this.lineNo, problem: `line longer than ${this.maxLineBytes} bytes; skipped` });
+        continue;
+      }
       const line = text.endsWith('\r') ? text.slice(0, -1) : text;
       if (line.trim() === '') continue;
       let value: unknown;
@@ -114,7 +163,7 @@ function describeJsonError(line: string, message: string): string {
 }
 
 /** Reads a whole JSONL file once (complete lines only). */
-export function readJsonl<T>(file: string, schema: z.ZodType<T>): { records: T[]; skipped: SkippedLine[] } {
-  const { records, skipped } = new JsonlTail(file, schema).read();
+export function readJsonl<T>(file: string, schema: z.ZodType<T>, root: string | null = null): { records: T[]; skipped: SkippedLine[] } {
+  const { records, skipped } = new JsonlTail(file, schema, MAX_LINE_BYTES, root).read();
   return { records, skipped };
 }

@@ -3,8 +3,8 @@
  * plays which role in each training mode. This is the one place a run's paths are spelled: the
  * trainer, the readers, the panel worker, the host and the command line all ask here.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isRealDir, isRegularFile, linkOnPath, realSubfolders, regularFiles, UnsafeFileError } from '../util/safe-fs';
 import type { AdapterSlot, Mode } from './schema';
 
 export function roundDirName(n: number): string {
@@ -74,6 +74,17 @@ export function sweepRunId(seed: number, mode: string): string {
   return `seed-${seed}-${mode}`;
 }
 
+/**
+ * A folder inside a run (a slot's weights, a round's optimizer state) that is about to be read: it
+ * and every folder above it up to the run directory must be real folders, not links out of the run.
+ */
+export function realFolderInRun(runDir: string, folder: string): string {
+  const link = linkOnPath(runDir, folder);
+  if (link !== null) throw new UnsafeFileError(folder, `lies under ${link}, which is a symbolic link or not a folder; links inside a run directory are not followed`);
+  if (!isRealDir(folder)) throw new UnsafeFileError(folder, 'is not a folder of this run (missing, or a symbolic link)');
+  return folder;
+}
+
 /** A slot's folder relative to the run directory, as exchanges and crossplay.json record it. */
 export function slotRelPath(round: number, slot: string): string {
   return path.posix.join('rounds', roundDirName(round), slot);
@@ -82,34 +93,24 @@ export function slotRelPath(round: number, slot: string): string {
 /** Rounds with a round.json, in order (complete as far as the folder shows; readers also check the file). */
 export function completeRoundNumbers(runDir: string): number[] {
   const layout = runLayout(runDir);
-  return roundFolderNumbers(runDir).filter((n) => fs.existsSync(layout.roundJson(n)));
+  return roundFolderNumbers(runDir).filter((n) => isRegularFile(layout.roundJson(n)));
 }
 
-/** Rounds that have a folder, complete or not, in order. */
+/** Rounds that have a folder (a real one: links are not followed), complete or not, in order. */
 export function roundFolderNumbers(runDir: string): number[] {
-  try {
-    return fs
-      .readdirSync(runLayout(runDir).rounds)
-      .map(parseRoundName)
-      .filter((n): n is number => n !== null)
-      .sort((a, b) => a - b);
-  } catch {
-    return [];
-  }
+  return realSubfolders(runLayout(runDir).rounds)
+    .map(parseRoundName)
+    .filter((n): n is number => n !== null)
+    .sort((a, b) => a - b);
 }
 
-/** Rounds that have a transcript file, in order. */
+/** Rounds that have a transcript file (a regular file), in order. */
 export function transcriptRoundNumbers(runDir: string): number[] {
-  try {
-    return fs
-      .readdirSync(runLayout(runDir).transcripts)
-      .filter((n) => n.endsWith('.jsonl'))
-      .map(parseRoundName)
-      .filter((n): n is number => n !== null)
-      .sort((a, b) => a - b);
-  } catch {
-    return [];
-  }
+  return regularFiles(runLayout(runDir).transcripts)
+    .filter((n) => n.endsWith('.jsonl'))
+    .map(parseRoundName)
+    .filter((n): n is number => n !== null)
+    .sort((a, b) => a - b);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -166,12 +167,7 @@ export interface SavedSlot {
  */
 export function savedSlots(runDir: string, round: number): SavedSlot[] {
   const roundDir = runLayout(runDir).round(round);
-  let names: string[];
-  try {
-    names = fs.readdirSync(roundDir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
-  } catch {
-    return [];
-  }
+  const names = realSubfolders(roundDir);
   const rank = (name: string) => {
     const i = SLOT_ORDER.indexOf(name as AdapterSlot);
     return i < 0 ? SLOT_ORDER.length : i;
@@ -179,8 +175,8 @@ export function savedSlots(runDir: string, round: number): SavedSlot[] {
   const out: SavedSlot[] = [];
   for (const slot of names.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b))) {
     const dir = path.join(roundDir, slot);
-    if (fs.existsSync(path.join(dir, SLOT_MARKER.lora))) out.push({ slot, kind: 'lora', dir });
-    else if (slot === SHARED_FULL.slot && fs.existsSync(path.join(dir, SLOT_MARKER.full))) out.push({ slot, kind: 'full', dir });
+    if (isRegularFile(path.join(dir, SLOT_MARKER.lora))) out.push({ slot, kind: 'lora', dir });
+    else if (slot === SHARED_FULL.slot && isRegularFile(path.join(dir, SLOT_MARKER.full))) out.push({ slot, kind: 'full', dir });
   }
   return out;
 }

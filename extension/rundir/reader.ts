@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { z } from 'zod';
+import { linkOnPath, readTextFile, regularFiles, UnsafeFileError } from '../util/safe-fs';
 import { foldAnnotations } from './annotations';
 import { JsonlTail, readJsonl, type SkippedLine } from './jsonl';
 import { effectiveStatus, type EffectiveStatus, type LivenessProbe } from './liveness';
@@ -37,6 +38,10 @@ import {
 } from './schema';
 
 export { effectiveStatus, isPidAlive, type EffectiveStatus, type LivenessProbe } from './liveness';
+
+/** The documents of a run are small; a larger one is refused (named) instead of read into memory. */
+export const MAX_DOCUMENT_BYTES = 16 * 1024 * 1024;
+const MAX_RUN_JSON_BYTES = 1024 * 1024;
 
 export type RunDirErrorKind = 'not-a-run' | 'newer-format' | 'corrupt' | 'unreadable';
 
@@ -177,12 +182,7 @@ export class RunReader {
   }
 
   evals(): EvalEntry[] {
-    let names: string[];
-    try {
-      names = fs.readdirSync(this.paths.evalDir).filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort();
-    } catch {
-      return [];
-    }
+    const names = regularFiles(this.paths.evalDir).filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort();
     const out: EvalEntry[] = [];
     for (const n of names) {
       const result = this.readDocument(path.join(this.paths.evalDir, n), EvalResultSchema);
@@ -192,7 +192,7 @@ export class RunReader {
   }
 
   annotationRecords(): AnnotationRecord[] {
-    const { records, skipped } = readJsonl(this.paths.annotations, AnnotationRecordSchema);
+    const { records, skipped } = readJsonl(this.paths.annotations, AnnotationRecordSchema, this.dir);
     this.noteSkipped(skipped);
     return records;
   }
@@ -230,19 +230,19 @@ export class RunReader {
   }
 
   private readLog<T extends AttemptStamped>(file: string, schema: z.ZodType<T>, valid = this.validity()): T[] {
-    const { records, skipped } = readJsonl(file, schema);
+    const { records, skipped } = readJsonl(file, schema, this.dir);
     this.noteSkipped(skipped);
     return records.filter(valid);
   }
 
   private readDocument<T>(file: string, schema: z.ZodType<T>): T | null {
-    const result = readJsonDocument(file, schema);
+    const result = readJsonDocument(file, schema, this.dir);
     if (result.problem) this.issue({ file, problem: result.problem });
     return result.value;
   }
 
   private noteSkipped(skipped: SkippedLine[]): void {
-    for (const s of skipped) this.issue({ file: s.file, line: s.line, problem: s.problem });
+    for (const s of skipped) this.issue({ file: s.file, ...(s.line > 0 ? { line: s.line } : {}), problem: s.problem });
   }
 
   private issue(i: RunIssue): void {
@@ -354,7 +354,7 @@ export class RunFollower {
   private scanRounds(): void {
     for (const n of roundFolderNumbers(this.reader.dir)) {
       if (this.knownRounds.has(n)) continue;
-      const { value } = readJsonDocument(this.paths.roundJson(n), RoundInfoSchema);
+      const { value } = readJsonDocument(this.paths.roundJson(n), RoundInfoSchema, this.reader.dir);
       if (value && value.round === n) {
         this.knownRounds.set(n, value);
         this.pendingRounds.push(value);
@@ -375,7 +375,7 @@ export class RunFollower {
     this.pendingRounds = [];
     const take = (file: string, schema: z.ZodType<unknown>, into: unknown[]) => {
       let tail = this.tails.get(file);
-      if (!tail) this.tails.set(file, (tail = new JsonlTail(file, schema)));
+      if (!tail) this.tails.set(file, (tail = new JsonlTail(file, schema, undefined, this.reader.dir)));
       const r = tail.read();
       for (const rec of r.records) {
         const a = (rec as Partial<AttemptStamped>).attempt;
@@ -397,13 +397,13 @@ export class RunFollower {
   private changed(p: string): boolean {
     let stamp = 'absent';
     try {
-      const st = fs.statSync(p);
+      const st = fs.lstatSync(p);
       if (st.isDirectory()) {
         stamp = fs
           .readdirSync(p)
           .sort()
           .map((n) => {
-            const s = fs.statSync(path.join(p, n));
+            const s = fs.lstatSync(path.join(p, n));
             return `${n}:${s.size}:${s.mtimeMs}`;
           })
           .join('|');
@@ -422,12 +422,14 @@ export class RunFollower {
 
 /**
  * A record of round r is valid if its attempt equals the attempt in rounds/round-r/round.json or,
- * for a round without one, the attempt in run.json. Round 0 and run-level records are always valid.
+ * for a round without one, the attempt in run.json. Run-level records (no round) are always valid.
+ * Round 0 follows the rule like any other round: an attempt killed before round 0's round.json left
+ * records that the next attempt writes again.
  */
 export function validityRule(info: RunInfo, completeRounds: readonly RoundInfo[]): (record: AttemptStamped) => boolean {
   const roundAttempt = new Map(completeRounds.map((r) => [r.round, r.attempt]));
   return (record) => {
-    if (record.round === undefined || record.round === 0) return true;
+    if (record.round === undefined) return true;
     return record.attempt === (roundAttempt.get(record.round) ?? info.attempt);
   };
 }
@@ -448,7 +450,8 @@ export interface RunListing {
 export function listRuns(runsFolder: string, probe: LivenessProbe = {}): RunListing[] {
   let names: string[];
   try {
-    names = fs.readdirSync(runsFolder, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+    // Real folders only (a link is not followed), and not hidden ones (a run being created).
+    names = fs.readdirSync(runsFolder, { withFileTypes: true }).filter((d) => d.isDirectory() && !d.name.startsWith('.')).map((d) => d.name);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;
@@ -456,7 +459,14 @@ export function listRuns(runsFolder: string, probe: LivenessProbe = {}): RunList
   const out: RunListing[] = [];
   for (const name of names) {
     const dir = path.join(runsFolder, name);
-    if (!fs.existsSync(runLayout(dir).runJson)) continue;
+    let hasManifest = false;
+    try {
+      fs.lstatSync(runLayout(dir).runJson);
+      hasManifest = true;
+    } catch {
+      /* not a run */
+    }
+    if (!hasManifest) continue;
     try {
       const info = readRunInfo(dir);
       out.push({ dir, info, status: effectiveStatus(info, probe) });
@@ -476,13 +486,14 @@ export function readRunInfo(dir: string): RunInfo {
   const file = runLayout(dir).runJson;
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readTextFile(file, MAX_RUN_JSON_BYTES);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
       const why = fs.existsSync(dir) ? 'it has no run.json' : 'it does not exist';
       throw new RunDirError('not-a-run', file, `${dir} is not a run directory: ${why}`);
     }
+    if (e instanceof UnsafeFileError) throw new RunDirError('unreadable', file, `${file} cannot be read: it ${e.problem}`);
     throw new RunDirError('unreadable', file, `${file} cannot be read: ${(e as Error).message}`);
   }
   let raw: unknown;
@@ -509,12 +520,15 @@ export function readRunInfo(dir: string): RunInfo {
   return parsed.data;
 }
 
-function readJsonDocument<T>(file: string, schema: z.ZodType<T>): { value: T | null; problem?: string } {
+function readJsonDocument<T>(file: string, schema: z.ZodType<T>, root: string): { value: T | null; problem?: string } {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    const link = linkOnPath(root, file);
+    if (link !== null) return { value: null, problem: `not read: it lies under ${link}, which is a symbolic link or not a folder` };
+    text = readTextFile(file, MAX_DOCUMENT_BYTES);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { value: null };
+    if (e instanceof UnsafeFileError) return { value: null, problem: `cannot be read: it ${e.problem}` };
     return { value: null, problem: `cannot be read: ${(e as Error).message}` };
   }
   let raw: unknown;

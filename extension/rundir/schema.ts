@@ -27,7 +27,14 @@ export const RUN_STATUSES = ['running', 'completed', 'failed', 'paused', 'stoppe
 export const RunStatusSchema = z.enum(RUN_STATUSES);
 export type RunStatus = z.infer<typeof RunStatusSchema>;
 
-const isoTime = z.string().min(1);
+const isoTime = z.string().min(1).max(64);
+/**
+ * Ids that reach file names, document addresses, annotations and log lines (exchange and annotation
+ * ids): letters, digits and `._:-`, at most 128 characters, so no id can hold a path, a shell
+ * expansion or a newline.
+ */
+export const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+const safeId = z.string().regex(SAFE_ID, 'must be 1-128 letters, digits or ._:- (starting with a letter or digit)');
 const attempt = z.number().int().min(1);
 const round = z.number().int().min(0);
 /** Metric values are numbers; null stands for "not measured in this step" (JSON has no NaN). */
@@ -39,16 +46,19 @@ const metrics = z.record(z.string(), z.number().nullable());
 export const RunInfoSchema = z.object({
   format: z.literal(RUN_FORMAT),
   version: z.number().int().min(1),
-  id: z.string().min(1),
-  name: z.string(),
+  id: z.string().min(1).max(255),
+  name: z.string().max(255),
   created: isoTime,
   updated: isoTime,
   status: RunStatusSchema,
   reason: z.string().nullable(),
   attempt,
-  pid: z.number().int().nullable(),
-  /** The machine the pid belongs to; absent in runs written before it was added. */
-  host: z.string().optional(),
+  /** The trainer's process; never 0, 1 or negative (those would name every process, or a group). */
+  pid: z.number().int().min(2).max(2 ** 31 - 1).nullable(),
+  /** The machine the pid belongs to; a run.json without it cannot be checked or stopped from here. */
+  host: z.string().max(255).optional(),
+  /** When that process started (liveness.ts): tells the trainer from a later process given its pid. */
+  pid_start: z.string().max(200).optional(),
   mode: ModeSchema,
   engine: z.string(),
   /** Where the engine ran ("cpu", "cuda:0", "cuda:0-7" under torchrun) and in which precision. */
@@ -181,7 +191,7 @@ export const RewardsSchema = z.object({
 export type Rewards = z.infer<typeof RewardsSchema>;
 
 export const ExchangeSchema = z.object({
-  id: z.string().min(1),
+  id: safeId,
   attempt,
   round,
   step: z.number().int().min(0),
@@ -303,8 +313,8 @@ export type AnnotationSpan = z.infer<typeof AnnotationSpanSchema>;
 
 export const AnnotationPutSchema = z.object({
   op: z.literal('put'),
-  id: z.string().min(1),
-  exchange: z.string().min(1),
+  id: safeId,
+  exchange: safeId,
   round,
   label: AnnotationLabelSchema,
   note: z.string(),
@@ -314,7 +324,7 @@ export const AnnotationPutSchema = z.object({
 });
 export const AnnotationDeleteSchema = z.object({
   op: z.literal('delete'),
-  id: z.string().min(1),
+  id: safeId,
   updated: isoTime,
 });
 export const AnnotationRecordSchema = z.discriminatedUnion('op', [AnnotationPutSchema, AnnotationDeleteSchema]);

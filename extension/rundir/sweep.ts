@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { bootstrapMedian, pairedComparison, type MedianInterval } from '../util/stats';
 import { writeJsonAtomic } from '../util/atomic';
+import { openRegular, UnsafeFileError } from '../util/safe-fs';
 import { sweepLayout, sweepRunId, type SweepLayout } from './layout';
 import { DERIVED_METRICS, SWEEP_METRICS } from './metrics';
 import { RunDirError, RunReader } from './reader';
@@ -263,10 +264,12 @@ export function readSweepInfo(dir: string): SweepInfo {
 function readBoundedJson(file: string): unknown {
   let fd: number;
   try {
-    fd = fs.openSync(file, 'r');
+    // A sweep folder may be someone else's: no link followed, no FIFO blocking the reader (safe-fs.ts).
+    fd = openRegular(file, 'read');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    if (e instanceof UnsafeFileError) throw new Error(`cannot be read: it ${e.problem}`);
     throw new Error(`cannot be read (${(e as Error).message})`);
   }
   try {

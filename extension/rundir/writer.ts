@@ -7,9 +7,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { z } from 'zod';
-import { appendLine, writeFileAtomic, writeJsonAtomic } from '../util/atomic';
-import { effectiveStatus } from './liveness';
-import { completeRoundNumbers, parseRoundName, runLayout, type RunLayout } from './layout';
+import { appendLine, fsyncDir, fsyncFile, removeStaleTempFiles, writeFileAtomic, writeJsonAtomic } from '../util/atomic';
+import { ensureRealDir, lstatOrNull, openRegular, readTextFile } from '../util/safe-fs';
+import { checkTrainer, isPidAlive, ownStartToken } from './liveness';
+import { completeRoundNumbers, parseRoundName, roundDirName, runLayout, type RunLayout } from './layout';
 import {
   CrossplaySchema,
   EvalResultSchema,
@@ -91,18 +92,24 @@ export class RunWriter {
     this.now = options.now ?? (() => new Date());
   }
 
-  /** Creates `<runsFolder>/<id>/` with run.json (status running, attempt 1) and config.json. */
+  /**
+   * Creates `<runsFolder>/<id>/` with run.json (status running, attempt 1) and config.json. The folder
+   * is assembled under a hidden name and renamed into place once both documents are written, so a
+   * kill during creation never leaves a run folder without its run.json.
+   */
   static create(runsFolder: string, init: NewRun, options: WriterOptions = {}): RunWriter {
     const now = (options.now ?? (() => new Date()))();
     const id = init.id ?? `${now.toISOString().slice(0, 19).replace(/:/g, '-')}-${init.name}`;
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(id)) throw new RunWriterError(`run id ${JSON.stringify(id)} is not a safe folder name`);
+    if (!RUN_ID.test(id)) throw new RunWriterError(`run id ${JSON.stringify(id)} is not a safe folder name`);
     const dir = path.join(runsFolder, id);
     const layout = runLayout(dir);
-    if (fs.existsSync(layout.runJson)) {
-      throw new RunWriterError(`${dir} already holds a run; resume it instead of creating it again`);
+    if (lstatOrNull(dir) !== null) {
+      if (lstatOrNull(layout.runJson) !== null) throw new RunWriterError(`${dir} already holds a run; resume it instead of creating it again`);
+      throw new RunWriterError(`${dir} exists but is not a run directory; remove it or choose another name`);
     }
-    fs.mkdirSync(layout.transcripts, { recursive: true });
-    fs.mkdirSync(layout.rounds, { recursive: true });
+    fs.mkdirSync(runsFolder, { recursive: true });
+    removeStaleStaging(runsFolder);
+    const pid = options.pid ?? process.pid;
     const info = check(RunInfoSchema, {
       format: RUN_FORMAT,
       version: FORMAT_VERSION,
@@ -113,8 +120,9 @@ export class RunWriter {
       status: 'running',
       reason: null,
       attempt: 1,
-      pid: options.pid ?? process.pid,
+      pid,
       host: options.host ?? os.hostname(),
+      ...startToken(pid),
       mode: init.mode,
       engine: init.engine,
       ...(init.device ? { device: init.device } : {}),
@@ -124,9 +132,23 @@ export class RunWriter {
       rounds_completed: 0,
       roles: init.roles,
     }, 'run.json');
-    // config.json first: a run.json always has its config next to it.
-    writeJsonAtomic(layout.config, check(ConfigDocumentSchema, init.config, 'config.json'));
-    writeJsonAtomic(layout.runJson, info);
+    const config = check(ConfigDocumentSchema, init.config, 'config.json');
+    const staging = path.join(runsFolder, `${STAGING_PREFIX}${id}.${process.pid}`);
+    fs.rmSync(staging, { recursive: true, force: true });
+    fs.mkdirSync(staging);
+    try {
+      const stagingLayout = runLayout(staging);
+      fs.mkdirSync(stagingLayout.transcripts);
+      fs.mkdirSync(stagingLayout.rounds);
+      // config.json first: a run.json always has its config next to it.
+      writeJsonAtomic(stagingLayout.config, config);
+      writeJsonAtomic(stagingLayout.runJson, info);
+      fs.renameSync(staging, dir);
+    } catch (e) {
+      fs.rmSync(staging, { recursive: true, force: true });
+      throw e;
+    }
+    fsyncDir(runsFolder);
     return new RunWriter(dir, info, options);
   }
 
@@ -139,7 +161,7 @@ export class RunWriter {
     const file = runLayout(dir).runJson;
     let raw: unknown;
     try {
-      raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+      raw = JSON.parse(readTextFile(file, MAX_RUN_JSON_BYTES));
     } catch (e) {
       throw new RunWriterError(`${file}: cannot read the run manifest (${(e as Error).message})`);
     }
@@ -161,12 +183,26 @@ export class RunWriter {
   static resume(dir: string, options: WriterOptions = {}): RunWriter {
     const writer = RunWriter.open(dir, options);
     const info = writer.current;
-    if (effectiveStatus(info) === 'running' && info.pid !== (options.pid ?? process.pid) && (info.host === undefined || info.host === os.hostname())) {
+    const pid = options.pid ?? process.pid;
+    if (info.status === 'completed') throw new RunWriterError(`${dir} is complete (${info.rounds_completed} of ${info.rounds_planned} rounds); there is nothing to resume`);
+    if (info.status === 'running' && info.pid !== pid && checkTrainer(info).state === 'alive') {
       // Two trainers appending to one run would interleave their records.
       throw new RunWriterError(`${dir} is still being written by process ${info.pid}; stop it before resuming`);
     }
-    const fromRound = writer.lastCompleteRound() + 1;
-    writer.updateInfo({ attempt: writer.attempt + 1, status: 'running', reason: null, pid: options.pid ?? process.pid, host: options.host ?? os.hostname() });
+    // The resuming trainer is the run's only writer now: what killed writers left half-done goes.
+    removeStaleTempFiles(dir, isPidAlive);
+    const last = writer.lastCompleteRound();
+    const fromRound = last + 1;
+    writer.updateInfo({
+      attempt: writer.attempt + 1,
+      status: 'running',
+      reason: null,
+      pid,
+      host: options.host ?? os.hostname(),
+      ...startToken(pid),
+      // A kill between a round's round.json and run.json leaves run.json one round behind.
+      rounds_completed: Math.max(0, last),
+    });
     writer.event({ type: 'resume', round: fromRound, from_round: fromRound });
     return writer;
   }
@@ -179,7 +215,8 @@ export class RunWriter {
   /** A complete round's record, or null when it is missing or unreadable. */
   roundInfo(round: number): RoundInfo | null {
     try {
-      const parsed = RoundInfoSchema.safeParse(JSON.parse(fs.readFileSync(this.paths.roundJson(round), 'utf8')));
+      // Someone else's run directory: not through a link, not blocking on a FIFO, bounded.
+      const parsed = RoundInfoSchema.safeParse(JSON.parse(readTextFile(this.paths.roundJson(round), MAX_RUN_JSON_BYTES)));
       return parsed.success ? parsed.data : null;
     } catch {
       return null;
@@ -208,7 +245,7 @@ export class RunWriter {
 
   exchange(input: ExchangeInput): Exchange {
     const record = check(ExchangeSchema, { ...input, attempt: input.attempt ?? this.attempt }, `exchange ${input.id}`);
-    fs.mkdirSync(this.paths.transcripts, { recursive: true });
+    ensureRealDir(this.dir, 'transcripts');
     appendLine(this.paths.transcript(record.round), JSON.stringify(record));
     return record;
   }
@@ -221,21 +258,25 @@ export class RunWriter {
 
   /** A round's folder (created), or a path inside it. */
   roundPath(round: number, ...parts: string[]): string {
-    const dir = this.paths.round(round);
-    fs.mkdirSync(parts.length > 1 ? path.join(dir, ...parts.slice(0, -1)) : dir, { recursive: true });
+    const dir = this.roundDir(round);
+    if (parts.length > 1) ensureRealDir(dir, ...parts.slice(0, -1));
     return path.join(dir, ...parts);
   }
 
-  /** A slot's folder in a round (its parent created), where a policy's weights are saved. */
+  /** A slot's folder in a round (created, a real folder), where a policy's weights are saved. */
   slotDir(round: number, slot: string): string {
-    fs.mkdirSync(this.paths.round(round), { recursive: true });
-    return this.paths.slot(round, slot);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(slot)) throw new RunWriterError(`slot ${JSON.stringify(slot)} is not a plain folder name`);
+    return ensureRealDir(this.roundDir(round), slot);
   }
 
-  /** The folder of a round's optimizer state (its parent created). */
+  /** The folder of a round's optimizer state (created, a real folder). */
   optimizerDir(round: number): string {
-    fs.mkdirSync(this.paths.round(round), { recursive: true });
-    return this.paths.optimizer(round);
+    return ensureRealDir(this.roundDir(round), path.basename(this.paths.optimizer(round)));
+  }
+
+  /** A round's folder, created; it and `rounds/` must be real folders, not links out of the run. */
+  private roundDir(round: number): string {
+    return ensureRealDir(this.dir, 'rounds', roundDirName(round));
   }
 
   /** Writes one file of a round (an adapter, optimizer state) atomically. */
@@ -270,7 +311,9 @@ export class RunWriter {
     check(RoundEventSchema, { type: 'round', t: info.completed, attempt: this.attempt, round, metrics: summary.metrics }, `round ${round} event`);
     if (summary.nashgap) this.appendNashGap({ ...summary.nashgap, round });
     this.event({ type: 'round', t: info.completed, round, metrics: summary.metrics });
-    fs.mkdirSync(this.paths.round(round), { recursive: true });
+    this.roundDir(round);
+    // The marker says the round's records are on disk: make it so before writing it.
+    for (const file of [this.paths.events, this.paths.nashgap, this.paths.transcript(round), this.paths.log]) fsyncFile(file);
     writeJsonAtomic(marker, info);
     if (round > this.current.rounds_completed) this.updateInfo({ rounds_completed: round });
     return info;
@@ -282,7 +325,7 @@ export class RunWriter {
 
   writeEval(name: string, value: EvalResult): string {
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new RunWriterError(`eval name ${JSON.stringify(name)} is not a safe file name`);
-    fs.mkdirSync(this.paths.evalDir, { recursive: true });
+    ensureRealDir(this.dir, path.basename(this.paths.evalDir));
     const file = this.paths.evalResult(name);
     writeJsonAtomic(file, check(EvalResultSchema, value, `eval/${name}.json`));
     return file;
@@ -297,7 +340,8 @@ export class RunWriter {
   private updateInfo(patch: Partial<RunInfo>): void {
     let raw: Record<string, unknown> = {};
     try {
-      raw = JSON.parse(fs.readFileSync(this.paths.runJson, 'utf8')) as Record<string, unknown>;
+      const parsed: unknown = JSON.parse(readTextFile(this.paths.runJson, MAX_RUN_JSON_BYTES));
+      if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) raw = parsed as Record<string, unknown>;
     } catch {
       /* rewritten from what this writer knows */
     }
@@ -309,8 +353,8 @@ export class RunWriter {
   private terminateTornLines(): void {
     const files = [this.paths.events, this.paths.nashgap];
     try {
-      for (const name of fs.readdirSync(this.paths.transcripts)) {
-        if (parseRoundName(name) !== null) files.push(path.join(this.paths.transcripts, name));
+      for (const d of fs.readdirSync(this.paths.transcripts, { withFileTypes: true })) {
+        if (d.isFile() && parseRoundName(d.name) !== null) files.push(path.join(this.paths.transcripts, d.name));
       }
     } catch {
       /* no transcripts yet */
@@ -327,7 +371,7 @@ export class RunWriter {
 export function terminateTornLine(file: string): boolean {
   let fd: number;
   try {
-    fd = fs.openSync(file, 'r+');
+    fd = openRegular(file, 'update');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw e;
@@ -342,6 +386,33 @@ export function terminateTornLine(file: string): boolean {
     return true;
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/** Run ids are folder names: no separators, no dot-files, no shell metacharacters. */
+const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+/** Where a run is assembled before it is renamed into place (hidden, so listings skip it). */
+const STAGING_PREFIX = '.creating-';
+/** run.json is a small document; anything larger is not one. */
+export const MAX_RUN_JSON_BYTES = 1024 * 1024;
+
+function startToken(pid: number): { pid_start?: string } {
+  const token = pid === process.pid ? ownStartToken() : null;
+  return token ? { pid_start: token } : {};
+}
+
+/** Removes the staging folders of creations whose process is gone. */
+function removeStaleStaging(runsFolder: string): void {
+  let names: fs.Dirent[];
+  try {
+    names = fs.readdirSync(runsFolder, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const d of names) {
+    if (!d.isDirectory() || !d.name.startsWith(STAGING_PREFIX)) continue;
+    const pid = Number(/\.(\d+)$/.exec(d.name)?.[1]);
+    if (Number.isSafeInteger(pid) && pid !== process.pid && !isPidAlive(pid)) fs.rmSync(path.join(runsFolder, d.name), { recursive: true, force: true });
   }
 }
 

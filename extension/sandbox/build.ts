@@ -169,8 +169,8 @@ export function initialWeights(config: ModelConfig, seed: number, std = DEFAULT_
 /** Each dialogue as token ids, with the loss on the assistant turn (its content and end-of-turn marker). */
 export function corpusExamples(dialogues: readonly CorpusDialogue[], tokenizer: TextTokenizer, openerWeight = 1): SftExample[] {
   return dialogues.map((d, line) => {
-    const ids = tokenizer.encode(tokenizer.applyChatTemplate(d.messages, false));
-    const context = tokenizer.encode(tokenizer.applyChatTemplate(d.messages.slice(0, -1), true)).length;
+    const ids = tokenizer.encodeChat(d.messages, false);
+    const context = tokenizer.encodeChat(d.messages.slice(0, -1), true).length;
     if (d.messages[d.messages.length - 1]?.role !== 'assistant' || context >= ids.length) throw new Error(`sandbox corpus: dialogue ${line} does not end with an assistant turn`);
     if (ids.length > MAX_SEQUENCE_TOKENS) throw new Error(`sandbox corpus: dialogue ${line} has ${ids.length} tokens, over the ${MAX_SEQUENCE_TOKENS}-token budget`);
     return { ids, lossMask: ids.map((_, i) => (i === context ? openerWeight : i > context ? 1 : 0)), line: line + 1 };

@@ -106,7 +106,7 @@ export function openerIds(engine: PolicyEngine, openers: readonly string[]): num
 
 /** Token ids of the defender's conversation up to (and including) the assistant marker. */
 export function defenderContext(engine: PolicyEngine, prompt: string): number[] {
-  return engine.encode(engine.chat(defenderMessages(prompt), true));
+  return engine.encodeChat(defenderMessages(prompt), true);
 }
 
 /**
@@ -288,7 +288,7 @@ export async function sampleRewrites(attacker: Attacker, options: SampleOptions 
   const base = options.seed ?? 0;
   const seeds = options.seeds ?? gameSeeds();
   const requests = seeds.flatMap((seed, i) => {
-    const prompt = attacker.engine.encode(attacker.engine.chat(attackerMessages(seed), true));
+    const prompt = attacker.engine.encodeChat(attackerMessages(seed), true);
     return Array.from({ length: k }, (_, j) => ({ prompt, policy: attacker.policy, seed: base + i * k + j }));
   });
   const outputs = await generateChunked(attacker.engine, requests, {
@@ -390,10 +390,10 @@ export interface SeedDistribution {
  */
 export async function attackerDistribution(attacker: Attacker, seeds: readonly SandboxSeed[] = gameSeeds()): Promise<SeedDistribution[]> {
   const { engine, policy } = attacker;
-  const end = engine.encode(SPECIAL_TOKENS.imEnd);
+  const end = engine.encodeMarkup(SPECIAL_TOKENS.imEnd);
   const rows: { ids: number[]; start: number }[] = [];
   for (const seed of seeds) {
-    const context = engine.encode(engine.chat(attackerMessages(seed), true));
+    const context = engine.encodeChat(attackerMessages(seed), true);
     for (const a of enumerateAttacks(seed.intent)) rows.push({ ids: [...context, ...engine.encode(a.text), ...end], start: context.length });
   }
   const scored = await engine.logprobs(rows.map((r) => ({ ids: r.ids, policy })));
@@ -489,7 +489,7 @@ export async function capability(defender: Defender, options: { maxNewTokens?: n
     const taskById = new Map(TASK_INTENTS.map((t) => [t.id, t]));
     const rows = items.map((s, i) => {
       // The whole response through its end-of-turn marker: the probability of exactly that output.
-      const answer = engine.encode(`${correctTaskResponse(taskById.get(s.intent)!)}${SPECIAL_TOKENS.imEnd}`);
+      const answer = [...engine.encode(correctTaskResponse(taskById.get(s.intent)!)), ...engine.encodeMarkup(SPECIAL_TOKENS.imEnd)];
       return { ids: [...contexts[i], ...answer], policy, start: contexts[i].length };
     });
     const scored = await engine.logprobs(rows.map((r) => ({ ids: r.ids, policy: r.policy })));

@@ -63,7 +63,7 @@ export async function evaluateDefender(o: {
   thinking: boolean;
 }): Promise<Record<string, EvalMetric>> {
   const { engine } = o;
-  const contexts = o.items.map((it) => engine.encode(engine.chat(o.prompts.defender([it.prompt], []), true)));
+  const contexts = o.items.map((it) => engine.encodeChat(o.prompts.defender([it.prompt], []), true));
   const gens = await engine.generate(contexts.map((prompt, i) => ({ prompt, policy: o.defender, seed: i })), { maxNewTokens: o.maxNewTokens, temperature: 0, topP: 1, stopTokens: engine.stopTokens() });
   const outputs = gens.map((g) => {
     const raw = engine.decode(g.tokens);

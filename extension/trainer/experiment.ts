@@ -7,7 +7,7 @@
 import * as crypto from 'node:crypto';
 import * as path from 'node:path';
 import { RunWriter } from '../rundir/writer';
-import { completeRoundNumbers, roleSlots, runLayout, slotRelPath, type PolicySlot, type RoleSlots } from '../rundir/layout';
+import { completeRoundNumbers, realFolderInRun, roleSlots, runLayout, slotRelPath, type PolicySlot, type RoleSlots } from '../rundir/layout';
 import type { Crossplay, Mode, Role } from '../rundir/schema';
 import { RunConfig } from './run-config';
 import { PolicyEngine, EngineError, OptimizerSettings, PolicyName } from '../engine/policy-engine';
@@ -119,15 +119,18 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   const adaptive = c.schedule.kind === 'adaptive'
     ? new AdaptivePhase({ kind: 'adaptive', attackerUntil: c.schedule.attacker_until, defenderUntil: c.schedule.defender_until, maxSteps: c.schedule.max_steps, first: c.schedule.first })
     : null;
+  /** Where the run is, for the reason a failure records ("in round 2, step 13", "resuming from round 1"). */
+  let where = 'before training';
   try {
     const last = writer.lastCompleteRound();
     if (last >= 0) {
+      where = `while resuming from round ${last}`;
       const layout = runLayout(writer.dir);
       const recorded = writer.roundInfo(last)?.fingerprints ?? {};
       for (const t of roles.trained) {
-        const dir = layout.slot(last, t.slot);
+        const dir = realFolderInRun(writer.dir, layout.slot(last, t.slot));
         await engine.loadPolicy(t.name, dir, t.kind);
-        await engine.loadOptimizer(t.name, layout.optimizer(last));
+        await engine.loadOptimizer(t.name, realFolderInRun(writer.dir, layout.optimizer(last)));
         const fp = await engine.fingerprint(t.name);
         const want = recorded[t.slot];
         if (want !== undefined && fp !== want) {
@@ -145,6 +148,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
       }
       say(`resuming ${writer.dir} from round ${last} (attempt ${writer.attempt})`);
     } else {
+      where = 'before training (round 0)';
       writer.event({ type: 'start', round: 0, config_hash: configHash(c) });
       for (const t of roles.trained) {
         await engine.createPolicy(t.name, { kind: t.kind, rank: c.lora.rank, alpha: c.lora.alpha, targets: c.lora.targets, seed: c.seed + (t.name === 'defender' ? 1 : 0) });
@@ -156,6 +160,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
 
     async function completeRound(r: number, steps: [number, number] | null, exchanges: number): Promise<void> {
       const saved: Record<string, string> = {};
+      where = r === 0 ? 'while measuring the initial policies (round 0)' : `while saving and measuring round ${r}`;
       for (const t of roles.trained) {
         saved[t.slot] = await engine.savePolicy(t.name, writer.slotDir(r, t.slot));
         if (saved[t.slot] !== fingerprints.get(t.name)) {
@@ -210,11 +215,14 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
           return { dir: writer.dir, status: 'stopped', rounds };
         }
         const started = Date.now();
+        where = `in round ${round}, step ${step + 1}`;
         const trainingRoles = adaptive
           ? adaptive.roles
           : rolesAt(c.schedule.kind === 'alternating' ? { kind: 'alternating', attackerSteps: c.schedule.attacker_steps, defenderSteps: c.schedule.defender_steps, first: c.schedule.first } : { kind: 'simultaneous' }, c.mode, step);
         const opponent = await pastAttacker(step + 1, round);
         const play = await playStep({ engine, judge: deps.judge, prompts: deps.prompts, pool: deps.pool, settings, policies: players, opponent, seed: c.seed, step: step + 1, fingerprints });
+        for (const w of play.warnings.slice(0, 5)) writer.event({ type: 'log', round, level: 'warn', message: w });
+        if (play.warnings.length > 0) say(`step ${step + 1}: ${play.warnings.length} prompt(s) left less than their token budget in the model's context; ${play.warnings[0]}`);
         checkJudgeFailures(play.exchanges, c);
         writeExchanges(writer, play.exchanges, round, step + 1, roles, pastPaths);
         exchangesInRound += play.exchanges.length;
@@ -254,6 +262,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
     }
 
     if (c.evaluation.crossplay && deps.evaluator) {
+      where = 'in the cross-play after the last round';
       say('cross-play: every saved attacker against every saved defender');
       writer.writeCrossplay(await crossplayWithinRun(writer.dir, c, engine, deps.evaluator));
     }
@@ -262,7 +271,6 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   } catch (e) {
     const err = e as Error;
     const resumable = e instanceof EngineError || e instanceof JudgeError || !(e instanceof TypeError || e instanceof RangeError);
-    const where = round > 0 ? `in round ${round}, step ${step + 1}` : 'before training';
     writer.setStatus(resumable ? 'paused' : 'failed', `${err.message} (${where}); completed rounds are kept${resumable ? '; resume with absp run --resume' : ''}`);
     say(`${resumable ? 'paused' : 'failed'} ${where}: ${err.message}`);
     throw e;
@@ -333,7 +341,7 @@ export async function loadRunPlayers(
       const player = roles[role];
       if (player === null) continue;
       const name = `${prefix}${role}-r${r}`;
-      await engine.loadPolicy(name, layout.slot(r, player.slot), player.kind);
+      await engine.loadPolicy(name, realFolderInRun(runDir, layout.slot(r, player.slot)), player.kind);
       list.push({ label: `r${r}`, round: r, path: slotRelPath(r, player.slot), policy: name });
     }
   }

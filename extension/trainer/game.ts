@@ -5,7 +5,7 @@
  * in one call, so the frozen base runs once for both adapters.
  */
 import { Rng } from '../util/rng';
-import { PolicyEngine, GeneratedText, PolicyName } from '../engine/policy-engine';
+import { EngineError, PolicyEngine, GeneratedText, PolicyName } from '../engine/policy-engine';
 import { Judge, JudgeItem } from './judges/judge';
 import { ExchangeRewards, RewardConfig, computeRewards } from './rewards';
 import type { ChatMessage } from '../engine/model/tokenizer';
@@ -65,6 +65,8 @@ export interface GameSettings {
 export interface StepPlay {
   exchanges: PlayedExchange[];
   generatedTokens: number;
+  /** Rows whose prompt left less than their token budget in the model's context (their output was cut). */
+  warnings: string[];
 }
 
 interface Live {
@@ -117,11 +119,25 @@ export async function playStep(options: {
     for (let k = 0; k < s.groupSize; k++) live.push({ seed, group, attacked, attackerPolicy, history: [], prompts: [], answers: [], turns: [], generations: [] });
   });
   const stop = engine.stopTokens();
+  const context = engine.info.maxPositions;
   let generatedTokens = 0;
-  const encodeChat = (msgs: ChatMessage[]) => engine.encode(engine.chat(msgs, true));
+  const warnings: string[] = [];
+  const encodeChat = (msgs: ChatMessage[]) => engine.encodeChat(msgs, true);
 
   const generate = async (jobs: { ex: number; role: Role; turn: number; promptIds: number[] }[]): Promise<GeneratedText[]> => {
     if (jobs.length === 0) return [];
+    // Each row's budget is what its prompt leaves of the context (the engine caps per row); a prompt
+    // that leaves nothing cannot be played, and one that leaves less than the budget is said.
+    for (const j of jobs) {
+      const cap = j.role === 'attacker' ? s.maxNewTokens.attacker : s.maxNewTokens.defender;
+      const room = context - j.promptIds.length;
+      const seed = live[j.ex].seed;
+      const from = `seed ${seed.source === 'sandbox' ? seed.id : `${seed.source}:${seed.id}`}`;
+      if (room <= 0) {
+        throw new EngineError(`the ${j.role}'s prompt for ${from} (turn ${j.turn + 1}) is ${j.promptIds.length} tokens, at or over the model's context of ${context} tokens`);
+      }
+      if (room < cap) warnings.push(`the ${j.role}'s prompt for ${from} (turn ${j.turn + 1}) is ${j.promptIds.length} tokens: ${room} of its ${cap} new tokens fit the model's context of ${context}, so its answer may be cut short`);
+    }
     // Attacker and defender rows go in one call per token budget: the engine batches by policy.
     const limit = Math.max(...jobs.map((j) => (j.role === 'attacker' ? s.maxNewTokens.attacker : s.maxNewTokens.defender)));
     const gens = await engine.generate(
@@ -205,5 +221,5 @@ export async function playStep(options: {
     verdict: verdicts[index],
     rewards: computeRewards(x.seed.harmful, x.attacked, verdicts[index], s.rewards),
   }));
-  return { exchanges, generatedTokens };
+  return { exchanges, generatedTokens, warnings };
 }

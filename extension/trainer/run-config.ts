@@ -3,33 +3,63 @@
  * key or value is named in the error. Every field has a default; `{}` is the built-in sandbox ABSP
  * experiment (the main job).
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { LORA_TARGETS } from '../engine/model/model-config';
 import { ModeSchema, RoleSchema } from '../rundir/schema';
+import { readTextFile, UnsafeFileError } from '../util/safe-fs';
 
-const positiveInt = z.number().int().positive();
+/** A run config is a small document. */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
 const fraction = z.number().min(0).max(1);
+/**
+ * Every size a config controls has a bound, so a config from someone else (a run directory's
+ * config.json) costs an error naming the field, never gigabytes or hours. The bounds are far above
+ * what an experiment on this tool's models uses.
+ */
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+const positiveInt = (max: number) => int(1, max);
+/** A finite, non-negative number below `max` (JSON's 1e400 parses to Infinity). */
+const bounded = (max: number) => z.number().min(0).max(max);
+export const CONFIG_LIMITS = {
+  /** Rows one step generates: seeds_per_step × group_size. */
+  rowsPerStep: 8192,
+  tokens: 32768,
+} as const;
 
 const engineSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('ort'), threads: positiveInt.optional() }).strict(),
+  z.object({ kind: z.literal('ort'), threads: positiveInt(1024).optional() }).strict(),
   z
     .object({
       kind: z.literal('torch'),
-      /** A Python with the engine's requirements; omitted: the environment `absp torch setup` made. */
-      python: z.string().min(1).optional(),
+      /**
+       * Refused: a config, and the run directory it is saved in, may come from someone else, and the
+       * Python it named would run with the user's rights. The engine's Python comes from the user: the
+       * abspLab.pythonPath user setting, `--python`, ABSP_TORCH_PYTHON, or the set-up environment.
+       */
+      python: z
+        .unknown()
+        .optional()
+        .superRefine((v, ctx) => {
+          if (v !== undefined) {
+            ctx.addIssue({
+              code: 'custom',
+              message: 'a config cannot choose the Python the engine runs (a config or run directory may come from someone else); remove it and set the abspLab.pythonPath user setting, pass --python, set ABSP_TORCH_PYTHON, or run `absp torch setup`',
+            });
+          }
+        }),
       device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'use "cpu", "cuda" or "cuda:N"').default('cuda'),
       dtype: z.enum(['bfloat16', 'float32', 'float16']).default('bfloat16'),
       /** Processes, one per GPU; above 1 the engine runs data-parallel under the launcher. */
-      nproc: positiveInt.default(1),
+      nproc: positiveInt(1024).default(1),
       launcher: z.literal('torchrun').default('torchrun'),
       /** Shard the weights across the processes (FSDP's fully_shard) instead of replicating them. */
       fsdp: z.boolean().default(false),
       gradient_checkpointing: z.boolean().default(false),
       /** Padded tokens per forward/backward pass when training. */
-      micro_batch_tokens: positiveInt.default(8192),
-      threads: positiveInt.optional(),
+      micro_batch_tokens: positiveInt(16_777_216).default(8192),
+      threads: positiveInt(1024).optional(),
     })
     .strict(),
 ]);
@@ -40,12 +70,31 @@ const worldSchema = z.discriminatedUnion('kind', [
     .object({
       kind: z.literal('seeds'),
       /** JSONL of {"prompt": ..., "harmful": true|false}. */
-      file: z.string(),
+      file: z.string().min(1).max(4096),
       /** Also mix in the sandbox's own seeds. */
       include_sandbox: z.boolean().default(false),
     })
     .strict(),
 ]);
+
+/**
+ * A judge endpoint: http or https, and never credentials in the URL (`user:pass@host`), which would be
+ * written into config.json, run.json, events and logs. Keys come from an environment variable.
+ */
+const judgeUrl = z
+  .string()
+  .max(2048)
+  .superRefine((v, ctx) => {
+    let u: URL;
+    try {
+      u = new URL(v);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'must be a URL, e.g. http://127.0.0.1:8000/v1' });
+      return;
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') ctx.addIssue({ code: 'custom', message: `must be an http or https URL, not ${u.protocol}` });
+    if (u.username || u.password) ctx.addIssue({ code: 'custom', message: 'must not carry credentials (user:password@); name the variable that holds the key in judge.api_key_env' });
+  });
 
 const judgeSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('sandbox') }).strict(),
@@ -53,21 +102,21 @@ const judgeSchema = z.discriminatedUnion('kind', [
     .object({
       kind: z.literal('guard'),
       /** A guard model directory (WildGuard-style output), run by the run's engine (transformers when it is torch). */
-      model: z.string(),
+      model: z.string().min(1).max(4096),
       format: z.literal('wildguard').default('wildguard'),
-      max_new_tokens: positiveInt.default(32),
+      max_new_tokens: positiveInt(1024).default(32),
     })
     .strict(),
   z
     .object({
       kind: z.literal('http'),
       /** Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 */
-      url: z.string().url(),
-      model: z.string(),
+      url: judgeUrl,
+      model: z.string().max(256),
       format: z.literal('wildguard').default('wildguard'),
-      api_key_env: z.string().optional(),
-      timeout_ms: positiveInt.default(30000),
-      retries: z.number().int().min(0).default(2),
+      api_key_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be the name of an environment variable').optional(),
+      timeout_ms: positiveInt(600_000).default(30000),
+      retries: int(0, 10).default(2),
       /** Stop the run (paused) when more than this share of a step's items cannot be judged. */
       max_failure_rate: fraction.default(0.5),
     })
@@ -79,8 +128,8 @@ const scheduleSchema = z.discriminatedUnion('kind', [
   z
     .object({
       kind: z.literal('alternating'),
-      attacker_steps: positiveInt,
-      defender_steps: positiveInt,
+      attacker_steps: positiveInt(100_000),
+      defender_steps: positiveInt(100_000),
       first: RoleSchema.default('attacker'),
     })
     .strict(),
@@ -92,7 +141,7 @@ const scheduleSchema = z.discriminatedUnion('kind', [
       /** …then the defender trains until the share falls to this. */
       defender_until: fraction.default(0.05),
       /** A phase ends after this many steps whatever the attack success. */
-      max_steps: positiveInt.default(10),
+      max_steps: positiveInt(1_000_000).default(10),
       first: z.enum(['attacker', 'defender']).default('attacker'),
     })
     .strict(),
@@ -100,14 +149,14 @@ const scheduleSchema = z.discriminatedUnion('kind', [
 
 const gameSchema = z
   .object({
-    seeds_per_step: positiveInt.default(16),
+    seeds_per_step: positiveInt(CONFIG_LIMITS.rowsPerStep).default(16),
     harmful_fraction: fraction.default(0.6),
     /** Share of seeds given to the defender unchanged (Self-RedTeam: half; the sandbox default a quarter). */
     pass_through_fraction: fraction.default(0.25),
     turns: z.number().int().min(1).max(8).default(1),
     hidden_cot: z.object({ attacker: z.boolean().default(false), defender: z.boolean().default(false) }).strict().default({ attacker: false, defender: false }),
-    max_new_tokens: z.object({ attacker: positiveInt.default(40), defender: positiveInt.default(40) }).strict().default({ attacker: 40, defender: 40 }),
-    temperature: z.number().min(0).default(1),
+    max_new_tokens: z.object({ attacker: positiveInt(CONFIG_LIMITS.tokens).default(40), defender: positiveInt(CONFIG_LIMITS.tokens).default(40) }).strict().default({ attacker: 40, defender: 40 }),
+    temperature: bounded(100).default(1),
     top_p: z.number().gt(0).max(1).default(1),
     reward: z.enum(['general-sum', 'zero-sum']).default('general-sum'),
     /** Off reproduces the always-refuse equilibrium: helpfulness on benign prompts earns nothing. */
@@ -119,17 +168,17 @@ const rlSchema = z
   .object({
     estimator: z.enum(['reinforce++', 'grpo']).default('grpo'),
     /** Samples per seed (GRPO's group); ignored by REINFORCE++. */
-    group_size: positiveInt.default(4),
+    group_size: positiveInt(256).default(4),
     kl: z
       .object({
-        coef: z.number().min(0).default(0.01),
+        coef: bounded(1e6).default(0.01),
         estimator: z.enum(['k1', 'k3']).default('k3'),
         /** In the per-token reward (REINFORCE++ as Self-RedTeam runs it) or in the loss (GRPO). */
         in_reward: z.boolean().default(false),
       })
       .strict()
       .default({ coef: 0.01, estimator: 'k3', in_reward: false }),
-    clip_eps: z.number().positive().default(0.2),
+    clip_eps: z.number().positive().max(100).default(0.2),
     gamma: z.number().min(0).max(1).default(1),
     /**
      * Entropy bonus α per role: each sample's surprisal −log π, centred in its GRPO group (or added to
@@ -153,7 +202,7 @@ const rlSchema = z
      * sandbox has its own when no file is given).
      */
     helpful_sft: z
-      .object({ coef: z.number().min(0).default(0.5), batch_size: positiveInt.default(16), file: z.string().optional() })
+      .object({ coef: bounded(1e6).default(0.5), batch_size: positiveInt(4096).default(16), file: z.string().min(1).max(4096).optional() })
       .strict()
       .default({ coef: 0.5, batch_size: 16 }),
   })
@@ -163,19 +212,19 @@ const optimizerSchema = z
   .object({
     kind: z.enum(['adamw', 'sgd']).default('adamw'),
     lr: z
-      .object({ attacker: z.number().positive().default(7e-3), defender: z.number().positive().default(3e-3), shared: z.number().positive().default(5e-3) })
+      .object({ attacker: z.number().positive().max(10).default(7e-3), defender: z.number().positive().max(10).default(3e-3), shared: z.number().positive().max(10).default(5e-3) })
       .strict()
       .default({ attacker: 7e-3, defender: 3e-3, shared: 5e-3 }),
-    weight_decay: z.number().min(0).default(0),
-    clip_norm: z.number().positive().nullable().default(1),
-    warmup_steps: z.number().int().min(0).default(0),
+    weight_decay: bounded(100).default(0),
+    clip_norm: z.number().positive().max(1e9).nullable().default(1),
+    warmup_steps: int(0, 10_000_000).default(0),
   })
   .strict();
 
 const loraSchema = z
   .object({
-    rank: positiveInt.default(8),
-    alpha: z.number().positive().default(16),
+    rank: positiveInt(1024).default(8),
+    alpha: z.number().positive().max(1e6).default(16),
     targets: z.array(z.enum(LORA_TARGETS)).min(1).default(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']),
   })
   .strict();
@@ -184,25 +233,25 @@ const evaluationSchema = z
   .object({
     nash_gap: z.boolean().default(true),
     /** Rewrites sampled per seed to measure an attacker's prompt distribution. */
-    attacker_samples_per_seed: positiveInt.default(4),
+    attacker_samples_per_seed: positiveInt(256).default(4),
     /** Best-response training budget when the Nash gap must be estimated (non-sandbox worlds). */
-    best_response_steps: positiveInt.default(20),
+    best_response_steps: positiveInt(100_000).default(20),
     crossplay: z.boolean().default(true),
   })
   .strict();
 
 export const runConfigSchema = z
   .object({
-    name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, ".", "_" and "-"').default('sandbox-absp'),
-    seed: z.number().int().min(0).default(1),
-    runs_dir: z.string().default('runs'),
-    model: z.string().default('builtin:sandbox'),
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, 'use 1-100 letters, digits, ".", "_" and "-", starting with a letter or digit').default('sandbox-absp'),
+    seed: int(0, 2 ** 31 - 1).default(1),
+    runs_dir: z.string().min(1).max(4096).default('runs'),
+    model: z.string().min(1).max(4096).default('builtin:sandbox'),
     engine: engineSchema.default({ kind: 'ort' }),
     world: worldSchema.default({ kind: 'sandbox' }),
     judge: judgeSchema.default({ kind: 'sandbox' }),
     mode: ModeSchema.default('bipolicy'),
-    rounds: positiveInt.default(4),
-    steps_per_round: positiveInt.default(10),
+    rounds: positiveInt(10_000).default(4),
+    steps_per_round: positiveInt(1_000_000).default(10),
     schedule: scheduleSchema.default({ kind: 'simultaneous' }),
     game: gameSchema.default(gameSchema.parse({})),
     rl: rlSchema.default(rlSchema.parse({})),
@@ -210,7 +259,7 @@ export const runConfigSchema = z
     lora: loraSchema.default(loraSchema.parse({})),
     evaluation: evaluationSchema.default(evaluationSchema.parse({})),
     /** Modes to run as baselines at the same budget after the main run (the main job compares). */
-    baselines: z.array(ModeSchema).default(['shared-lora']),
+    baselines: z.array(ModeSchema).max(8).default(['shared-lora']),
     /**
      * Run the experiment and its baselines once per seed, as one sweep (docs/run-directory.md,
      * "Sweeps"); `seed` is then ignored. `absp run --seeds` overrides it.
@@ -238,6 +287,10 @@ export function parseRunConfig(value: unknown, source: string): RunConfig {
     throw new ConfigError(`${source}: invalid run config: ${problems.join('; ')}`);
   }
   const c = result.data;
+  const rows = c.game.seeds_per_step * (c.rl.estimator === 'grpo' ? c.rl.group_size : 1);
+  if (rows > CONFIG_LIMITS.rowsPerStep) {
+    throw new ConfigError(`${source}: game.seeds_per_step × rl.group_size is ${rows} rows a step, more than the limit of ${CONFIG_LIMITS.rowsPerStep}`);
+  }
   if (c.rl.estimator === 'grpo' && c.rl.group_size < 2) throw new ConfigError(`${source}: rl.group_size must be at least 2 for GRPO (a group needs several samples)`);
   if (c.schedule.kind !== 'simultaneous' && (c.mode === 'attacker-only' || c.mode === 'defender-only')) {
     throw new ConfigError(`${source}: schedule "${c.schedule.kind}" needs both roles to train, but mode is ${c.mode}`);
@@ -253,8 +306,9 @@ export function parseRunConfig(value: unknown, source: string): RunConfig {
 export function loadRunConfig(file: string): RunConfig {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readTextFile(file, MAX_CONFIG_BYTES);
   } catch (e) {
+    if (e instanceof UnsafeFileError) throw new ConfigError(`${file}: cannot read the config: it ${e.problem}`);
     throw new ConfigError(`${file}: cannot read the config (${(e as Error).message})`);
   }
   let value: unknown;
@@ -278,7 +332,6 @@ export function resolveConfigPaths(c: RunConfig, configDir: string): RunConfig {
     model: c.model.startsWith('builtin:') ? c.model : abs(c.model),
     world: c.world.kind === 'seeds' ? { ...c.world, file: abs(c.world.file) } : c.world,
     judge: c.judge.kind === 'guard' ? { ...c.judge, model: abs(c.judge.model) } : c.judge,
-    engine: c.engine.kind === 'torch' && c.engine.python && c.engine.python.includes('/') ? { ...c.engine, python: abs(c.engine.python) } : c.engine,
     rl: { ...c.rl, helpful_sft: c.rl.helpful_sft.file ? { ...c.rl.helpful_sft, file: abs(c.rl.helpful_sft.file) } : c.rl.helpful_sft },
   };
 }

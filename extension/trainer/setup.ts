@@ -8,10 +8,10 @@ import { PolicyEngine } from '../engine/policy-engine';
 import { TorchEngine } from '../engine/torch/torch-engine';
 import { Evaluator, SampledEvaluator } from './round-evaluator';
 import { ExperimentDeps, estimatorSettings, gameSettings, optimizerSettings } from './experiment';
-import { makeJudge } from './judges';
+import { makeJudge, type ConfigOrigin } from './judges';
 import { OrtEngine } from '../engine/ort-engine';
-import { rolePrompts } from './role-prompts';
-import { GameSeed, SeedPool, loadSeedsFile, sandboxSeeds } from './seed-pool';
+import { rolePrompts, type RolePrompts } from './role-prompts';
+import { GameSeed, SeedPool, SeedsError, loadSeedsFile, sandboxSeeds } from './seed-pool';
 import { SandboxEvaluator } from './sandbox-evaluator';
 import { checkIfBuiltin } from '../sandbox/builtin';
 import { HelpfulExample, loadHelpfulData, sandboxHelpfulData } from './helpful-data';
@@ -20,8 +20,8 @@ export function openEngine(c: RunConfig): PolicyEngine {
   checkIfBuiltin(c.model);
   if (c.engine.kind === 'torch') {
     const e = c.engine;
+    // The engine's Python is the user's choice (ABSP_TORCH_PYTHON, the set-up environment), never the config's.
     return TorchEngine.open(c.model, {
-      python: e.python,
       device: e.device,
       dtype: e.dtype,
       nproc: e.nproc,
@@ -46,10 +46,12 @@ export function exactValuesApply(c: RunConfig): boolean {
   return c.world.kind === 'sandbox' && c.judge.kind === 'sandbox' && !c.game.hidden_cot.defender && c.game.turns === 1;
 }
 
-export function buildDeps(c: RunConfig, configDir: string, engine: PolicyEngine): ExperimentDeps {
+/** `origin`: the user's own config, or a run directory's (whose judge endpoint must be approved). */
+export function buildDeps(c: RunConfig, configDir: string, engine: PolicyEngine, origin: ConfigOrigin = { kind: 'user' }): ExperimentDeps {
   const seeds = worldSeeds(c, configDir);
-  const judge = makeJudge(c);
   const prompts = rolePrompts(c.world.kind === 'sandbox' ? 'sandbox' : 'general', c.game.hidden_cot);
+  checkSeedsFit(seeds, engine, prompts, c.game.max_new_tokens);
+  const judge = makeJudge(c, origin);
   let evaluator: Evaluator;
   if (exactValuesApply(c)) {
     evaluator = new SandboxEvaluator({ engine, judge, prompts, game: gameSettings(c), samplesPerSeed: c.evaluation.attacker_samples_per_seed, seed: c.seed });
@@ -74,4 +76,31 @@ export function buildDeps(c: RunConfig, configDir: string, engine: PolicyEngine)
     else if (c.world.kind === 'sandbox') helpful = sandboxHelpfulData();
   }
   return { engine, judge, evaluator, prompts, pool: new SeedPool(seeds), helpful };
+}
+
+/**
+ * Every seed from a file must leave room, in the model's context, for the answer budget of the role
+ * that reads it first; a seed that does not is refused at the start, naming its file and line (during
+ * the game each row's budget is its own, so one long seed would otherwise only cut its own answers).
+ */
+export function checkSeedsFit(seeds: readonly GameSeed[], engine: PolicyEngine, prompts: RolePrompts, maxNew: { attacker: number; defender: number }): void {
+  const context = engine.info.maxPositions;
+  const probe: GameSeed = { id: 'probe', prompt: '', harmful: true, source: 'probe' };
+  const overhead = {
+    attacker: engine.encodeChat(prompts.attacker(probe, []), true).length,
+    defender: engine.encodeChat(prompts.defender([''], []), true).length,
+  };
+  for (const seed of seeds) {
+    if (seed.source === 'sandbox') continue;
+    for (const role of ['attacker', 'defender'] as const) {
+      // A token holds at least one byte: a seed this short fits without encoding it.
+      if (overhead[role] + Buffer.byteLength(seed.prompt) + 8 + maxNew[role] <= context) continue;
+      const ids = role === 'attacker' ? engine.encodeChat(prompts.attacker(seed, []), true) : engine.encodeChat(prompts.defender([seed.prompt], []), true);
+      if (ids.length + maxNew[role] > context) {
+        throw new SeedsError(
+          `${seed.source}:${seed.id}: the seed makes a ${role} prompt of ${ids.length} tokens; with game.max_new_tokens.${role} = ${maxNew[role]} that is more than the model's context of ${context} tokens (shorten the seed or the budget)`,
+        );
+      }
+    }
+  }
 }

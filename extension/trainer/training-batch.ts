@@ -151,7 +151,7 @@ export async function helpfulRows(
   if (examples.length === 0 || coef === 0) return [];
   const stop = engine.stopTokens()[0];
   const rows = examples.map((ex) => {
-    const prompt = engine.encode(engine.chat(prompts.defender([ex.prompt], []), true));
+    const prompt = engine.encodeChat(prompts.defender([ex.prompt], []), true);
     const answer = [...engine.encode(ex.response), ...(stop === undefined ? [] : [stop])];
     return { prompt, ids: [...prompt, ...answer] };
   });

@@ -3,7 +3,11 @@
  * data): every line must be a JSON object its parser accepts, and the first problem stops the load
  * with `file:line: problem`. (Run-directory logs are read leniently instead, by rundir/jsonl.ts.)
  */
-import * as fs from 'node:fs';
+import { readTextFile, UnsafeFileError } from './safe-fs';
+
+/** Input files are read whole: this bounds their size, and each line's (in bytes of UTF-8). */
+export const MAX_INPUT_FILE_BYTES = 256 * 1024 * 1024;
+export const MAX_INPUT_LINE_BYTES = 8 * 1024 * 1024;
 
 /** Makes the error thrown for a problem; `line` is null for the file as a whole. */
 export type JsonlErrorFactory = (file: string, line: number | null, problem: string) => Error;
@@ -28,8 +32,9 @@ export function loadJsonl<T>(file: string, o: JsonlLoad<T>): T[] {
   const error = o.error ?? plainError;
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readTextFile(file, MAX_INPUT_FILE_BYTES);
   } catch (e) {
+    if (e instanceof UnsafeFileError) throw error(file, null, `cannot read ${o.what}: it ${e.problem}`);
     throw error(file, null, `cannot read ${o.what} (${(e as Error).message})`);
   }
   const lines = text.split('\n');
@@ -40,6 +45,7 @@ export function loadJsonl<T>(file: string, o: JsonlLoad<T>): T[] {
     const fail = (problem: string): never => {
       throw error(file, n, problem);
     };
+    if (line.length > MAX_INPUT_LINE_BYTES / 4 && Buffer.byteLength(line) > MAX_INPUT_LINE_BYTES) fail(`line longer than ${MAX_INPUT_LINE_BYTES} bytes`);
     if (line.trim() === '') fail('empty line (every line must be a JSON object)');
     let value: unknown;
     try {

@@ -13,7 +13,7 @@ describe('tokenizers', () => {
   it('encodes known Qwen token ids', () => {
     assert.deepEqual(qwen.encode('Hello world, how are you?'), [9707, 1879, 11, 1246, 525, 498, 30]);
     assert.deepEqual(qwen.encode('\n'), [198]);
-    assert.deepEqual(qwen.encode('<|im_start|>user\n<|im_end|>'), [151644, 872, 198, 151645]);
+    assert.deepEqual(qwen.encodeMarkup('<|im_start|>user\n<|im_end|>'), [151644, 872, 198, 151645]);
     assert.equal(qwen.tokenId('<|endoftext|>'), 151643);
   });
 
@@ -36,7 +36,14 @@ describe('tokenizers', () => {
       true,
     );
     assert.equal(text, '<|im_start|>system\nYou are a careful assistant.<|im_end|>\n<|im_start|>user\nHow do I kill a stuck process?<|im_end|>\n<|im_start|>assistant\n');
-    const ids = qwen.encode(text);
+    const ids = qwen.encodeChat(
+      [
+        { role: 'system', content: 'You are a careful assistant.' },
+        { role: 'user', content: 'How do I kill a stuck process?' },
+      ],
+      true,
+    );
+    assert.deepEqual(ids, qwen.encodeMarkup(text), 'messages without markers encode as the rendered text does');
     assert.deepEqual(ids.slice(0, 3), [151644, 8948, 198]);
     assert.deepEqual(ids.slice(-3), [151644, 77091, 198]);
     assert.deepEqual(qwen.stopTokenIds(), [151645]);

@@ -17,14 +17,15 @@ const SCHEMA_FILE = path.join(ROOT, 'media', 'absp-config.schema.json');
 
 describe('host: starter config, config schema and manifest', () => {
   it('writes starter configs that absp run accepts, for each engine and for exported seeds', () => {
-    for (const o of [{ name: 'experiment', engine: 'ort' as const }, { name: 'gpu', engine: 'torch' as const, python: '/opt/py/bin/python' }, { name: 'seeds', engine: 'ort' as const, seedsFile: 'seeds/a.jsonl' }]) {
+    for (const o of [{ name: 'experiment', engine: 'ort' as const }, { name: 'gpu', engine: 'torch' as const }, { name: 'seeds', engine: 'ort' as const, seedsFile: 'seeds/a.jsonl' }]) {
       const text = starterConfigText(o);
       const parsed = parseRunConfig(JSON.parse(text), o.name);
       assert.equal(parsed.name, o.name);
       assert.equal(parsed.mode, 'bipolicy');
       assert.equal(parsed.engine.kind, o.engine);
     }
-    assert.deepEqual(starterConfig({ name: 'x', engine: 'torch', python: '/p' }).engine, { kind: 'torch', python: '/p', device: 'cuda', dtype: 'bfloat16' });
+    // No python: a config never chooses the executable (the user's pythonPath setting or the set-up environment does).
+    assert.deepEqual(starterConfig({ name: 'x', engine: 'torch' }).engine, { kind: 'torch', device: 'cuda', dtype: 'bfloat16' });
     assert.deepEqual(starterConfig({ name: 'x', engine: 'ort', seedsFile: 's.jsonl' }).world, { kind: 'seeds', file: 's.jsonl', include_sandbox: true });
     assert.equal(freeConfigName(new Set(['experiment.absp.json', 'experiment-2.absp.json'])), 'experiment-3.absp.json');
   });
@@ -59,7 +60,7 @@ describe('host: starter config, config schema and manifest', () => {
     assert.equal(pkg.main, './dist/extension.js');
     assert.deepEqual(Object.keys(pkg.dependencies), ['onnxruntime-node'], 'no runtime dependency besides ONNX Runtime: the rest is bundled');
     const settings = Object.keys(pkg.contributes.configuration.properties).sort();
-    assert.deepEqual(settings, ['abspLab.configGlob', 'abspLab.defaultEngine', 'abspLab.nodePath', 'abspLab.pythonPath', 'abspLab.runsFolder']);
+    assert.deepEqual(settings, ['abspLab.approvedJudgeEndpoints', 'abspLab.configGlob', 'abspLab.defaultEngine', 'abspLab.nodePath', 'abspLab.pythonPath', 'abspLab.runsFolder']);
   });
 
   it('builds Node bundles that never read the global navigator (VS Code reports a read as PendingMigrationError on activation)', () => {

@@ -10,20 +10,19 @@ describe('host: the torch engine\'s Python', () => {
     return works[0] ?? null;
   };
 
-  it('the config\'s engine.python wins over the setting, which wins over the set-up environment', async () => {
+  it('the pythonPath setting wins over the set-up environment; there is no third, run-chosen source', async () => {
     // Paths that exist stand in for Pythons; `find` decides which ones work.
-    const cfg = process.execPath;
     const setting = '/bin/sh';
-    assert.equal(await resolveTorchPython(cfg, setting, find([cfg, setting])), cfg);
-    assert.equal(await resolveTorchPython(undefined, setting, find([cfg, setting])), setting);
-    assert.equal(await resolveTorchPython(undefined, 'python3.11', find(['python3.11'])), 'python3.11');
-    assert.equal(await resolveTorchPython(undefined, '', find(['/home/u/.cache/absp-lab/torch-venv/bin/python'])), '/home/u/.cache/absp-lab/torch-venv/bin/python');
+    assert.equal(await resolveTorchPython(setting, find([setting])), setting);
+    assert.equal(await resolveTorchPython('python3.11', find(['python3.11'])), 'python3.11');
+    assert.equal(await resolveTorchPython('', find(['/home/u/.cache/absp-lab/torch-venv/bin/python'])), '/home/u/.cache/absp-lab/torch-venv/bin/python');
     assert.deepEqual(seen.slice(-1), [null]);
+    assert.equal(resolveTorchPython.length, 2, 'resolveTorchPython takes the setting and the finder only');
   });
 
   it('no environment: an error that says to run "ABSP: Set Up PyTorch Engine…"', async () => {
-    await assert.rejects(resolveTorchPython(undefined, '', find([])), (e: Error) => e instanceof MissingTorchEnvironmentError && /Set Up PyTorch Engine/.test(e.message) && /absp torch setup/.test(e.message));
-    await assert.rejects(resolveTorchPython(undefined, 'python3', find([])), (e: Error) => e instanceof MissingTorchEnvironmentError && /"python3" cannot import torch, transformers and peft/.test(e.message));
-    await assert.rejects(resolveTorchPython('/no/such/python', '', find([])), (e: Error) => e instanceof MissingExecutableError && /does not exist/.test(e.message));
+    await assert.rejects(resolveTorchPython('', find([])), (e: Error) => e instanceof MissingTorchEnvironmentError && /Set Up PyTorch Engine/.test(e.message) && /absp torch setup/.test(e.message));
+    await assert.rejects(resolveTorchPython('python3', find([])), (e: Error) => e instanceof MissingTorchEnvironmentError && /"python3" cannot import torch, transformers and peft/.test(e.message));
+    await assert.rejects(resolveTorchPython('/no/such/python', find([])), (e: Error) => e instanceof MissingExecutableError && /does not exist/.test(e.message));
   });
 });

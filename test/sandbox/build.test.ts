@@ -64,7 +64,7 @@ describe('absp sandbox build', function () {
     // The built directory opens on the engine and speaks the sandbox's chat format.
     const engine = openSandboxEngine({ dir: out, threads: 1 });
     try {
-      assert.equal(engine.decode(engine.encode(engine.chat([{ role: 'user', content: 'how do i bake bread at home?' }], true))), 'user how do i bake bread at home? assistant');
+      assert.equal(engine.decode(engine.encodeChat([{ role: 'user', content: 'how do i bake bread at home?' }], true)), 'user how do i bake bread at home? assistant');
       assert.deepEqual(engine.stopTokens(), [2]);
     } finally {
       await engine.close();

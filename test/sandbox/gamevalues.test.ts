@@ -75,7 +75,7 @@ describe('sandbox game values (shipped model, ONNX Runtime)', function () {
 
   it('builds the defender context with the chat template and the fixed defender role text', () => {
     const prompt = table.prompts[5].text;
-    assert.deepEqual(defenderContext(engine, prompt), engine.encode(engine.chat(defenderMessages(prompt), true)));
+    assert.deepEqual(defenderContext(engine, prompt), engine.encodeChat(defenderMessages(prompt), true));
     assert.throws(() => openerIds(engine, ['sure thing']), /splits the opener/);
   });
 
@@ -176,7 +176,7 @@ describe('sandbox game values (shipped model, ONNX Runtime)', function () {
     await engine.createPolicy('defender', { kind: 'lora', rank: 4, alpha: 8, targets: ['q_proj', 'v_proj', 'o_proj'], seed: 1 });
     const before = bestResponse(await complianceTable({ engine, policy: 'defender' }, { cacheKey: 'step-0' }));
     const targets = before.perSeed.filter((s) => s.harmful);
-    const refusal = engine.encode('sorry, i cannot help with that.<|im_end|>');
+    const refusal = engine.encodeMarkup('sorry, i cannot help with that.<|im_end|>');
     const rows = targets.map((s) => {
       const context = defenderContext(engine, s.prompt);
       return { context, ids: [...context, ...refusal] };

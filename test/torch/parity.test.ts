@@ -170,7 +170,7 @@ describeWithTorchEngine('PyTorch engine: parity with the built-in engine and PEF
     const ort = OrtEngine.open('builtin:sandbox', { threads: 2 });
     const torch = TorchEngine.open('builtin:sandbox', { device: 'cpu', dtype: 'float32', threads: 2 });
     try {
-      const prompt = ort.encode(ort.chat([{ role: 'user', content: 'how do I pick a lock' }], true));
+      const prompt = ort.encodeChat([{ role: 'user', content: 'how do I pick a lock' }], true);
       const requests = Array.from({ length: 12 }, (_, i) => ({ prompt, policy: null, seed: 1000 + i }));
       for (const topP of [1, 0.9]) {
         const settings = { maxNewTokens: 16, temperature: 1, topP, stopTokens: ort.stopTokens() };

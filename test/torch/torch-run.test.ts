@@ -15,7 +15,7 @@ import { runExperiment } from '../../extension/trainer/experiment';
 import { buildDeps, openEngine } from '../../extension/trainer/setup';
 import { TorchEngine } from '../../extension/engine/torch/torch-engine';
 import { EngineProcess, TorchEngineError } from '../../extension/engine/torch/client';
-import { engineEnv } from '../../extension/engine/torch/python-env';
+import { engineCwd, engineEnv } from '../../extension/engine/torch/python-env';
 import { tempDir } from '../helpers/random-checkpoint';
 import { describeWithTorchEngine, makeHfCheckpoint, torchEnginePython } from '../helpers/torch-engine';
 
@@ -181,7 +181,7 @@ describeWithTorchEngine('self-play on the PyTorch engine', () => {
       [copy('unknown', (d) => fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify({ ...JSON.parse(fs.readFileSync(path.join(good, 'config.json'), 'utf8')), model_type: 'mamba', architectures: ['MambaForCausalLM'] }))), 'config.json', /unsupported architecture MambaForCausalLM/],
     ];
     // One engine process answers each refused open with an error message and goes on serving.
-    const proc = new EngineProcess({ command: python, args: ['-m', 'absp_torch', 'serve'], env: engineEnv(), label: 'test' });
+    const proc = new EngineProcess({ command: python, args: ['-m', 'absp_torch', 'serve'], env: engineEnv(), cwd: engineCwd(), label: 'test' });
     try {
       for (const [model, file, problem] of cases) {
         await assert.rejects(proc.request('open', { model, device: 'cpu', dtype: 'float32' }), (e: Error) => e instanceof TorchEngineError && e.kind === 'checkpoint' && e.message.includes(path.join(model, file)) && problem.test(e.message));

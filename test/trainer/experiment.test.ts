@@ -95,7 +95,7 @@ describe('self-play runs', function () {
     const start = (args: string[]) => spawn(process.execPath, [CLI, 'run', ...args, '--quiet'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
     const runDir = () => {
       if (!fs.existsSync(path.join(dir, 'runs'))) return null;
-      const runs = fs.readdirSync(path.join(dir, 'runs')).filter((n) => n.includes('killed'));
+      const runs = fs.readdirSync(path.join(dir, 'runs')).filter((n) => !n.startsWith('.') && n.includes('killed'));
       return runs.length ? path.join(dir, 'runs', runs[0]) : null;
     };
     // Kill at a random point of the run's progress: after a random number of new lines in its logs.
@@ -151,6 +151,13 @@ describe('self-play runs', function () {
     assert.equal(reader.info.status, 'paused');
     assert.match(reader.info.reason ?? '', /engine process died \(simulated\) \(in round 2, step 4\); completed rounds are kept; resume with absp run --resume/);
     assert.deepEqual(reader.rounds().map((r) => r.round), [0, 1]);
+    // A failure while resuming says so (not "before training").
+    const failingLoad: Engine = Object.create(real);
+    failingLoad.loadPolicy = async () => {
+      throw new EngineError('adapter unreadable (simulated)');
+    };
+    await assert.rejects(runExperiment({ config: c, deps: buildDeps(c, dir, failingLoad), resumeDir: crashedDir }), /adapter unreadable/);
+    assert.match(RunReader.open(crashedDir).info.reason ?? '', /adapter unreadable \(simulated\) \(while resuming from round 1\); completed rounds are kept/);
     // Resume with a healthy engine finishes the run.
     const deps2 = buildDeps(c, dir, real);
     await runExperiment({ config: c, deps: deps2, resumeDir: crashedDir });

@@ -8,12 +8,15 @@ import { parseRunConfig } from '../../trainer/run-config';
 import { loadRunPlayers } from '../../trainer/experiment';
 import { PolicyName } from '../../engine/policy-engine';
 import { buildDeps, openEngine } from '../../trainer/setup';
+import { ALLOW_JUDGE_HELP, collect } from '../options';
+import { parseApproval } from '../../trainer/judges';
 
 export function crossplayCommand(): Command {
   return new Command('crossplay')
     .description('attack success of every saved attacker against every saved defender, within and across runs (same base model)')
     .argument('<runs...>', 'run directories; the matrix is written to the first one as crossplay.json')
     .option('--json', 'print the matrix as JSON', false)
+    .option('--allow-judge <endpoint>', ALLOW_JUDGE_HELP, collect, [])
     .action(async (runs: string[], o) => {
       const dirs = runs.map((r) => path.resolve(r));
       const readers = dirs.map((d) => RunReader.open(d));
@@ -23,7 +26,13 @@ export function crossplayCommand(): Command {
         if (c.model !== base) throw new Error(`${dirs[i]}: base model ${c.model} differs from ${base}; cross-play needs one base`);
       });
       const engine = openEngine(configs[0]);
-      const deps = buildDeps(configs[0], dirs[0], engine);
+      let deps;
+      try {
+        deps = buildDeps(configs[0], dirs[0], engine, { kind: 'run-directory', file: runLayout(dirs[0]).config, approved: (o.allowJudge as string[]).map(parseApproval) });
+      } catch (e) {
+        await engine.close();
+        throw e;
+      }
       try {
         const attackers: (CrossplayPlayer & { policy: PolicyName })[] = [];
         const defenders: (CrossplayPlayer & { policy: PolicyName })[] = [];

@@ -1,12 +1,13 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { roleSlots, runLayout, slotRelPath } from '../../rundir/layout';
+import { realFolderInRun, roleSlots, runLayout, slotRelPath } from '../../rundir/layout';
 import { RunReader } from '../../rundir/reader';
 import { RunWriter } from '../../rundir/writer';
 import { parseRunConfig } from '../../trainer/run-config';
 import { evaluateDefender, loadEvalData } from '../../trainer/dataset-eval';
 import { buildDeps, openEngine } from '../../trainer/setup';
-import { intOption } from '../options';
+import { parseApproval } from '../../trainer/judges';
+import { ALLOW_JUDGE_HELP, collect, intOption } from '../options';
 
 export function evalCommand(): Command {
   return new Command('eval')
@@ -17,6 +18,7 @@ export function evalCommand(): Command {
     .option('--name <name>', 'name of the result file eval/<name>.json (default: the data file name)')
     .option('--max-new-tokens <n>', 'tokens per answer', intOption('--max-new-tokens', 1), 64)
     .option('--json', 'print the metrics as JSON', false)
+    .option('--allow-judge <endpoint>', ALLOW_JUDGE_HELP, collect, [])
     .action(async (o) => {
       const dir = path.resolve(o.run);
       const reader = RunReader.open(dir);
@@ -27,13 +29,19 @@ export function evalCommand(): Command {
       if (!complete.includes(round)) throw new Error(`${dir}: round ${round} is not complete (complete rounds: ${complete.join(', ') || 'none'})`);
       const defenderSlot = roleSlots(config.mode).defender;
       const engine = openEngine(config);
-      const deps = buildDeps(config, dir, engine);
+      let deps;
+      try {
+        deps = buildDeps(config, dir, engine, { kind: 'run-directory', file: runLayout(dir).config, approved: (o.allowJudge as string[]).map(parseApproval) });
+      } catch (e) {
+        await engine.close();
+        throw e;
+      }
       try {
         let defender: string | null = null;
         let adapterPath = 'base';
         if (defenderSlot !== null && round > 0) {
           adapterPath = slotRelPath(round, defenderSlot.slot);
-          await engine.loadPolicy('eval-defender', runLayout(dir).slot(round, defenderSlot.slot), defenderSlot.kind);
+          await engine.loadPolicy('eval-defender', realFolderInRun(dir, runLayout(dir).slot(round, defenderSlot.slot)), defenderSlot.kind);
           defender = 'eval-defender';
         }
         const metrics = await evaluateDefender({ engine, judge: deps.judge, prompts: deps.prompts, defender, items, maxNewTokens: o.maxNewTokens, thinking: config.game.hidden_cot.defender });

@@ -26,8 +26,8 @@ export function generateCommand(): Command {
         const engine = openTorchEngine(o.model, o);
         try {
           if (o.adapter) await engine.loadPolicy('adapter', o.adapter, 'lora');
-          const text = o.chat ? engine.chat([{ role: 'user', content: o.prompt }], true) : o.prompt;
-          const prompt = engine.encode(text);
+          // As on the built-in engine: with --chat a plain-text user message, without the user's own markup.
+          const prompt = o.chat ? engine.encodeChat([{ role: 'user', content: o.prompt }], true) : engine.encodeMarkup(o.prompt);
           if (prompt.length === 0) throw new Error('the prompt encodes to no tokens');
           const [gen] = await engine.generate([{ prompt, policy: o.adapter ? 'adapter' : null, seed: o.seed }], {
             maxNewTokens: o.maxNewTokens,
@@ -43,8 +43,8 @@ export function generateCommand(): Command {
       }
       const { model, tokenizer } = openModel(o.model);
       const adapters = o.adapter ? openAdapters([o.adapter], model) : [];
-      const text = o.chat ? tokenizer.applyChatTemplate([{ role: 'user', content: o.prompt }], true) : o.prompt;
-      const prompt = tokenizer.encode(text);
+      // With --chat the prompt is a user message (plain text); without, it is the user's own markup.
+      const prompt = o.chat ? tokenizer.encodeChat([{ role: 'user', content: o.prompt }], true) : tokenizer.encodeMarkup(o.prompt);
       if (prompt.length === 0) throw new Error('the prompt encodes to no tokens');
       const [gen] = await model.generate([{ prompt, adapter: adapters.length ? 0 : -1, seed: o.seed }], adapters, {
         maxNewTokens: o.maxNewTokens,

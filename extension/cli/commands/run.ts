@@ -1,6 +1,8 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { RunConfig, defaultRunConfig, loadRunConfig, parseRunConfig, parseSeedList, resolveConfigPaths } from '../../trainer/run-config';
+import { parseApproval, type ConfigOrigin } from '../../trainer/judges';
+import { ALLOW_JUDGE_HELP, collect } from '../options';
 import { runExperiment } from '../../trainer/experiment';
 import { buildDeps, openEngine } from '../../trainer/setup';
 import { formatSummary, formatSweepSummary, summarizeRun, TrainingSummary } from '../../trainer/summary';
@@ -32,10 +34,17 @@ async function runOne(
   target: { resumeDir?: string; runId?: string },
   quiet: boolean,
   stop: () => boolean,
+  origin: ConfigOrigin,
   title: string = config.mode,
 ): Promise<{ dir: string; status: 'completed' | 'stopped' }> {
   const engine = openEngine(config);
-  const deps = buildDeps(config, configDir, engine);
+  let deps;
+  try {
+    deps = buildDeps(config, configDir, engine, origin);
+  } catch (e) {
+    await engine.close();
+    throw e;
+  }
   const bar = quiet ? null : progressBar(config.rounds * config.steps_per_round, title.padEnd(12), '{bar} {value}/{total} steps {detail}');
   try {
     const result = await runExperiment({
@@ -65,6 +74,7 @@ export function runCommand(): Command {
     .option('--no-baselines', 'skip the baseline runs the config asks for')
     .option('--json', 'print the summary as JSON', false)
     .option('--quiet', 'no progress output', false)
+    .option('--allow-judge <endpoint>', ALLOW_JUDGE_HELP, collect, [])
     .action(async (configFile: string | undefined, o) => {
       const stop = installStopHandler();
       try {
@@ -82,7 +92,8 @@ export function runCommand(): Command {
             modes: reader.info.modes,
             resumeDir: sweepDir,
             log: sweepLog,
-            runOne: (c, target, run) => runOne(c, sweepDir, target, o.quiet, stop.stopRequested, `seed ${run.seed} ${run.mode}`),
+            // The sweep folder's config is someone else's until approved, like a run directory's.
+            runOne: (c, target, run) => runOne(c, sweepDir, target, o.quiet, stop.stopRequested, { kind: 'run-directory', file: reader.layout.config, approved: (o.allowJudge as string[]).map(parseApproval) }, `seed ${run.seed} ${run.mode}`),
           });
           process.stdout.write(o.json ? JSON.stringify(result.summary, null, 2) + '\n' : '\n' + formatSweepSummary(result.summary, result.dir) + '\n');
           return;
@@ -90,12 +101,15 @@ export function runCommand(): Command {
         let config: RunConfig;
         let configDir = process.cwd();
         let resumeDir: string | undefined;
+        let origin: ConfigOrigin = { kind: 'user' };
         if (o.resume) {
           resumeDir = path.resolve(o.resume);
           const saved = RunReader.open(resumeDir).config();
           const configJson = runLayout(resumeDir).config;
           if (!saved) throw new Error(`${configJson}: missing; cannot resume without the run's config`);
           config = parseRunConfig(saved, configJson);
+          // The saved config is the run directory's: its judge endpoint needs the user's approval.
+          origin = { kind: 'run-directory', file: configJson, approved: (o.allowJudge as string[]).map(parseApproval) };
         } else if (configFile) {
           config = loadRunConfig(configFile);
           configDir = path.dirname(path.resolve(configFile));
@@ -112,18 +126,18 @@ export function runCommand(): Command {
             seeds,
             modes: o.baselines === false ? [config.mode] : sweepModes(config),
             log: sweepLog,
-            runOne: (c, target, run) => runOne(c, configDir, target, o.quiet, stop.stopRequested, `seed ${run.seed} ${run.mode}`),
+            runOne: (c, target, run) => runOne(c, configDir, target, o.quiet, stop.stopRequested, origin, `seed ${run.seed} ${run.mode}`),
           });
           process.stdout.write(o.json ? JSON.stringify(result.summary, null, 2) + '\n' : '\n' + formatSweepSummary(result.summary, result.dir) + '\n');
           return;
         }
 
         const summaries: TrainingSummary[] = [];
-        const main = await runOne(config, configDir, { resumeDir }, o.quiet, stop.stopRequested);
+        const main = await runOne(config, configDir, { resumeDir }, o.quiet, stop.stopRequested, origin);
         summaries.push(summarizeRun(main.dir));
         if (main.status === 'completed' && o.baselines !== false && !resumeDir) {
           for (const mode of config.baselines.filter((m) => m !== config.mode)) {
-            const baseline = await runOne({ ...config, mode, name: `${config.name}-${mode}`, baselines: [] }, configDir, {}, o.quiet, stop.stopRequested);
+            const baseline = await runOne({ ...config, mode, name: `${config.name}-${mode}`, baselines: [] }, configDir, {}, o.quiet, stop.stopRequested, origin);
             summaries.push(summarizeRun(baseline.dir));
             if (baseline.status !== 'completed') break;
           }

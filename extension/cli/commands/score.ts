@@ -36,7 +36,7 @@ export function scoreCommand(): Command {
       const opened = openModel(o.model);
       const model = opened.model;
       const adapters = o.adapter ? openAdapters([o.adapter], model) : [];
-      const ids: number[] = o.ids ?? opened.tokenizer.encode(o.text);
+      const ids: number[] = o.ids ?? opened.tokenizer.encodeMarkup(o.text);
       if (ids.length === 0) throw new Error('nothing to score: the input has no tokens');
       const [logprobs] = await model.score([{ ids, adapter: adapters.length ? 0 : -1 }], adapters);
       print(ids, logprobs, () => opened.tokenizer);

@@ -12,9 +12,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeJsonAtomic } from '../../util/atomic';
+import { readTextFile, UnsafeFileError } from '../../util/safe-fs';
 import { LORA_TARGETS, LoraTarget, ModelConfig, moduleParent, moduleShape } from '../model/model-config';
 import { SafetensorsFile, TensorToWrite, writeSafetensors } from '../model/safetensors';
 import { Rng } from '../../util/rng';
+import { RE2JS } from 're2js';
 
 export interface LoraMatrices {
   /** [r, in] row-major. */
@@ -86,19 +88,59 @@ function hfModuleName(layer: number, module: LoraTarget): string {
   return `model.layers.${layer}.${moduleParent(module)}.${module}`;
 }
 
-/** PEFT matches rank/alpha pattern keys against the end of a module's name. */
-function patternValue(patterns: Record<string, number>, name: string): number | undefined {
+/**
+ * Regular expressions from adapter_config.json (`target_modules` as a string, the keys of
+ * `rank_pattern` and `alpha_pattern`) come with someone else's adapter. They run on RE2 (re2js),
+ * which matches in time linear in the input whatever the pattern, so `(.*.*.*.*)*X` costs
+ * microseconds instead of hanging the loader; RE2 has no backreferences or lookaround, and a pattern
+ * using them is refused with the field named.
+ */
+const MAX_PATTERN_CHARS = 1024;
+const MAX_PATTERNS = 4096;
+const compiled = new Map<string, RE2JS>();
+
+function compilePattern(source: string, file: string, field: string): RE2JS {
+  const cached = compiled.get(source);
+  if (cached) return cached;
+  if (source.length > MAX_PATTERN_CHARS) throw new AdapterError(file, `${field} is a pattern of ${source.length} characters, more than ${MAX_PATTERN_CHARS}`);
+  let re: RE2JS;
+  try {
+    re = RE2JS.compile(source);
+  } catch (e) {
+    throw new AdapterError(file, `${field} ${JSON.stringify(source.slice(0, 100))} is not a regular expression this reader accepts (RE2 syntax, without backreferences or lookaround): ${(e as Error).message}`);
+  }
+  if (compiled.size > 1024) compiled.clear();
+  compiled.set(source, re);
+  return re;
+}
+
+/** PEFT matches rank/alpha pattern keys against the end of a module's name (`(.*\.)?(key)$`). */
+function patternValue(patterns: Record<string, number>, name: string, file = 'adapter_config.json', field = 'rank_pattern'): number | undefined {
   for (const [key, value] of Object.entries(patterns)) {
-    let re: RegExp;
-    try {
-      re = new RegExp(`(^|\\.)(${key})$`);
-    } catch {
-      continue;
-    }
-    if (re.test(name)) return value;
+    if (compilePattern(`(?:.*\\.)?(?:${key})`, file, `${field} key`).matches(name)) return value;
   }
   return undefined;
 }
+
+/** A rank_pattern or alpha_pattern object: pattern keys with positive numbers (ranks: integers). */
+function readPatterns(v: unknown, file: string, field: string, integer: boolean): Record<string, number> {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw new AdapterError(file, `${field} must be an object of pattern: value`);
+  const entries = Object.entries(v as Record<string, unknown>);
+  if (entries.length > MAX_PATTERNS) throw new AdapterError(file, `${field} has ${entries.length} patterns, more than ${MAX_PATTERNS}`);
+  const out: Record<string, number> = {};
+  for (const [key, value] of entries) {
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || (integer && (!Number.isInteger(value) || value > MAX_RANK))) {
+      throw new AdapterError(file, `${field}[${JSON.stringify(key.slice(0, 100))}] must be a positive ${integer ? `integer up to ${MAX_RANK}` : 'number'}, got ${JSON.stringify(value)}`);
+    }
+    compilePattern(`(?:.*\\.)?(?:${key})`, file, `${field} key`);
+    out[key] = value;
+  }
+  return out;
+}
+
+/** LoRA ranks above this are not LoRA; tensor shapes are checked against the file anyway. */
+const MAX_RANK = 65_536;
 
 function rankAndScale(config: { rank: number; alpha: number; useRslora: boolean; rankPattern: Record<string, number>; alphaPattern: Record<string, number> }, name: string): { rank: number; scale: number } {
   const rank = patternValue(config.rankPattern, name) ?? config.rank;
@@ -185,8 +227,14 @@ export function readPeftConfig(dir: string): PeftConfig {
   if (!fs.existsSync(dir)) throw new AdapterError(dir, 'adapter directory does not exist');
   if (!fs.existsSync(configFile)) throw new AdapterError(dir, 'is not a PEFT adapter: it has no adapter_config.json');
   let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(fs.readFileSync(configFile, 'utf8'));
+    text = readTextFile(configFile, 16 * 1024 * 1024);
+  } catch (e) {
+    throw new AdapterError(configFile, `cannot be read: ${e instanceof UnsafeFileError ? `it ${e.problem}` : (e as Error).message}`);
+  }
+  try {
+    raw = JSON.parse(text);
   } catch (e) {
     throw new AdapterError(configFile, `is not valid JSON (${(e as Error).message})`);
   }
@@ -198,17 +246,16 @@ function parsePeftConfig(raw: unknown, file: string): PeftConfig {
   const c = raw as Record<string, unknown>;
   if (c.peft_type !== undefined && c.peft_type !== 'LORA') throw new AdapterError(file, `peft_type ${JSON.stringify(c.peft_type)} is not LORA, the only adapter type read`);
   const rank = c.r;
-  if (typeof rank !== 'number' || !Number.isInteger(rank) || rank <= 0) throw new AdapterError(file, `r must be a positive integer, got ${JSON.stringify(rank)}`);
+  if (typeof rank !== 'number' || !Number.isInteger(rank) || rank <= 0 || rank > MAX_RANK) throw new AdapterError(file, `r must be a positive integer up to ${MAX_RANK}, got ${JSON.stringify(rank)}`);
   const alpha = c.lora_alpha ?? rank;
   if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new AdapterError(file, `lora_alpha must be a number, got ${JSON.stringify(c.lora_alpha)}`);
-  const patterns = (v: unknown): Record<string, number> => (v && typeof v === 'object' ? (v as Record<string, number>) : {});
   return {
     r: rank,
     lora_alpha: alpha,
     use_rslora: c.use_rslora === true,
     use_dora: c.use_dora === true,
-    rank_pattern: patterns(c.rank_pattern),
-    alpha_pattern: patterns(c.alpha_pattern),
+    rank_pattern: readPatterns(c.rank_pattern, file, 'rank_pattern', true),
+    alpha_pattern: readPatterns(c.alpha_pattern, file, 'alpha_pattern', false),
     base_model_name_or_path: typeof c.base_model_name_or_path === 'string' ? c.base_model_name_or_path : null,
     raw: c,
   };
@@ -268,18 +315,14 @@ function readModules(file: SafetensorsFile, config: PeftConfig): Pick<PeftAdapte
 function resolveTargets(raw: unknown, file: string): LoraTarget[] {
   if (raw === 'all-linear') return [...LORA_TARGETS];
   if (typeof raw === 'string') {
-    // PEFT treats a string as a regular expression matched against the whole module name.
-    let re: RegExp;
-    try {
-      re = new RegExp(`^(?:${raw})$`);
-    } catch (e) {
-      throw new AdapterError(file, `target_modules ${JSON.stringify(raw)} is not a valid regular expression`);
-    }
-    const hits = LORA_TARGETS.filter((m) => re.test(`model.layers.0.${moduleParent(m)}.${m}`) || re.test(m));
+    // PEFT treats a string as a regular expression matched against the whole module name (re.fullmatch).
+    const re = compilePattern(raw, file, 'target_modules');
+    const hits = LORA_TARGETS.filter((m) => re.matches(`model.layers.0.${moduleParent(m)}.${m}`) || re.matches(m));
     if (hits.length === 0) throw new AdapterError(file, `target_modules ${JSON.stringify(raw)} matches none of ${LORA_TARGETS.join(', ')}`);
     return hits;
   }
   if (!Array.isArray(raw) || raw.length === 0) throw new AdapterError(file, 'target_modules must be a non-empty list of module names');
+  if (raw.length > MAX_PATTERNS) throw new AdapterError(file, `target_modules lists ${raw.length} names, more than ${MAX_PATTERNS}`);
   const out: LoraTarget[] = [];
   for (const t of raw) {
     const name = String(t).split('.').pop() as LoraTarget;
@@ -301,7 +344,10 @@ function loraSettings(peft: PeftAdapter): LoraSettings {
   if (Array.isArray(c.modules_to_save) && c.modules_to_save.length > 0) throw new AdapterError(file, 'modules_to_save is not supported');
   let layers: number[] | null = null;
   if (typeof c.layers_to_transform === 'number') layers = [c.layers_to_transform];
-  else if (Array.isArray(c.layers_to_transform)) layers = c.layers_to_transform.map(Number);
+  else if (Array.isArray(c.layers_to_transform)) {
+    if (c.layers_to_transform.length > 4096) throw new AdapterError(file, `layers_to_transform lists ${c.layers_to_transform.length} layers, more than 4096`);
+    layers = c.layers_to_transform.map(Number);
+  }
   return {
     rank: config.r,
     alpha: config.lora_alpha,

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeJsonAtomic } from '../../util/atomic';
+import { readTextFile } from '../../util/safe-fs';
 import { ModelFormatError, ModelConfig, LORA_TARGETS, hasBias, moduleParent, moduleShape, readConfig } from './model-config';
 import { SafetensorsFile, TensorToWrite, writeSafetensors } from './safetensors';
 
@@ -40,7 +41,7 @@ function shardFiles(modelDir: string): { files: string[]; owner: Map<string, str
   if (fs.existsSync(indexFile)) {
     let index: { weight_map?: Record<string, string> };
     try {
-      index = JSON.parse(fs.readFileSync(indexFile, 'utf8'));
+      index = JSON.parse(readTextFile(indexFile, 64 * 1024 * 1024));
     } catch (e) {
       throw new ModelFormatError(indexFile, `is not valid JSON (${(e as Error).message})`);
     }
@@ -66,8 +67,8 @@ export interface LoadedCheckpoint {
 
 export function loadCheckpoint(modelDir: string): LoadedCheckpoint {
   const config = readConfig(modelDir);
-  const expected = expectedWeights(config);
   const { files, owner } = shardFiles(modelDir);
+  const expected = expectedWeights(config);
   const opened = new Map<string, SafetensorsFile>();
   const open = (file: string) => {
     let f = opened.get(file);
@@ -79,7 +80,10 @@ export function loadCheckpoint(modelDir: string): LoadedCheckpoint {
   };
   try {
     for (const f of files) open(f);
-    const weights: Weights = new Map();
+    // Every tensor config.json implies must be in a header, with that shape, before any is read: each
+    // header's byte ranges were checked against its file, so the dimensions config.json claims are
+    // checked against the files' sizes before anything is allocated.
+    const located: [string, number[], SafetensorsFile][] = [];
     for (const [name, shape] of expected) {
       const file = owner ? owner.get(name) : files[0];
       const st = file ? open(file) : undefined;
@@ -90,8 +94,10 @@ export function loadCheckpoint(modelDir: string): LoadedCheckpoint {
       if (entry.shape.length !== shape.length || entry.shape.some((d, i) => d !== shape[i])) {
         throw new ModelFormatError(st.file, `tensor ${name} has shape [${entry.shape.join(', ')}], expected [${shape.join(', ')}] from config.json`);
       }
-      weights.set(name, { shape, data: st.readFloat32(name) });
+      located.push([name, shape, st]);
     }
+    const weights: Weights = new Map();
+    for (const [name, shape, st] of located) weights.set(name, { shape, data: st.readFloat32(name) });
     return { dir: modelDir, config, weights };
   } finally {
     for (const f of opened.values()) f.close();

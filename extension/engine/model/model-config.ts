@@ -6,6 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { readTextFile, UnsafeFileError } from '../../util/safe-fs';
 
 export interface ModelConfig {
   /** Hugging Face's `model_type`. */
@@ -37,12 +38,29 @@ export class ModelFormatError extends Error {
 
 const SUPPORTED_ARCHITECTURES = ['Qwen2ForCausalLM'];
 
+/**
+ * The largest value of each dimension config.json may give (well above any released model of the
+ * family): a config from someone else must not make the loader plan gigabytes or a billion layers
+ * before a single file is checked. Weights are then checked against the files' sizes (checkpoint.ts).
+ */
+export const DIMENSION_LIMITS: Record<string, number> = {
+  vocab_size: 4_194_304,
+  hidden_size: 65_536,
+  intermediate_size: 262_144,
+  num_hidden_layers: 1_024,
+  num_attention_heads: 1_024,
+  num_key_value_heads: 1_024,
+  head_dim: 2_048,
+  max_position_embeddings: 16_777_216,
+};
+
 export function readConfig(modelDir: string): ModelConfig {
   const file = path.join(modelDir, 'config.json');
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch {
+    text = readTextFile(file, 16 * 1024 * 1024);
+  } catch (e) {
+    if (e instanceof UnsafeFileError) throw new ModelFormatError(file, `cannot be read: it ${e.problem}`);
     if (!fs.existsSync(modelDir)) throw new ModelFormatError(modelDir, 'model directory does not exist');
     throw new ModelFormatError(file, 'is missing; a Hugging Face model directory needs a config.json');
   }
@@ -67,6 +85,8 @@ export function parseConfig(raw: unknown, file: string): ModelConfig {
   const posInt = (key: string, fallback?: number): number => {
     const v = c[key] ?? fallback;
     if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new ModelFormatError(file, `${key} must be a positive integer, got ${JSON.stringify(c[key])}`);
+    const max = DIMENSION_LIMITS[key];
+    if (max !== undefined && v > max) throw new ModelFormatError(file, `${key} is ${v}, more than ${max}, the largest this engine accepts`);
     return v;
   };
   const posNum = (key: string, fallback: number): number => {

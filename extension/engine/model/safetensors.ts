@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../../util/atomic';
+import { openRegular, UnsafeFileError } from '../../util/safe-fs';
 
 export type SafetensorsDType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32';
 
@@ -40,9 +41,10 @@ export class SafetensorsFile {
   static open(file: string): SafetensorsFile {
     let fd: number;
     try {
-      fd = fs.openSync(file, 'r');
+      // Not through a link, and a FIFO in the file's place is an error, not a read that never returns.
+      fd = openRegular(file, 'read');
     } catch (e) {
-      throw new SafetensorsError(file, `cannot open: ${(e as Error).message}`);
+      throw new SafetensorsError(file, `cannot open: ${e instanceof UnsafeFileError ? `it ${e.problem}` : (e as Error).message}`);
     }
     try {
       const { entries, metadata } = readHeader(file, fd);

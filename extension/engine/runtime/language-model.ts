@@ -53,6 +53,9 @@ export interface LanguageModelOptions {
 
 export class TokenIdError extends Error {}
 
+/** A prompt that leaves no room in the model's context for a single new token. */
+export class ContextLengthError extends Error {}
+
 export class LanguageModel {
   private sessions = new Map<string, Promise<GraphSession>>();
   readonly dtype: FloatType;
@@ -282,8 +285,16 @@ export class LanguageModel {
     });
     const c = this.config;
     let B = rows.length;
+    rows.forEach((r, i) => {
+      if (r.prompt.length >= c.maxPositions) {
+        throw new ContextLengthError(`row ${i}: the prompt is ${r.prompt.length} tokens, and the model's context is ${c.maxPositions} (max_position_embeddings): no room for an answer`);
+      }
+    });
     const maxPrompt = Math.max(...rows.map((r) => r.prompt.length));
-    const maxNew = Math.max(0, Math.min(options.maxNewTokens, c.maxPositions - maxPrompt));
+    // Each row's own budget: what its prompt leaves of the context (positions count a row's real tokens
+    // only), so one long prompt does not cut the answers of the rest of its batch.
+    const budget = rows.map((r) => Math.max(0, Math.min(options.maxNewTokens, c.maxPositions - r.prompt.length)));
+    const maxNew = Math.max(...budget);
     const { layout, feeds: adapterFeeds } = this.adapterFeeds(adapters, rows);
     const greedy = options.temperature <= 0;
     const topP = !greedy && options.topP < 1;
@@ -369,7 +380,7 @@ export class LanguageModel {
         if (stop.has(token)) {
           done[row] = true;
           out[row].finish = 'stop';
-        }
+        } else if (out[row].tokens.length >= budget[row]) done[row] = true;
       }
       if (live.every((row) => done[row]) || step === maxNew - 1) break;
       append(result, stepLen);

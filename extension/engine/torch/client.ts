@@ -48,6 +48,8 @@ export interface EngineProcessOptions {
   env: NodeJS.ProcessEnv;
   /** For messages: what the process is. */
   label: string;
+  /** Its working folder (python-env.ts's engineCwd: never a folder of someone else's files). */
+  cwd: string;
 }
 
 export class EngineProcess {
@@ -62,7 +64,7 @@ export class EngineProcess {
     // Its own process group: a Ctrl-C in the trainer's terminal reaches the trainer, which stops after
     // the current step and closes the engine, instead of killing the engine mid-step. The engine ends
     // when its stdin closes, so it never outlives the trainer.
-    this.proc = spawn(o.command, o.args, { stdio: ['pipe', 'pipe', 'pipe'], env: o.env, detached: true });
+    this.proc = spawn(o.command, o.args, { stdio: ['pipe', 'pipe', 'pipe'], env: o.env, detached: true, cwd: o.cwd });
     this.exited = new Promise<void>((resolve) => {
       this.proc.once('exit', (code, signal) => {
         const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;

@@ -2,10 +2,15 @@
  * Where the PyTorch engine's Python lives. `absp torch setup` creates a virtual environment (by
  * default in the user's cache folder; the test script makes one in the repository's ignored
  * `.absp-cache/`), and everything that starts the engine looks for it in this order: an explicit
- * python (the config's engine.python, the abspLab.pythonPath setting, --python), $ABSP_TORCH_PYTHON,
- * the repository's `.absp-cache/torch-venv`, the user's `<cache>/absp-lab/torch-venv`.
+ * python (the abspLab.pythonPath user setting, `--python` on the command line), $ABSP_TORCH_PYTHON,
+ * the repository's `.absp-cache/torch-venv`, the user's `<cache>/absp-lab/torch-venv`. A run config
+ * never names it: a config, like the run directory it is saved in, may come from someone else
+ * (docs/threat-model.md), and the Python it names would run with the user's rights.
  * The engine's own code is the package shipped with the extension (extension/torch-engine), put
  * first on PYTHONPATH, so an updated extension never runs an older copy installed in a venv.
+ * Every Python starts in that package's folder (`engineCwd`): `python -m` and `python -c` put the
+ * working folder first on sys.path, so started in a run directory or a workspace, a `torch.py` or an
+ * `absp_torch/` shipped there would be imported instead of the real one.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -34,6 +39,11 @@ export function defaultVenvDir(): string {
 /** The venv the repository's test script creates. */
 export function repoVenvDir(): string {
   return path.join(packageRoot(), '.absp-cache', 'torch-venv');
+}
+
+/** The working folder of every Python the extension starts: its own engine package, never input's. */
+export function engineCwd(): string {
+  return enginePackageDir();
 }
 
 export function venvPython(venv: string): string {
@@ -65,7 +75,7 @@ export function pythonWorks(python: string): boolean {
   if (ok === undefined) {
     if (python.includes(path.sep) && !fs.existsSync(python)) ok = false;
     else {
-      const r = spawnSync(python, ['-c', 'import torch, transformers, peft, safetensors, numpy'], { stdio: 'ignore', timeout: 180_000, env: engineEnv() });
+      const r = spawnSync(python, ['-c', 'import torch, transformers, peft, safetensors, numpy'], { stdio: 'ignore', timeout: 180_000, env: engineEnv(), cwd: engineCwd() });
       ok = r.status === 0;
     }
     cache.set(python, ok);
@@ -88,7 +98,7 @@ export function findEnginePython(explicit?: string | null): string | null {
 /** What to tell someone whose machine has no working engine environment. */
 export function missingEnvironmentMessage(explicit?: string | null): string {
   const tried = explicit ? [explicit] : pythonCandidates();
-  return `no Python with PyTorch, transformers and peft was found (tried ${tried.length ? tried.join(', ') : 'nothing'}). Run \`absp torch setup\` (or the command "ABSP: Set Up PyTorch Engine…") to create the engine's environment, or point "engine.python" / the abspLab.pythonPath setting at a Python that has them.`;
+  return `no Python with PyTorch, transformers and peft was found (tried ${tried.length ? tried.join(', ') : 'nothing'}). Run \`absp torch setup\` (or the command "ABSP: Set Up PyTorch Engine…") to create the engine's environment, or point the abspLab.pythonPath user setting, \`--python\` or ABSP_TORCH_PYTHON at a Python that has them.`;
 }
 
 /** pythonWorks without blocking (the extension host must not freeze while torch imports). */
@@ -97,7 +107,7 @@ export function pythonWorksAsync(python: string): Promise<boolean> {
   if (known !== undefined) return Promise.resolve(known);
   if (python.includes(path.sep) && !fs.existsSync(python)) return Promise.resolve(false);
   return new Promise((resolve) => {
-    const child = spawn(python, ['-c', 'import torch, transformers, peft, safetensors, numpy'], { stdio: 'ignore', env: engineEnv() });
+    const child = spawn(python, ['-c', 'import torch, transformers, peft, safetensors, numpy'], { stdio: 'ignore', env: engineEnv(), cwd: engineCwd() });
     const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
     child.on('error', () => (clearTimeout(timer), resolve(false)));
     child.on('exit', (code) => {

@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { PINNED_TORCH, defaultVenvDir, enginePackageDir, engineEnv, venvPython } from './python-env';
+import { PINNED_TORCH, defaultVenvDir, enginePackageDir, engineEnv, venvPython, engineCwd } from './python-env';
 
 export interface DoctorReport {
   ok: boolean;
@@ -40,7 +40,7 @@ export interface SetupOptions {
 
 function run(command: string, args: string[], log: (line: string) => void, env?: NodeJS.ProcessEnv): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env, cwd: engineCwd() });
     const tail: string[] = [];
     const onLine = (line: string) => {
       tail.push(line);
@@ -61,7 +61,7 @@ export async function setupTorchEnv(o: SetupOptions): Promise<DoctorReport> {
   const pkg = enginePackageDir();
   const torchSpec = `torch==${o.torchVersion ?? PINNED_TORCH}`;
   const stages = 5;
-  const check = spawnSync(base, ['-c', 'import sys; assert sys.version_info >= (3, 10), sys.version'], { encoding: 'utf8' });
+  const check = spawnSync(base, ['-c', 'import sys; assert sys.version_info >= (3, 10), sys.version'], { encoding: 'utf8', cwd: engineCwd() });
   if (check.error) throw new Error(`${base} could not start (${check.error.message}): pass --python with a Python 3.10 or later`);
   if (check.status !== 0) throw new Error(`${base} is not Python 3.10 or later: pass --python with a newer one`);
 
@@ -92,7 +92,7 @@ export async function setupTorchEnv(o: SetupOptions): Promise<DoctorReport> {
 
 /** What an environment has, from `python -m absp_torch doctor` run with the shipped package. */
 export async function doctor(python: string): Promise<DoctorReport> {
-  const r = spawnSync(python, ['-m', 'absp_torch', 'doctor'], { encoding: 'utf8', env: engineEnv(), timeout: 300_000 });
+  const r = spawnSync(python, ['-m', 'absp_torch', 'doctor'], { encoding: 'utf8', env: engineEnv(), timeout: 300_000, cwd: engineCwd() });
   if (r.error) return { ok: false, python, problems: [`${python} could not start: ${r.error.message}`] };
   const line = (r.stdout ?? '').trim().split('\n').filter(Boolean).pop() ?? '';
   try {

@@ -25,10 +25,14 @@ import type {
   TrainSettings,
 } from '../policy-engine';
 import { EngineProcess, PROTOCOL_VERSION, TorchEngineError } from './client';
-import { engineEnv, findEnginePython, missingEnvironmentMessage } from './python-env';
+import { engineCwd, engineEnv, findEnginePython, missingEnvironmentMessage } from './python-env';
+import { readTextFile, UnsafeFileError } from '../../util/safe-fs';
 
 export interface TorchEngineOptions {
-  /** A Python with the engine's requirements; default: the set-up environment (python-env.ts). */
+  /**
+   * A Python with the engine's requirements, from the user (a setting, --python); default: the set-up
+   * environment (python-env.ts). Never from a run config.
+   */
   python?: string | null;
   device?: string;
   dtype?: 'float32' | 'bfloat16' | 'float16';
@@ -52,15 +56,24 @@ interface ModelConfigJson {
   eos_token_id?: number | number[] | null;
 }
 
+/** A model's config.json is a small document; read without following a link or blocking on a FIFO. */
+const MAX_MODEL_CONFIG_BYTES = 16 * 1024 * 1024;
+
 function readModelConfig(dir: string): ModelConfigJson {
   const file = path.join(dir, 'config.json');
   if (!fs.existsSync(dir)) throw new TorchEngineError(`${dir}: model directory does not exist`, 'checkpoint');
+  let text: string;
+  try {
+    text = readTextFile(file, MAX_MODEL_CONFIG_BYTES);
+  } catch (e) {
+    if (e instanceof UnsafeFileError) throw new TorchEngineError(`${file}: cannot be read: it ${e.problem}`, 'checkpoint');
+    throw new TorchEngineError(`${file}: is missing; a Hugging Face model directory needs a config.json`, 'checkpoint');
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+    raw = JSON.parse(text);
   } catch (e) {
-    const problem = fs.existsSync(file) ? `is not valid JSON (${(e as Error).message})` : 'is missing; a Hugging Face model directory needs a config.json';
-    throw new TorchEngineError(`${file}: ${problem}`, 'checkpoint');
+    throw new TorchEngineError(`${file}: is not valid JSON (${(e as Error).message})`, 'checkpoint');
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new TorchEngineError(`${file}: is not a JSON object`, 'checkpoint');
   return raw as ModelConfigJson;
@@ -111,7 +124,7 @@ export class TorchEngine implements PolicyEngine {
     }
     const env = engineEnv({ ...process.env, ...options.env });
     if (options.threads) env.OMP_NUM_THREADS = String(options.threads);
-    const proc = new EngineProcess({ command, args, env, label: nproc > 1 ? `${python} -m torch.distributed.run, ${nproc} processes` : `${python} -m absp_torch serve` });
+    const proc = new EngineProcess({ command, args, env, cwd: engineCwd(), label: nproc > 1 ? `${python} -m torch.distributed.run, ${nproc} processes` : `${python} -m absp_torch serve` });
     return new TorchEngine(proc, dir, config, options, python);
   }
 
@@ -165,11 +178,14 @@ export class TorchEngine implements PolicyEngine {
   encode(text: string): number[] {
     return this.tokenizer.encode(text);
   }
+  encodeMarkup(text: string): number[] {
+    return this.tokenizer.encodeMarkup(text);
+  }
+  encodeChat(messages: readonly { role: string; content: string }[], addGenerationPrompt: boolean): number[] {
+    return this.tokenizer.encodeChat(messages, addGenerationPrompt);
+  }
   decode(ids: readonly number[]): string {
     return this.tokenizer.decode(ids, true);
-  }
-  chat(messages: readonly { role: string; content: string }[], addGenerationPrompt: boolean): string {
-    return this.tokenizer.applyChatTemplate(messages, addGenerationPrompt);
   }
   stopTokens(): number[] {
     return this.tokenizer.stopTokenIds(this.eos);

@@ -83,12 +83,12 @@ function chatExample(messages: unknown, tok: TextTokenizer, file: string, n: num
     }
   });
   const msgs = messages as { role: string; content: string }[];
-  const ids = tok.encode(tok.applyChatTemplate(msgs, false));
+  const ids = tok.encodeChat(msgs, false);
   const lossMask = new Array<number>(ids.length).fill(0);
   msgs.forEach((m, i) => {
     if (m.role !== 'assistant') return;
-    const before = tok.encode(tok.applyChatTemplate(msgs.slice(0, i), true));
-    let after = tok.encode(tok.applyChatTemplate(msgs.slice(0, i + 1), false));
+    const before = tok.encodeChat(msgs.slice(0, i), true);
+    let after = tok.encodeChat(msgs.slice(0, i + 1), false);
     if (!isPrefix(before, ids) || !isPrefix(after, ids)) {
       throw new DataError(file, n, 'the chat template does not render turns as prefixes of the whole conversation; cannot locate the assistant turn');
     }

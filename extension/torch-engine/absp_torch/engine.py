@@ -199,15 +199,25 @@ class TorchEngine:
         self.drop_policy(name)
         path = os.path.abspath(path)
         if kind == "lora":
-            ad.check_adapter_dir(path)
+            # Checked and resolved first (adapters.read_adapter): PEFT gets exact module names and
+            # ranks, never the file's patterns, and allocates only what the file's header holds.
+            config, weights_file = ad.read_adapter(path, ad.linear_modules(self.base))
             try:
-                if self.peft is None:
-                    from peft import PeftModel
+                from peft import get_peft_model, set_peft_model_state_dict
+                from safetensors.torch import load_file
 
-                    self.peft = PeftModel.from_pretrained(self.base, path, adapter_name=name, is_trainable=True)
+                weights = load_file(weights_file)
+                if self.peft is None:
+                    self.peft = get_peft_model(self.base, config, adapter_name=name)
                 else:
-                    self.peft.load_adapter(path, adapter_name=name, is_trainable=True)
+                    self.peft.add_adapter(name, config)
+                loaded = set_peft_model_state_dict(self.peft, weights, adapter_name=name)
+                missing = [k for k in loaded.missing_keys if "lora_" in k and f".{name}." in k]
+                if missing:
+                    raise CheckpointError(weights_file, f"does not set {missing[0]}")
             except CheckpointError:
+                if self.peft is not None and name in self.peft.peft_config:
+                    self.peft.delete_adapter(name)
                 raise
             except (ValueError, KeyError, RuntimeError, OSError, TypeError) as e:
                 if self.peft is not None and name in self.peft.peft_config:
@@ -577,7 +587,7 @@ class TorchEngine:
 
     def load_optimizer(self, name: str, in_dir: str) -> None:
         p = self._policy(name)
-        if os.path.isfile(os.path.join(in_dir, f"{name}.json")):
+        if os.path.lexists(os.path.join(in_dir, f"{name}.json")):
             p.optimizer = PolicyOptimizer.load(os.path.abspath(in_dir), name, self._params(name))
 
     def close(self) -> None:

@@ -122,10 +122,11 @@ class PolicyOptimizer:
     def load(in_dir: str, name: str, params: dict) -> "PolicyOptimizer":
         from safetensors import safe_open
 
+        from .files import check_regular, read_json
+
         json_file = os.path.join(in_dir, f"{name}.json")
+        meta = read_json(json_file, 1024 * 1024)  # a run directory's file: no link, no FIFO, bounded
         try:
-            with open(json_file, encoding="utf-8") as f:
-                meta = json.load(f)
             config = meta["config"]
             step = int(meta["step"])
         except (OSError, ValueError, KeyError, TypeError) as e:
@@ -134,6 +135,7 @@ class PolicyOptimizer:
         opt.step = step
         opt.skipped = int(meta.get("skipped", 0))
         st_file = os.path.join(in_dir, f"{name}.safetensors")
+        check_regular(st_file)
         moments: dict = {}
         try:
             with safe_open(st_file, framework="pt") as f:

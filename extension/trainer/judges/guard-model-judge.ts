@@ -54,7 +54,9 @@ export class GuardModelJudge implements Judge {
 
   /** The raw classifier outputs, for inspection and tests. */
   async classify(pairs: readonly { prompt: string; response: string }[]): Promise<string[]> {
-    const prompts = pairs.map((p) => this.tokenizer.encode(wildguardPrompt(p.prompt, p.response), true));
+    // The instruction's markers are special tokens; the judged prompt and response are plain text, so
+    // neither can close the classifier's turn or write its answer.
+    const prompts = pairs.map((p) => this.tokenizer.encodeAround([p.prompt, p.response], ([prompt, response]) => wildguardPrompt(prompt, response), true));
     const out: string[] = [];
     const batch = 16;
     for (let i = 0; i < prompts.length; i += batch) {

@@ -3,6 +3,7 @@
  * and are retried; an endpoint that stays down is an error that pauses the run, while an answer that
  * is not in the guard format gives unparsable labels (the item is dropped and counted).
  */
+import { oneLine } from '../../util/plain-text';
 import { Verdict } from '../verdict';
 import { Judge, JudgeError, JudgeItem, verdictFromLabels } from './judge';
 import { parseWildguard, wildguardPrompt } from './wildguard';
@@ -17,11 +18,45 @@ export interface HttpJudgeOptions {
   concurrency?: number;
 }
 
+/** The most an answer may hold: a guard's three labels take a few hundred bytes. */
+export const MAX_RESPONSE_BYTES = 1024 * 1024;
+
+class ResponseTooLarge extends Error {}
+
+/** Reads a response body, stopping (and cancelling the transfer) past `limit` bytes. */
+async function readBounded(res: Response, limit: number): Promise<string> {
+  const declared = Number(res.headers.get('content-length'));
+  if (Number.isFinite(declared) && declared > limit) {
+    await res.body?.cancel().catch(() => {});
+    throw new ResponseTooLarge(`declares a ${declared}-byte answer, more than the ${limit}-byte limit`);
+  }
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > limit) {
+      await reader.cancel().catch(() => {});
+      throw new ResponseTooLarge(`sent more than ${limit} bytes`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 export class HttpJudge implements Judge {
   readonly name: string;
 
   constructor(private readonly o: HttpJudgeOptions) {
     this.name = `http:${o.url}`;
+  }
+
+  /** An endpoint may echo the request in its error text: the key never goes on into messages, logs or run.json. */
+  private redact(text: string): string {
+    return this.o.apiKey ? text.split(this.o.apiKey).join('[the API key]') : text;
   }
 
   private async complete(prompt: string): Promise<string> {
@@ -37,10 +72,11 @@ export class HttpJudge implements Judge {
           headers: { 'content-type': 'application/json', ...(this.o.apiKey ? { authorization: `Bearer ${this.o.apiKey}` } : {}) },
           body: JSON.stringify({ model: this.o.model, prompt, max_tokens: this.o.maxNewTokens ?? 32, temperature: 0 }),
           signal: controller.signal,
+          redirect: 'error',
         });
-        const text = await res.text();
+        const text = await readBounded(res, MAX_RESPONSE_BYTES);
         if (!res.ok) {
-          lastError = `HTTP ${res.status}: ${text.slice(0, 200)}`;
+          lastError = `HTTP ${res.status}: ${oneLine(this.redact(text), 200)}`;
           if (res.status >= 400 && res.status < 500 && res.status !== 429) break;
           continue;
         }
@@ -52,6 +88,10 @@ export class HttpJudge implements Judge {
           return '';
         }
       } catch (e) {
+        if (e instanceof ResponseTooLarge) {
+          lastError = `the answer ${e.message}`;
+          break;
+        }
         const err = e as Error & { cause?: { code?: string; message?: string } };
         lastError = err.name === 'AbortError' ? `no answer within ${this.o.timeoutMs} ms` : (err.cause?.code ?? err.cause?.message ?? err.message);
       } finally {

@@ -1,19 +1,26 @@
 import { RunConfig } from '../run-config';
+import { checkJudgeOrigin, type ConfigOrigin } from './endpoint-approval';
 import { GuardModelJudge } from './guard-model-judge';
 import { HttpJudge } from './http-judge';
 import { Judge, JudgeError } from './judge';
 import { SandboxJudge } from './sandbox-judge';
 
 export { JudgeError, type Judge, type JudgeItem } from './judge';
+export { JudgeNotApprovedError, checkJudgeOrigin, formatApproval, judgeEndpoint, parseApproval, type ApprovedJudge, type ConfigOrigin } from './endpoint-approval';
 
-export function makeJudge(config: RunConfig): Judge {
+/**
+ * The judge a config names. `origin` says whose config it is: a run directory's config.json may only
+ * reach an endpoint (and a key variable) the user approved (endpoint-approval.ts).
+ */
+export function makeJudge(config: RunConfig, origin: ConfigOrigin): Judge {
+  checkJudgeOrigin(config, origin);
   const j = config.judge;
   switch (j.kind) {
     case 'sandbox':
       return new SandboxJudge();
     case 'guard': {
       const e = config.engine;
-      if (e.kind === 'torch') return GuardModelJudge.openTorch(j.model, j.max_new_tokens, { python: e.python, device: e.device, dtype: e.dtype, threads: e.threads });
+      if (e.kind === 'torch') return GuardModelJudge.openTorch(j.model, j.max_new_tokens, { device: e.device, dtype: e.dtype, threads: e.threads });
       return GuardModelJudge.open(j.model, j.max_new_tokens, e.threads);
     }
     case 'http': {

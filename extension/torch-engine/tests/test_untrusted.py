@@ -1,0 +1,67 @@
+"""Model and adapter folders from someone else, read before transformers or PEFT sees them
+(the TypeScript bad-input suite sends the same inputs through the protocol)."""
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from absp_torch import adapters as ad
+from absp_torch.checkpoint import check_model_dir
+from absp_torch.engine import TorchEngine
+from absp_torch.protocol import CheckpointError
+
+from conftest import make_peft_adapter
+
+
+def copy_with(src: str, dst: str, file: str, **patch) -> str:
+    shutil.copytree(src, dst)
+    path = os.path.join(dst, file)
+    config = json.load(open(path))
+    config.update(patch)
+    json.dump(config, open(path, "w"))
+    return dst
+
+
+def test_config_dimensions_are_bounded_and_checked_against_the_headers(qwen2_dir, tmp_path):
+    huge = copy_with(qwen2_dir, str(tmp_path / "huge"), "config.json", num_hidden_layers=10**9)
+    with pytest.raises(CheckpointError, match=r"config\.json: num_hidden_layers is 1000000000, more than 1024"):
+        check_model_dir(huge)
+    wide = copy_with(qwen2_dir, str(tmp_path / "wide"), "config.json", hidden_size=4096, num_attention_heads=32, num_key_value_heads=32)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: tensor model\.embed_tokens\.weight has shape \[61, 32\], expected \[61, 4096\]"):
+        check_model_dir(wide)
+    deeper = copy_with(qwen2_dir, str(tmp_path / "deeper"), "config.json", num_hidden_layers=3)
+    with pytest.raises(CheckpointError, match=r"has no tensor model\.layers\.2\.input_layernorm\.weight"):
+        check_model_dir(deeper)
+    fifo = str(tmp_path / "fifo")
+    shutil.copytree(qwen2_dir, fifo)
+    os.remove(os.path.join(fifo, "config.json"))
+    os.mkfifo(os.path.join(fifo, "config.json"))
+    with pytest.raises(CheckpointError, match=r"config\.json: is a FIFO"):
+        check_model_dir(fifo)
+
+
+def test_adapter_patterns_are_resolved_under_a_time_limit_and_peft_gets_exact_names(qwen2_dir, tmp_path):
+    engine = TorchEngine(qwen2_dir, "cpu", "float32")
+    try:
+        good = make_peft_adapter(qwen2_dir, str(tmp_path / "good"), ["q_proj", "v_proj"], 2, 4, 1)
+        reference = engine.load_policy("listed", good, "lora")["fingerprint"]
+        regex = copy_with(good, str(tmp_path / "regex"), "adapter_config.json", target_modules=r".*\.(q_proj|v_proj)")
+        assert engine.load_policy("regex", regex, "lora")["fingerprint"] == reference
+        assert sorted(engine.peft.peft_config["regex"].target_modules) == ["q_proj", "v_proj"]
+        one_layer = copy_with(good, str(tmp_path / "one-layer"), "adapter_config.json", target_modules=r"model\.layers\.1\..*\.(q_proj|v_proj)")
+        with pytest.raises(CheckpointError, match=r"holds LoRA weights for model\.layers\.0\.self_attn\.q_proj, which adapter_config\.json does not target"):
+            engine.load_policy("one-layer", one_layer, "lora")
+        evil = copy_with(good, str(tmp_path / "evil"), "adapter_config.json", target_modules="(.*.*.*.*.*.*.*.*.*.*)*X")
+        t = time.monotonic()
+        with pytest.raises(CheckpointError, match=r"take more than 2 s to match"):
+            engine.load_policy("evil", evil, "lora")
+        assert time.monotonic() - t < 30
+        big = copy_with(good, str(tmp_path / "big"), "adapter_config.json", r=1024)
+        with pytest.raises(CheckpointError, match=r"lora_A\.weight has shape \[2, 32\], but rank 1024 on this model needs \[1024, 32\]"):
+            engine.load_policy("big", big, "lora")
+        assert sorted(engine.policies) == ["listed", "regex"]
+    finally:
+        engine.close()

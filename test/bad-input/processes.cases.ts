@@ -1,0 +1,189 @@
+/**
+ * The pid in a run.json from someone else: Stop Run and resume must signal, or wait for, only the
+ * run's own trainer — on this machine, started when recorded, running `absp run` (finding 2). Real
+ * processes: a decoy program holding a stale pid, and a stand-in trainer whose command line is
+ * `node … absp.js run`.
+ */
+import { strict as assert } from 'node:assert';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { JobManager } from '../../extension/host/job-manager';
+import { RunWriter, effectiveStatus, processStartToken, readRunInfo, runLayout } from '../../extension/rundir';
+import type { BadInputCase } from './harness';
+
+const NEW_RUN = { id: 'their-run', name: 'their-run', mode: 'bipolicy' as const, engine: 'ort', base_model: 'builtin:sandbox', rounds_planned: 2, roles: ['attacker', 'defender'], config: {} };
+
+/** A program that is not a trainer, alive for the case. */
+function decoy(): ChildProcess {
+  return spawn('sleep', ['60'], { stdio: 'ignore' });
+}
+
+/** A stand-in for the run's trainer: node with `absp.js run` on its command line. */
+function standInTrainer(dir: string): ChildProcess {
+  const entry = path.join(dir, 'bin', 'absp.js');
+  fs.mkdirSync(path.dirname(entry), { recursive: true });
+  fs.writeFileSync(entry, '');
+  return spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', entry, 'run'], { stdio: 'ignore' });
+}
+
+async function started(child: ChildProcess): Promise<number> {
+  for (let i = 0; i < 200 && processStartToken(child.pid!) === null; i++) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 100)); // let exec replace the command line
+  return child.pid!;
+}
+
+/** A run.json claiming `running` by `pid` on this host, with the given start token (or none). */
+function runningRun(dir: string, pid: number, o: { host?: string | null; pidStart?: string | null } = {}): string {
+  const w = RunWriter.create(path.join(dir, 'runs'), NEW_RUN, { pid: 2 ** 22 + 99, host: 'x' });
+  const file = runLayout(w.dir).runJson;
+  const raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  raw.pid = pid;
+  raw.status = 'running';
+  if (o.host === null) delete raw.host;
+  else raw.host = o.host ?? os.hostname();
+  if (o.pidStart === null) delete raw.pid_start;
+  else if (o.pidStart !== undefined) raw.pid_start = o.pidStart;
+  fs.writeFileSync(file, JSON.stringify(raw));
+  return w.dir;
+}
+
+const alive = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
+const jobs = () => new JobManager(() => {
+  throw new Error('no launches here');
+});
+
+interface Live {
+  run: string;
+  child: ChildProcess;
+}
+
+const cleanup = (s: unknown) => {
+  const c = (s as Live).child;
+  if (alive(c)) c.kill('SIGKILL');
+};
+
+async function withCleanup<T>(s: unknown, fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } finally {
+    cleanup(s);
+  }
+}
+
+export const cases: BadInputCase[] = [
+  {
+    name: 'a stale pid now used by another program: Stop does not signal it, and it does not block resume',
+    setup: async (dir) => {
+      const child = decoy();
+      const pid = await started(child);
+      return { run: runningRun(dir, pid, { pidStart: 'linux:a-boot-long-ago:12345' }), child };
+    },
+    act: (_dir, s) =>
+      withCleanup(s, async () => {
+        const { run, child } = s as Live;
+        const stop = jobs().stopRun(run);
+        await new Promise((r) => setTimeout(r, 200));
+        const survived = alive(child);
+        const status = effectiveStatus(readRunInfo(run));
+        RunWriter.resume(run, { pid: process.pid });
+        return { stop, survived, status, attempt: readRunInfo(run).attempt };
+      }),
+    expect: { handled: (r) => assert.deepEqual(r, { stop: 'not-running', survived: true, status: 'interrupted', attempt: 2 }) },
+  },
+  {
+    name: "a pid whose process is not `absp run` (no start time recorded): not signalled, shown as interrupted",
+    setup: async (dir) => {
+      const child = decoy();
+      return { run: runningRun(dir, await started(child), { pidStart: null }), child };
+    },
+    act: (_dir, s) =>
+      withCleanup(s, async () => {
+        const { run, child } = s as Live;
+        const stop = jobs().stopRun(run);
+        await new Promise((r) => setTimeout(r, 200));
+        return { stop, survived: alive(child), status: effectiveStatus(readRunInfo(run)) };
+      }),
+    expect: { handled: (r) => assert.deepEqual(r, { stop: 'not-running', survived: true, status: 'interrupted' }) },
+  },
+  {
+    name: 'a pid with the start time of another program (a forged pid_start): the command line still decides',
+    setup: async (dir) => {
+      const child = decoy();
+      const pid = await started(child);
+      return { run: runningRun(dir, pid, { pidStart: processStartToken(pid) }), child };
+    },
+    act: (_dir, s) =>
+      withCleanup(s, async () => {
+        const { run, child } = s as Live;
+        const stop = jobs().stopRun(run);
+        await new Promise((r) => setTimeout(r, 200));
+        return { stop, survived: alive(child) };
+      }),
+    expect: { handled: (r) => assert.deepEqual(r, { stop: 'not-running', survived: true }) },
+  },
+  {
+    name: 'a run.json without host: nothing is signalled (its machine is unknown), the status is kept',
+    setup: async (dir) => {
+      const child = standInTrainer(dir);
+      const pid = await started(child);
+      return { run: runningRun(dir, pid, { host: null, pidStart: processStartToken(pid) }), child };
+    },
+    act: (_dir, s) =>
+      withCleanup(s, async () => {
+        const { run, child } = s as Live;
+        const stop = jobs().stopRun(run);
+        await new Promise((r) => setTimeout(r, 200));
+        return { stop, survived: alive(child), status: effectiveStatus(readRunInfo(run)) };
+      }),
+    expect: { handled: (r) => assert.deepEqual(r, { stop: 'elsewhere', survived: true, status: 'running' }) },
+  },
+  {
+    name: 'a run.json from another machine: nothing is signalled here',
+    setup: async (dir) => {
+      const child = standInTrainer(dir);
+      const pid = await started(child);
+      return { run: runningRun(dir, pid, { host: 'gpu-box', pidStart: processStartToken(pid) }), child };
+    },
+    act: (_dir, s) =>
+      withCleanup(s, async () => {
+        const { run, child } = s as Live;
+        const stop = jobs().stopRun(run);
+        await new Promise((r) => setTimeout(r, 200));
+        return { stop, survived: alive(child) };
+      }),
+    expect: { handled: (r) => assert.deepEqual(r, { stop: 'elsewhere', survived: true }) },
+  },
+  {
+    name: "the run's own trainer (same host, start time, `absp.js run`): Stop signals it, and only it",
+    setup: async (dir) => {
+      const child = standInTrainer(dir);
+      const bystander = decoy();
+      const pid = await started(child);
+      await started(bystander);
+      return { run: runningRun(dir, pid, { pidStart: processStartToken(pid) }), child, bystander };
+    },
+    act: async (_dir, s) => {
+      const { run, child, bystander } = s as Live & { bystander: ChildProcess };
+      try {
+        const exited = new Promise<string | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+        const blocked = (() => {
+          try {
+            RunWriter.resume(run, { pid: process.pid });
+            return false;
+          } catch (e) {
+            return /still being written by process/.test((e as Error).message);
+          }
+        })();
+        const stop = jobs().stopRun(run);
+        const signal = await Promise.race([exited, new Promise((r) => setTimeout(() => r('no exit'), 3000))]);
+        return { blocked, stop, signal, bystander: alive(bystander) };
+      } finally {
+        cleanup(s);
+        if (alive(bystander)) bystander.kill('SIGKILL');
+      }
+    },
+    expect: { handled: (r) => assert.deepEqual(r, { blocked: true, stop: 'signalled', signal: 'SIGTERM', bystander: true }) },
+  },
+];
