@@ -27,7 +27,7 @@ const LAYERS: Record<string, number> = {
 const ENGINE_LAYERS: Record<string, number> = { graph: 0, model: 1, lora: 2, runtime: 3, train: 4, '.': 5, torch: 6 };
 
 /** The protocol the host and the panels share, and the pure schema files it carries on. */
-const SHARED_PROTOCOL = ['webview/protocol.ts', 'extension/rundir/schema.ts', 'extension/rundir/outcome.ts', 'extension/panel-worker/protocol.ts'];
+const SHARED_PROTOCOL = ['webview/protocol.ts', 'extension/rundir/schema.ts', 'extension/rundir/outcome.ts', 'extension/rundir/metrics.ts', 'extension/panel-worker/protocol.ts'];
 
 function sourceFiles(dir: string): string[] {
   const out: string[] = [];
