@@ -143,9 +143,9 @@ const rlSchema = z
      * Fictitious play: the share of attacked seed instances rewritten by a past attacker (the attacker
      * saved at the end of a random earlier round, round 0 included) instead of the trained one. The
      * defender learns from them too, so it does not forget attacks the attacker has moved away from.
-     * The default, a quarter, is what kept the sandbox's weak spots closed over seeds (docs/trainer.md).
+     * Off by default: over seeds 1–8 a quarter did no better than none (docs/trainer.md).
      */
-    past_attackers: fraction.default(0.25),
+    past_attackers: fraction.default(0),
     /** GRPO: groups whose rewards all tie carry no signal and are left out of the update (DAPO). */
     drop_tied_groups: z.boolean().default(false),
     /**
