@@ -192,6 +192,7 @@ const rlSchema = z
      * Fictitious play: the share of attacked seed instances rewritten by a past attacker (the attacker
      * saved at the end of a random earlier round, round 0 included) instead of the trained one. The
      * defender learns from them too, so it does not forget attacks the attacker has moved away from.
+     * Off by default: over seeds 1–8 a quarter did no better than none (docs/trainer.md).
      */
     past_attackers: fraction.default(0),
     /** GRPO: groups whose rewards all tie carry no signal and are left out of the update (DAPO). */

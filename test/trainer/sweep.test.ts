@@ -8,6 +8,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { main } from '../../extension/cli/main';
+import { MAIN_JOB_SEEDS, mainJobNote } from '../../extension/cli/commands/run';
 import { RunReader } from '../../extension/rundir/reader';
 import { SweepError, SweepReader, readSweepInfo } from '../../extension/rundir/sweep';
 import { SweepSummarySchema } from '../../extension/rundir/schema';
@@ -49,6 +50,11 @@ describe('sweeps over seeds', function () {
     model = writeTinySandboxModel(path.join(dir, 'model'));
     configFile = path.join(dir, 'tiny.json');
     fs.writeFileSync(configFile, JSON.stringify(base()));
+  });
+
+  it('the main job states how many seeds its result rests on', () => {
+    assert.match(mainJobNote(MAIN_JOB_SEEDS), new RegExp(MAIN_JOB_SEEDS.length === 1 ? `one seed \\(seed ${MAIN_JOB_SEEDS[0]}\\)` : `${MAIN_JOB_SEEDS.length} seeds`));
+    assert.match(mainJobNote([1, 2]), /2 seeds \(1, 2\).*--seeds 1-8/);
   });
 
   it('parses seed lists and refuses bad ones', () => {
