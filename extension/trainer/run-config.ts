@@ -49,6 +49,8 @@ const worldSchema = z.discriminatedUnion('kind', [
 
 const judgeSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('sandbox') }).strict(),
+  /** The project's refusal detector (phrase rules): offline, labels refusals only (docs/trainer.md). */
+  z.object({ kind: z.literal('refusal') }).strict(),
   z
     .object({
       kind: z.literal('guard'),

@@ -2,6 +2,7 @@ import { RunConfig } from '../run-config';
 import { GuardModelJudge } from './guard-model-judge';
 import { HttpJudge } from './http-judge';
 import { Judge, JudgeError } from './judge';
+import { RefusalJudge } from './refusal-judge';
 import { SandboxJudge } from './sandbox-judge';
 
 export { JudgeError, type Judge, type JudgeItem } from './judge';
@@ -11,6 +12,8 @@ export function makeJudge(config: RunConfig): Judge {
   switch (j.kind) {
     case 'sandbox':
       return new SandboxJudge();
+    case 'refusal':
+      return new RefusalJudge();
     case 'guard': {
       const e = config.engine;
       if (e.kind === 'torch') return GuardModelJudge.openTorch(j.model, j.max_new_tokens, { python: e.python, device: e.device, dtype: e.dtype, threads: e.threads });
