@@ -196,3 +196,13 @@ def test_refuses_truncated_and_non_gguf_files(tiny, tmp_path, capsys):
     code, _, err = run(capsys, tmp_path / "missing.gguf", tmp_path / "out")
     assert code == 2 and err.strip() == f"error: {tmp_path / 'missing.gguf'}: no such file"
     assert not (tmp_path / "out").exists()
+
+
+def test_llama3_rule_groups_digits_by_three(tmp_path, capsys):
+    path = write_gguf(str(tmp_path / "l3.gguf"), pre="llama-bpe")
+    code, _, err = run(capsys, path, tmp_path / "out")
+    assert code == 0, err
+    from transformers import AutoTokenizer
+
+    t = AutoTokenizer.from_pretrained(str(tmp_path / "out"))
+    assert gguf_import.split_pieces(t, "in 1234567 ways") == ["in", " ", "123", "456", "7", " ways"]
