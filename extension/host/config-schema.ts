@@ -15,7 +15,7 @@ export const FIELD_DOCS: Record<string, string> = {
   name: 'Name of the run; the run directory is <time>-<name>. Letters, digits, ".", "_" and "-".',
   seed: 'Random seed of the whole experiment (seeds drawn, sampling, adapter initialisation).',
   runs_dir: 'Folder for run directories, relative to this file. Runs started from VS Code go to the "abspLab.runsFolder" setting instead, so the Runs view shows them.',
-  model: 'The frozen base model: a Hugging Face Qwen2 model directory, or "builtin:sandbox" for the small model shipped with the extension.',
+  model: 'The frozen base model: a Hugging Face Qwen2 or Llama model directory, or "builtin:sandbox" for the small model shipped with the extension.',
   engine: 'What runs the model: "ort" (ONNX Runtime on the CPU, built in) or "torch" (PyTorch + transformers + PEFT in a Python process, on GPUs or the CPU).',
   'engine.threads': 'CPU threads the engine may use (default: all cores).',
   'engine.python': 'The Python of the torch engine; omitted: the environment "ABSP: Set Up PyTorch Engine…" (absp torch setup) created, or the abspLab.pythonPath setting.',
