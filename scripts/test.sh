@@ -23,7 +23,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 TORCH_VENV=.absp-cache/torch-venv
-if ! "$TORCH_VENV/bin/python" -c 'import torch, transformers, peft, safetensors, pytest' >/dev/null 2>&1; then
+if ! "$TORCH_VENV/bin/python" -c 'import torch, transformers, peft, safetensors, gguf, pytest' >/dev/null 2>&1; then
   node bin/absp.js torch setup --venv "$TORCH_VENV"
 fi
 # The mocha suites find this environment themselves; the engine's own tests run here.

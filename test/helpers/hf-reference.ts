@@ -6,23 +6,15 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { findTorchPython } from '../../extension/util/torch-python';
-import { projectPython } from '../../extension/util/project-python';
-
-let found: { python: string | null; reason: string } | undefined;
-
-/** A Python that has torch, transformers, peft and safetensors, or null with the reason. */
-export function transformersPython(): { python: string | null; reason: string } {
-  if (found) return found;
-  const candidates = [...new Set([process.env.ABSP_PYTHON ? projectPython() : null, findTorchPython()].filter((c): c is string => !!c))];
-  for (const c of candidates) {
-    const r = spawnSync(c, ['-c', 'import torch, transformers, peft, safetensors'], { stdio: 'ignore', timeout: 180_000 });
-    if (r.status === 0) return (found = { python: c, reason: '' });
-  }
-  return (found = { python: null, reason: `no Python with torch, transformers and peft (tried ${candidates.join(', ') || 'none'}; set ABSP_PYTHON)` });
-}
+import { findEnginePython, missingEnvironmentMessage } from '../../extension/engine/torch/python-env';
 
 const SCRIPT = path.resolve(__dirname, '..', 'reference', 'hf_reference.py');
+
+/** The engine's Python (torch, transformers, peft, safetensors), or null with the reason. */
+export function transformersPython(): { python: string | null; reason: string } {
+  const python = findEnginePython();
+  return python ? { python, reason: '' } : { python: null, reason: missingEnvironmentMessage() };
+}
 
 export type HfJob =
   /** A random checkpoint: transformers config fields over small defaults (vocab 96, hidden 32, 2 layers, 4 heads / 2 KV). */

