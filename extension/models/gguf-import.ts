@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
-import { packageRoot } from '../engine/model/model-dir';
+import { enginePackageDir, engineEnv } from '../engine/torch/python-env';
 
 export class ModelImportError extends Error {}
 
@@ -25,16 +25,10 @@ export interface ImportedModel {
   created: string;
 }
 
-export function torchEnginePackageDir(): string {
-  return path.join(packageRoot(), 'extension', 'torch-engine');
-}
-
 /** Runs `python -m absp_torch.<module> ...args` with the package first on PYTHONPATH; resolves to the last stdout line parsed as JSON. */
 export function runPythonModule<T>(python: string, module: string, args: readonly string[], log: (line: string) => void): Promise<T> {
-  const pkg = torchEnginePackageDir();
-  const env = { ...process.env, PYTHONPATH: process.env.PYTHONPATH ? `${pkg}${path.delimiter}${process.env.PYTHONPATH}` : pkg, PYTHONDONTWRITEBYTECODE: '1', PYTHONUNBUFFERED: '1' };
   return new Promise((resolve, reject) => {
-    const child = spawn(python, ['-m', `absp_torch.${module}`, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(python, ['-m', `absp_torch.${module}`, ...args], { env: engineEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     const errLines: string[] = [];
     let partial = '';
@@ -67,7 +61,7 @@ export function runPythonModule<T>(python: string, module: string, args: readonl
       }
       if (problem) return reject(new ModelImportError(problem.slice('error: '.length)));
       const tail = errLines.slice(-3).join(' | ') || 'no output';
-      if (/No module named 'absp_torch|No module named absp_torch/.test(tail)) return reject(new ModelImportError(`Python ${python} cannot find the absp_torch package (${torchEnginePackageDir()})`));
+      if (/No module named 'absp_torch|No module named absp_torch/.test(tail)) return reject(new ModelImportError(`Python ${python} cannot find the absp_torch package (${enginePackageDir()})`));
       reject(new ModelImportError(`absp_torch.${module} failed (${signal ?? `exit ${code}`}): ${tail}`));
     });
   });

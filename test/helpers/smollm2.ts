@@ -24,3 +24,13 @@ export function smollm2(): Promise<{ dir: string | null; python: string | null; 
   })();
   return pending;
 }
+
+/** In a `before` hook: the converted directory and its Python, or the suite skips saying why. */
+export async function requireSmolLM2(ctx: Mocha.Context): Promise<{ dir: string; python: string }> {
+  const got = await smollm2();
+  if (!got.dir) {
+    process.stderr.write(`      skipped: ${got.reason}\n`);
+    ctx.skip();
+  }
+  return { dir: got.dir!, python: got.python! };
+}

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { TextTokenizer } from '../../extension/engine/model/tokenizer';
 import { SMOLLM2_SHAPE } from '../../extension/models/smollm2';
 import { tempDir } from '../helpers/random-checkpoint';
-import { SMOLLM2_TEST_DIR, smollm2 } from '../helpers/smollm2';
+import { SMOLLM2_TEST_DIR, requireSmolLM2 } from '../helpers/smollm2';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'bin', 'absp.js');
@@ -56,38 +56,32 @@ export const CHATS = [
 
 describe('models: SmolLM2-135M-Instruct and GGUF import', function () {
   this.timeout(1_200_000);
-  let dir: string | null = null;
-  let python: string | null = null;
+  let dir = '';
+  let python = '';
 
   before(async function () {
-    const got = await smollm2();
-    if (!got.dir) {
-      process.stderr.write(`      skipped: ${got.reason}\n`);
-      this.skip();
-    }
-    dir = got.dir;
-    python = got.python;
+    ({ dir, python } = await requireSmolLM2(this));
   });
 
   it('absp models get smollm2 prints the model directory last, and finds it there the second time', () => {
-    const r = absp(['models', 'get', 'smollm2', '--dir', SMOLLM2_TEST_DIR, '--python', python!]);
+    const r = absp(['models', 'get', 'smollm2', '--dir', SMOLLM2_TEST_DIR, '--python', python]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim().split('\n').pop(), dir);
     assert.match(r.stderr, /already converted/);
-    const config = JSON.parse(fs.readFileSync(path.join(dir!, 'config.json'), 'utf8'));
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
     for (const [k, v] of Object.entries(SMOLLM2_SHAPE)) assert.equal(config[k], v, k);
     assert.equal(config.quantization_config, undefined);
-    const tc = JSON.parse(fs.readFileSync(path.join(dir!, 'tokenizer_config.json'), 'utf8'));
+    const tc = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8'));
     assert.equal(tc.eos_token, '<|im_end|>');
     assert.match(tc.chat_template, /<\|im_start\|>/);
-    const meta = JSON.parse(fs.readFileSync(path.join(dir!, 'absp-import.json'), 'utf8'));
+    const meta = JSON.parse(fs.readFileSync(path.join(dir, 'absp-import.json'), 'utf8'));
     assert.deepEqual(meta.source.tensor_types, { Q8_0: 1, F32: 61, Q4_1: 210 });
     assert.ok(meta.fixes.some((f: string) => /pre-tokenizer set to llama\.cpp's 'smollm' rule/.test(f)));
   });
 
   it('its tokenizer in TypeScript encodes the ids transformers encodes: digits, punctuation, Unicode, the chat template', () => {
-    const ours = TextTokenizer.load(dir!);
-    const theirs = transformersIds(python!, dir!, TOKENIZER_TEXTS, CHATS);
+    const ours = TextTokenizer.load(dir);
+    const theirs = transformersIds(python, dir, TOKENIZER_TEXTS, CHATS);
     TOKENIZER_TEXTS.forEach((t, i) => assert.deepEqual(ours.encode(t, false), theirs.texts[i], JSON.stringify(t)));
     CHATS.forEach((c, i) => {
       const text = ours.applyChatTemplate(c, true);
@@ -101,15 +95,15 @@ describe('models: SmolLM2-135M-Instruct and GGUF import', function () {
 
   it('refuses, with one line naming the file, a truncated GGUF, another architecture or quantization, and a Python without the packages', () => {
     const work = tempDir('absp-gguf-bad-');
-    const gguf = JSON.parse(fs.readFileSync(path.join(dir!, 'absp-import.json'), 'utf8')).source.file as string;
+    const gguf = JSON.parse(fs.readFileSync(path.join(dir, 'absp-import.json'), 'utf8')).source.file as string;
     const cut = path.join(work, 'cut.gguf');
     fs.writeFileSync(cut, fs.readFileSync(gguf).subarray(0, 20 << 20));
-    let r = absp(['models', 'import-gguf', cut, path.join(work, 'out'), '--python', python!]);
+    let r = absp(['models', 'import-gguf', cut, path.join(work, 'out'), '--python', python]);
     assert.equal(r.code, 1);
     assert.match(r.stderr.trim().split('\n').pop()!, new RegExp(`^absp: ${cut.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: truncated or damaged: not a complete GGUF file \\(20971520 bytes;`));
     const make = (name: string, kw: string) => {
       const file = path.join(work, name);
-      const w = spawnSync(python!, ['-c', `import sys; sys.path.insert(0, sys.argv[1]); from test_gguf_import import write_gguf; write_gguf(sys.argv[2], ${kw})`, path.join(ROOT, 'extension', 'torch-engine', 'tests'), file], { encoding: 'utf8' });
+      const w = spawnSync(python, ['-c', `import sys; sys.path.insert(0, sys.argv[1]); from test_gguf_import import write_gguf; write_gguf(sys.argv[2], ${kw})`, path.join(ROOT, 'extension', 'torch-engine', 'tests'), file], { encoding: 'utf8' });
       assert.equal(w.status, 0, w.stderr);
       return file;
     };
@@ -117,7 +111,7 @@ describe('models: SmolLM2-135M-Instruct and GGUF import', function () {
       [make('phi.gguf', 'arch="phi3"'), "architecture 'phi3' is not supported (this import reads llama, qwen2)"],
       [make('q81.gguf', 'raw="Q8_1"'), 'tensor blk.0.attn_q.weight is stored as Q8_1, which this import cannot dequantize'],
     ]) {
-      r = absp(['models', 'import-gguf', file, path.join(work, 'out'), '--python', python!]);
+      r = absp(['models', 'import-gguf', file, path.join(work, 'out'), '--python', python]);
       assert.equal(r.code, 1);
       assert.ok(r.stderr.trim().split('\n').pop()!.startsWith(`absp: ${file}: ${message}`), r.stderr);
     }

@@ -12,7 +12,7 @@ import { OrtEngine } from '../../extension/engine/ort-engine';
 import { TorchEngine } from '../../extension/engine/torch/torch-engine';
 import { maxAbsDiff } from '../helpers/hf-reference';
 import { tempDir } from '../helpers/random-checkpoint';
-import { smollm2 } from '../helpers/smollm2';
+import { requireSmolLM2 } from '../helpers/smollm2';
 
 const TEXTS = [
   [
@@ -41,13 +41,7 @@ describe('SmolLM2-135M-Instruct in the PyTorch engine, and adapters across the e
   let rows: number[][];
 
   before(async function () {
-    const got = await smollm2();
-    if (!got.dir) {
-      process.stderr.write(`      skipped: ${got.reason}\n`);
-      this.skip();
-    }
-    dir = got.dir!;
-    python = got.python!;
+    ({ dir, python } = await requireSmolLM2(this));
     const tokenizer = TextTokenizer.load(dir);
     rows = TEXTS.map((c) => tokenizer.encode(tokenizer.applyChatTemplate(c, false), false));
     ort = OrtEngine.open(dir, { threads: 2 });
