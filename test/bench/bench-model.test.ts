@@ -8,16 +8,14 @@ import * as path from 'node:path';
 import { BenchResult, runBench } from '../../extension/bench/bench';
 import { hfReference, transformersPython } from '../helpers/hf-reference';
 import { tempDir } from '../helpers/random-checkpoint';
+import { skipWithoutEnvironment } from '../helpers/project-python';
 
 describe('absp bench --model', function () {
   this.timeout(900_000);
 
   it('measures decode at batch 1 and 32, prefill, the bipolicy batch and the LoRA step of a model directory, in both engines', async function () {
     const { python, reason } = transformersPython();
-    if (!python) {
-      process.stderr.write(`      skipped: ${reason}\n`);
-      this.skip();
-    }
+    if (!python) skipWithoutEnvironment(this, reason);
     const dir = path.join(tempDir('absp-bench-model-'), 'tiny-llama');
     hfReference(python!, [{ op: 'make', out: dir, seed: 2, config: { tie_word_embeddings: true } }]);
     const r: BenchResult = await runBench({ shapes: [], models: [dir], threads: 1, repeats: 1, warmup: 0, rank: 4, torch: true });

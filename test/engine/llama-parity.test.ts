@@ -13,6 +13,7 @@ import { LanguageModel } from '../../extension/engine/runtime/language-model';
 import { Rng } from '../../extension/util/rng';
 import { HfJob, HfRun, hfReference, maxAbsDiff, transformersPython } from '../helpers/hf-reference';
 import { tempDir } from '../helpers/random-checkpoint';
+import { skipWithoutEnvironment } from '../helpers/project-python';
 
 const LLAMA3 = { rope_type: 'llama3', factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 32 };
 
@@ -37,10 +38,7 @@ describe('Llama: the built-in engine against transformers', function () {
   let refs: HfRun[] = [];
 
   before(function () {
-    if (!python) {
-      process.stderr.write(`      skipped: ${reason}\n`);
-      this.skip();
-    }
+    if (!python) skipWithoutEnvironment(this, reason);
     const jobs: HfJob[] = [
       ...CASES.flatMap((c, i): HfJob[] => [
         { op: 'make', out: caseDir(i), seed: 10 + i, config: c.config },

