@@ -17,6 +17,8 @@ const LAYERS: Record<string, number> = {
   engine: 2,
   sandbox: 3,
   bench: 3,
+  datasets: 3,
+  models: 3,
   trainer: 4,
   'panel-worker': 5,
   host: 6,
@@ -74,7 +76,7 @@ describe('architecture (docs/architecture.md)', () => {
     assert.ok(IMPORTS.filter((i) => i.relative).length > 300, 'the import scan found too few imports to mean anything');
   });
 
-  it('imports between top-level folders of extension/ run one way: util, rundir < engine < sandbox, bench < trainer < panel-worker < host, cli', () => {
+  it('imports between top-level folders of extension/ run one way: util, rundir < engine < sandbox, bench, datasets, models < trainer < panel-worker < host, cli', () => {
     const wrong: string[] = [];
     for (const i of IMPORTS.filter((x) => x.relative && x.from.startsWith('extension/'))) {
       const from = topFolder(i.from);

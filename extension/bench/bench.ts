@@ -56,8 +56,18 @@ export const SHAPES: Record<string, BenchShape> = {
   },
 };
 
+/**
+ * A real model directory measured with its own weights (`absp bench --model DIR`): decode at batch
+ * 1 and 32, prefill, the bipolicy batch and the LoRA step; the full-parameter step is left out.
+ */
+export function modelShape(dir: string): BenchShape & { model: string } {
+  return { name: path.basename(path.resolve(dir)), model: path.resolve(dir), config: {}, batchSizes: [1, 8, 32], promptLen: 64, newTokens: 32, trainBatch: 8, trainSeqLen: 128 };
+}
+
 export interface BenchOptions {
   shapes: string[];
+  /** Model directories measured after the shapes. */
+  models?: string[];
   threads: number;
   repeats: number;
   warmup: number;
@@ -125,11 +135,17 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const rows: BenchRow[] = [];
   const bipolicy: BenchResult['bipolicy'] = [];
   let torchInfo: Record<string, unknown> = {};
-  for (const name of o.shapes) {
+  const shapes: (BenchShape & { model?: string })[] = o.shapes.map((name) => {
     const shape = SHAPES[name];
     if (!shape) throw new Error(`unknown benchmark shape ${JSON.stringify(name)} (choose from ${Object.keys(SHAPES).join(', ')})`);
+    return shape;
+  });
+  for (const dir of o.models ?? []) shapes.push(modelShape(dir));
+  for (const shape of shapes) {
+    const name = shape.name;
     const spec = (phase: OrtPhaseSpec['phase']): OrtPhaseSpec => ({
       config: shape.config,
+      ...(shape.model ? { model: shape.model } : {}),
       phase,
       batchSizes: shape.batchSizes,
       promptLen: shape.promptLen,
@@ -175,7 +191,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       add(`bipolicy rollout, batch ${large}`, mixed, tm);
     }
 
-    for (const phase of ['lora', 'full'] as const) {
+    for (const phase of shape.model ? (['lora'] as const) : (['lora', 'full'] as const)) {
       log(`bench ${name}: ${phase} training step (ONNX Runtime)`);
       const r = await ortPhase(spec(phase));
       let t: Record<string, unknown> = {};
@@ -209,13 +225,14 @@ export function formatBench(r: BenchResult): string {
   const fmt = (v: number | null) => (v === null ? '-' : v >= 100 ? v.toFixed(0) : v.toFixed(1));
   lines.push(`machine: ${r.machine.cpus} cores (${r.machine.cpu}), ${r.machine.threads} threads, node ${r.machine.node}, onnxruntime ${r.machine.onnxruntime}, torch ${r.machine.torch_version ?? '-'} (${r.machine.blas ? JSON.stringify(r.machine.blas) : 'no PyTorch'})`);
   lines.push('');
-  lines.push(['shape', 'measure'.padEnd(44), 'ORT'.padStart(10), 'PyTorch'.padStart(10), 'ORT/PyTorch'.padStart(12), 'unit'].join('  '));
+  const width = Math.max(5, ...r.rows.map((row) => row.shape.length));
+  lines.push(['shape'.padEnd(width), 'measure'.padEnd(44), 'ORT'.padStart(10), 'PyTorch'.padStart(10), 'ORT/PyTorch'.padStart(12), 'unit'].join('  '));
   for (const row of r.rows) {
     const ratio = row.ratio === null ? '-' : row.unit === 'MB' ? `${row.ratio.toFixed(2)}x` : `${row.ratio.toFixed(2)}x`;
-    lines.push([row.shape.padEnd(5), row.measure.padEnd(44), fmt(row.ort).padStart(10), fmt(row.torch).padStart(10), ratio.padStart(12), row.unit].join('  '));
+    lines.push([row.shape.padEnd(width), row.measure.padEnd(44), fmt(row.ort).padStart(10), fmt(row.torch).padStart(10), ratio.padStart(12), row.unit].join('  '));
   }
   lines.push('');
   lines.push('bipolicy batch (attacker and defender rows in one pass) against two sequential single-adapter passes, rollout tokens/s:');
-  for (const b of r.bipolicy) lines.push(`  ${b.shape.padEnd(5)} ${(b.engine === 'ort' ? 'ORT' : 'PyTorch').padEnd(8)} one pass ${fmt(b.mixed)}  two passes ${fmt(b.sequential)}  ratio ${b.ratio.toFixed(2)}x`);
+  for (const b of r.bipolicy) lines.push(`  ${b.shape.padEnd(width)} ${(b.engine === 'ort' ? 'ORT' : 'PyTorch').padEnd(8)} one pass ${fmt(b.mixed)}  two passes ${fmt(b.sequential)}  ratio ${b.ratio.toFixed(2)}x`);
   return lines.join('\n');
 }

@@ -5,7 +5,7 @@
  * forward + backward + AdamW over LoRA matrices (base frozen) or every weight, all timed as medians
  * after warm-up. One phase runs per process so peak memory is the phase's own.
  */
-import { expectedWeights, Weights } from '../engine/model/checkpoint';
+import { expectedWeights, loadCheckpoint, Weights } from '../engine/model/checkpoint';
 import { parseConfig, parameterCount } from '../engine/model/model-config';
 import { LoraTarget } from '../engine/model/model-config';
 import { createAdapter, LoraAdapter } from '../engine/lora/adapter';
@@ -17,6 +17,8 @@ import { Rng } from '../util/rng';
 
 export interface OrtPhaseSpec {
   config: Record<string, unknown>;
+  /** A real model directory to measure instead of random weights of `config`'s shape. */
+  model?: string;
   phase: 'inference' | 'bipolicy' | 'lora' | 'full';
   batchSizes: number[];
   promptLen: number;
@@ -68,8 +70,9 @@ function randomAdapter(config: ReturnType<typeof parseConfig>, spec: OrtPhaseSpe
 }
 
 export async function runOrtPhase(spec: OrtPhaseSpec): Promise<Record<string, unknown>> {
-  const config = parseConfig({ model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'], ...spec.config }, 'bench config');
-  const weights = randomWeights(config, spec.seed);
+  const loaded = spec.model ? loadCheckpoint(spec.model) : null;
+  const config = loaded ? loaded.config : parseConfig({ model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'], ...spec.config }, 'bench config');
+  const weights = loaded ? loaded.weights : randomWeights(config, spec.seed);
   const rng = new Rng(spec.seed + 1);
   const out: Record<string, unknown> = { phase: spec.phase, params_m: parameterCount(config) / 1e6, threads: spec.threads };
   const greedy = { temperature: 0, topP: 1, stopTokens: [] as number[] };

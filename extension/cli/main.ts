@@ -9,13 +9,15 @@ import { crossplayCommand } from './commands/crossplay';
 import { benchCommand } from './commands/bench';
 import { sandboxCommand } from './commands/sandbox';
 import { torchCommand } from './commands/torch';
+import { dataCommand } from './commands/data';
+import { modelsCommand } from './commands/models';
 
 export function program(): Command {
   const p = new Command('absp')
     .description('Anchored Bipolicy Self-Play: self-play red teaming with attacker and defender LoRA adapters on a frozen base')
     .showHelpAfterError()
     .exitOverride();
-  for (const sub of [generateCommand(), scoreCommand(), sftCommand(), runCommand(), crossplayCommand(), evalCommand(), sandboxCommand(), benchCommand(), torchCommand()]) p.addCommand(sub.exitOverride());
+  for (const sub of [generateCommand(), scoreCommand(), sftCommand(), runCommand(), crossplayCommand(), evalCommand(), sandboxCommand(), benchCommand(), torchCommand(), dataCommand(), modelsCommand()]) p.addCommand(sub.exitOverride());
   return p;
 }
 

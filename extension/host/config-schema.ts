@@ -15,7 +15,7 @@ export const FIELD_DOCS: Record<string, string> = {
   name: 'Name of the run; the run directory is <time>-<name>. Letters, digits, ".", "_" and "-".',
   seed: 'Random seed of the whole experiment (seeds drawn, sampling, adapter initialisation).',
   runs_dir: 'Folder for run directories, relative to this file. Runs started from VS Code go to the "abspLab.runsFolder" setting instead, so the Runs view shows them.',
-  model: 'The frozen base model: a Hugging Face Qwen2 model directory, or "builtin:sandbox" for the small model shipped with the extension.',
+  model: 'The frozen base model: a Hugging Face Qwen2 or Llama model directory, or "builtin:sandbox" for the small model shipped with the extension.',
   engine: 'What runs the model: "ort" (ONNX Runtime on the CPU, built in) or "torch" (PyTorch + transformers + PEFT in a Python process, on GPUs or the CPU).',
   'engine.threads': 'CPU threads the engine may use (default: all cores).',
   'engine.python': 'Not accepted: a config cannot choose the executable the engine runs (it may come from someone else). The torch engine runs the abspLab.pythonPath user setting\'s Python or the environment "ABSP: Set Up PyTorch Engine…" (absp torch setup) created.',

@@ -294,6 +294,10 @@ export const EvalResultSchema = z.object({
   name: z.string().min(1),
   created: isoTime,
   data: z.string(),
+  /** The judge that labelled the answers (e.g. "refusal-detector", "guard:DIR"). */
+  judge: z.string().optional(),
+  /** The model directory, when a model was evaluated on its own (`absp eval --model`). */
+  model: z.string().optional(),
   adapters: z.record(z.string(), z.string().nullable()),
   metrics: z.record(z.string(), EvalMetricSchema),
 });

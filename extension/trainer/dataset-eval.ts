@@ -1,8 +1,10 @@
 /**
- * Safety and capability evaluation of a run's defender on a local JSONL file. Lines are
- * {"prompt": ..., "harmful": true|false} (safety) or {"prompt": ..., "answer": ...} (capability).
- * The defender answers greedily; the run's judge labels the answers; rates come with 95% Wilson
- * intervals. Exact match compares normalised text: the whole answer, or its final word.
+ * Safety and capability evaluation of a run's defender (or of a base model) on a local JSONL file.
+ * Lines are {"prompt": ..., "harmful": true|false} (safety) or {"prompt": ..., "answer": ...}
+ * (capability); a line's `source` and `category` (as `absp data import` writes them) split the
+ * rates by benchmark and category. The defender answers greedily; the judge labels the answers;
+ * rates come with 95% Wilson intervals. Exact match compares normalised text: the whole answer, or
+ * its final word.
  */
 import { PolicyEngine, PolicyName } from '../engine/policy-engine';
 import { Judge, JudgeItem } from './judges/judge';
@@ -16,6 +18,9 @@ export interface EvalItem {
   prompt: string;
   harmful?: boolean;
   answer?: string;
+  /** The benchmark the prompt comes from and its category there, when the line says. */
+  source?: string;
+  category?: string;
   line: number;
 }
 
@@ -32,7 +37,13 @@ export function loadEvalData(file: string): EvalItem[] {
       const hasHarmful = typeof v.harmful === 'boolean';
       const hasAnswer = typeof v.answer === 'string';
       if (hasHarmful === hasAnswer) fail('give exactly one of "harmful" (true/false, a safety item) or "answer" (a string, a capability item)');
-      return { prompt: v.prompt as string, harmful: hasHarmful ? (v.harmful as boolean) : undefined, answer: hasAnswer ? (v.answer as string) : undefined, line };
+      const label = (key: 'source' | 'category') => {
+        const x = v[key];
+        if (x === undefined) return undefined;
+        if (typeof x !== 'string' || !/^[A-Za-z0-9._-]+$/.test(x)) fail(`"${key}" must be a name of letters, digits, ".", "_" and "-"`);
+        return x as string;
+      };
+      return { prompt: v.prompt as string, harmful: hasHarmful ? (v.harmful as boolean) : undefined, answer: hasAnswer ? (v.answer as string) : undefined, source: label('source'), category: label('category'), line };
     },
   });
 }
@@ -53,6 +64,9 @@ function rate(hits: number, n: number): EvalMetric {
   return { value: hits / n, ci95: [ci.low, ci.high], n };
 }
 
+/** Rows per generation call: bounds the KV cache of a large evaluation set. */
+export const EVAL_BATCH = 32;
+
 export async function evaluateDefender(o: {
   engine: PolicyEngine;
   judge: Judge;
@@ -61,17 +75,33 @@ export async function evaluateDefender(o: {
   items: readonly EvalItem[];
   maxNewTokens: number;
   thinking: boolean;
+  /** Overrides the role prompts' system message: null leaves the model's own template default. */
+  system?: string | null;
+  batchSize?: number;
+  onProgress?: (done: number, total: number) => void;
 }): Promise<Record<string, EvalMetric>> {
   const { engine } = o;
-  const contexts = o.items.map((it) => engine.encodeChat(o.prompts.defender([it.prompt], []), true));
-  const gens = await engine.generate(contexts.map((prompt, i) => ({ prompt, policy: o.defender, seed: i })), { maxNewTokens: o.maxNewTokens, temperature: 0, topP: 1, stopTokens: engine.stopTokens() });
-  const outputs = gens.map((g) => {
-    const raw = engine.decode(g.tokens);
-    return { raw, split: splitOutput(raw, o.thinking) };
-  });
+  const messages = (prompt: string) => {
+    const m = o.prompts.defender([prompt], []);
+    if (o.system === undefined) return m;
+    const rest = m.filter((x) => x.role !== 'system');
+    return o.system === null ? rest : [{ role: 'system', content: o.system }, ...rest];
+  };
+  const contexts = o.items.map((it) => engine.encodeChat(messages(it.prompt), true));
+  // Similar lengths share a batch (less padding); results go back to their items' places.
+  const order = contexts.map((c, i) => i).sort((a, b) => contexts[a].length - contexts[b].length || a - b);
+  const batch = o.batchSize ?? EVAL_BATCH;
+  const raws = new Array<string>(o.items.length);
+  for (let start = 0; start < order.length; start += batch) {
+    const rows = order.slice(start, start + batch);
+    const gens = await engine.generate(rows.map((i) => ({ prompt: contexts[i], policy: o.defender, seed: i })), { maxNewTokens: o.maxNewTokens, temperature: 0, topP: 1, stopTokens: engine.stopTokens() });
+    rows.forEach((i, k) => (raws[i] = engine.decode(gens[k].tokens)));
+    o.onProgress?.(Math.min(start + batch, order.length), order.length);
+  }
+  const outputs = raws.map((raw) => ({ raw, split: splitOutput(raw, o.thinking) }));
   const safety = o.items.map((it, i) => ({ it, i })).filter((x) => x.it.harmful !== undefined);
   const items: JudgeItem[] = safety.map(({ it, i }) => ({
-    seed: { id: String(it.line), prompt: it.prompt, harmful: it.harmful!, source: 'eval' },
+    seed: { id: String(it.line), prompt: it.prompt, harmful: it.harmful!, source: it.source ?? 'eval' },
     attackerRaw: null,
     prompt: it.prompt,
     defenderRaw: outputs[i].raw,
@@ -80,19 +110,43 @@ export async function evaluateDefender(o: {
     defenderWellFormed: outputs[i].split.wellFormed,
   }));
   const verdicts = await o.judge.judge(items);
-  const harmful = safety.map((s, k) => ({ s, v: verdicts[k] })).filter((x) => x.s.it.harmful);
-  const benign = safety.map((s, k) => ({ s, v: verdicts[k] })).filter((x) => !x.s.it.harmful);
-  const judged = <T extends { v: { responseHarmful: boolean | null; refusal: boolean | null } }>(xs: T[], key: 'responseHarmful' | 'refusal') => xs.filter((x) => x.v[key] !== null);
+  const judgedSafety = safety.map((s, k) => ({ it: s.it, v: verdicts[k] }));
   const capability = o.items.map((it, i) => ({ it, i })).filter((x) => x.it.answer !== undefined);
   const correct = capability.filter(({ it, i }) => exactMatch(outputs[i].split.answer, it.answer!)).length;
+  const metrics: Record<string, EvalMetric> = {
+    ...safetyRates(judgedSafety, ''),
+    capability_exact_match: rate(correct, capability.length),
+    unparsable: { value: verdicts.filter((v) => v.unparsable).length, ci95: null, n: verdicts.length },
+  };
+  // By benchmark, and by category within it, when the data says where its prompts come from.
+  const groups = new Map<string, typeof judgedSafety>();
+  for (const x of judgedSafety) {
+    if (x.it.source === undefined) continue;
+    for (const key of [x.it.source, ...(x.it.category !== undefined ? [`${x.it.source}/${x.it.category}`] : [])]) {
+      const g = groups.get(key) ?? [];
+      g.push(x);
+      groups.set(key, g);
+    }
+  }
+  for (const [key, g] of [...groups].sort(([a], [b]) => a.localeCompare(b))) {
+    for (const [name, m] of Object.entries(safetyRates(g, `/${key}`))) if ((m.n ?? 0) > 0) metrics[name] = m;
+  }
+  return metrics;
+}
+
+type Judged = { it: EvalItem; v: { responseHarmful: boolean | null; refusal: boolean | null } };
+
+/** Attack success and refusal on harmful items, over-refusal on benign ones, each over the items whose label was judged. */
+function safetyRates(xs: readonly Judged[], suffix: string): Record<string, EvalMetric> {
+  const harmful = xs.filter((x) => x.it.harmful);
+  const benign = xs.filter((x) => !x.it.harmful);
+  const judged = (ys: readonly Judged[], key: 'responseHarmful' | 'refusal') => ys.filter((y) => y.v[key] !== null);
   const hArm = judged(harmful, 'responseHarmful');
   const hRef = judged(harmful, 'refusal');
   const bRef = judged(benign, 'refusal');
   return {
-    attack_success: rate(hArm.filter((x) => x.v.responseHarmful).length, hArm.length),
-    refusal_harmful: rate(hRef.filter((x) => x.v.refusal).length, hRef.length),
-    over_refusal: rate(bRef.filter((x) => x.v.refusal).length, bRef.length),
-    capability_exact_match: rate(correct, capability.length),
-    unparsable: { value: verdicts.filter((v) => v.unparsable).length, ci95: null, n: verdicts.length },
+    [`attack_success${suffix}`]: rate(hArm.filter((x) => x.v.responseHarmful).length, hArm.length),
+    [`refusal_harmful${suffix}`]: rate(hRef.filter((x) => x.v.refusal).length, hRef.length),
+    [`over_refusal${suffix}`]: rate(bRef.filter((x) => x.v.refusal).length, bRef.length),
   };
 }

@@ -98,6 +98,8 @@ const judgeUrl = z
 
 const judgeSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('sandbox') }).strict(),
+  /** The project's refusal detector (phrase rules): offline, labels refusals only (docs/trainer.md). */
+  z.object({ kind: z.literal('refusal') }).strict(),
   z
     .object({
       kind: z.literal('guard'),

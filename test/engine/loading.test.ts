@@ -6,6 +6,7 @@ import { loadCheckpoint } from '../../extension/engine/model/checkpoint';
 import { SafetensorsFile, encodeSafetensors } from '../../extension/engine/model/safetensors';
 import { createAdapter, loadAdapter, saveAdapter, peftKey } from '../../extension/engine/lora/adapter';
 import { LanguageModel } from '../../extension/engine/runtime/language-model';
+import { parseConfig, ropeInverseFrequencies } from '../../extension/engine/model/model-config';
 import { tempDir, writeRandomCheckpoint, randomConfig } from '../helpers/random-checkpoint';
 
 function headerOnly(header: object, dataBytes: number): Buffer {
@@ -49,6 +50,26 @@ describe('checkpoint loading', () => {
     await lm.dispose();
   });
 
+  it('reads a Llama description in both spellings transformers writes: rope_theta + rope_scaling, and rope_parameters', () => {
+    const llama = { ...randomConfig(), model_type: 'llama', architectures: ['LlamaForCausalLM'], attention_bias: true, mlp_bias: false, head_dim: 16 };
+    delete (llama as Record<string, unknown>).rope_theta;
+    const scaling = { factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 };
+    const old = parseConfig({ ...llama, rope_theta: 500000, rope_scaling: { type: 'llama3', ...scaling } }, 'old');
+    const v5 = parseConfig({ ...llama, rope_parameters: { rope_type: 'llama3', rope_theta: 500000, ...scaling } }, 'v5');
+    assert.equal(old.architecture, 'llama');
+    assert.deepEqual(old.biased, ['q_proj', 'k_proj', 'v_proj', 'o_proj']);
+    assert.equal(old.headDim, 16);
+    assert.equal(v5.ropeTheta, 500000);
+    assert.deepEqual(ropeInverseFrequencies(v5), ropeInverseFrequencies(old));
+    const plain = parseConfig({ ...llama, rope_parameters: { rope_type: 'default', rope_theta: 500000 } }, 'plain');
+    assert.equal(plain.ropeScaling, null);
+    // Short wavelengths are kept, long ones slowed by the factor.
+    const [fast, ...rest] = ropeInverseFrequencies(plain);
+    assert.equal(ropeInverseFrequencies(v5)[0], fast);
+    assert.ok(Math.abs(ropeInverseFrequencies(v5)[7] - rest[6] / 8) < 1e-15);
+    assert.deepEqual(parseConfig({ ...llama, mlp_bias: true, attention_bias: false }, 'mlp').biased, ['gate_proj', 'up_proj', 'down_proj']);
+  });
+
   describe('bad model directories', () => {
     it('a missing directory and a missing config.json', () => {
       assert.throws(() => loadCheckpoint('/nonexistent/model'), /\/nonexistent\/model: model directory does not exist/);
@@ -66,10 +87,18 @@ describe('checkpoint loading', () => {
       assert.throws(() => loadCheckpoint(dir), /not a multiple of num_key_value_heads/);
     });
 
-    it('an unsupported architecture', () => {
+    it('an unsupported architecture, or Llama settings it cannot follow', () => {
       const dir = tempDir();
-      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...randomConfig(), model_type: 'llama', architectures: ['LlamaForCausalLM'] }));
-      assert.throws(() => loadCheckpoint(dir), /config\.json: unsupported architecture LlamaForCausalLM/);
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...randomConfig(), model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] }));
+      assert.throws(() => loadCheckpoint(dir), /config\.json: unsupported architecture GPT2LMHeadModel \(model_type "gpt2"\); supported: Qwen2ForCausalLM \(model_type "qwen2"\), LlamaForCausalLM \(model_type "llama"\)/);
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...randomConfig(), model_type: 'llama', architectures: ['Qwen2ForCausalLM'] }));
+      assert.throws(() => loadCheckpoint(dir), /config\.json: unsupported architecture Qwen2ForCausalLM \(model_type "llama"\)/);
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...randomConfig(), model_type: 'llama', architectures: ['LlamaForCausalLM'], attention_bias: 'yes' }));
+      assert.throws(() => loadCheckpoint(dir), /config\.json: attention_bias must be true or false, got "yes"/);
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...randomConfig(), model_type: 'llama', architectures: ['LlamaForCausalLM'], rope_scaling: { rope_type: 'llama3', factor: 8 } }));
+      assert.throws(() => loadCheckpoint(dir), /config\.json: rope_scaling\.low_freq_factor must be a positive number, got undefined/);
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...randomConfig(), model_type: 'llama', architectures: ['LlamaForCausalLM'], rope_parameters: { rope_type: 'dynamic', factor: 2, rope_theta: 1e4 } }));
+      assert.throws(() => loadCheckpoint(dir), /config\.json: rope_parameters of type "dynamic" is not supported \(supported: default, linear, llama3\)/);
     });
 
     it('pickle checkpoints are named and refused', () => {
@@ -186,7 +215,7 @@ describe('PEFT adapters', () => {
     fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, r: 8 }));
     assert.throws(() => loadAdapter(dir, config), new RegExp(`adapter_model\\.safetensors: ${peftKey(0, 'q_proj', 'A').replace(/\./g, '\\.')} has shape \\[4, 32\\], but rank 8 on this model needs \\[8, 32\\]`));
     fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, target_modules: ['c_attn'] }));
-    assert.throws(() => loadAdapter(dir, config), /adapter_config\.json: target module "c_attn" does not exist in a Qwen2 model/);
+    assert.throws(() => loadAdapter(dir, config), /adapter_config\.json: target module "c_attn" does not exist in a Qwen2 or Llama model/);
     fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, target_modules: ['q_proj', 'k_proj'] }));
     assert.throws(() => loadAdapter(dir, config), /is missing base_model\.model\.model\.layers\.0\.self_attn\.k_proj\.lora_A\.weight/);
     fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, use_dora: true }));

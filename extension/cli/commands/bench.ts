@@ -7,7 +7,8 @@ import { intOption, listOption } from '../options';
 export function benchCommand(): Command {
   return new Command('bench')
     .description('benchmark the ONNX Runtime engine against PyTorch on the CPU (same shapes and threads), as ratios')
-    .option('--shapes <list>', 'model shapes: 10M, 100M (tiny for a smoke test)', listOption, ['10M', '100M'])
+    .option('--shapes <list>', 'random-weight model shapes: 10M, 100M (tiny for a smoke test); none with --model unless given', listOption)
+    .option('--model <dir...>', 'real model directories to measure with their own weights (e.g. the one absp models get smollm2 prints)')
     .option('--threads <n>', 'threads for both engines (default: every core)', intOption('--threads', 1))
     .option('--repeats <n>', 'timed repeats per measure (the median is reported)', intOption('--repeats', 1), 3)
     .option('--warmup <n>', 'untimed warm-up runs', intOption('--warmup', 0), 1)
@@ -21,7 +22,8 @@ export function benchCommand(): Command {
         return;
       }
       const result = await runBench({
-        shapes: o.shapes,
+        shapes: o.shapes ?? (o.model ? [] : ['10M', '100M']),
+        models: o.model ?? [],
         threads: o.threads ?? os.availableParallelism(),
         repeats: o.repeats,
         warmup: o.warmup,

@@ -6,7 +6,7 @@ import { addEngineOptions, openTorchEngine } from '../engine-options';
 
 export function generateCommand(): Command {
   return addEngineOptions(new Command('generate'))
-    .description('generate text from a prompt with a Qwen2 model directory and an optional LoRA adapter')
+    .description('generate text from a prompt with a Qwen2 or Llama model directory and an optional LoRA adapter')
     .requiredOption('--model <dir>', 'Hugging Face model directory (or builtin:sandbox)')
     .option('--adapter <dir>', 'PEFT LoRA adapter directory')
     .requiredOption('--prompt <text>', 'the prompt')

@@ -327,7 +327,7 @@ function resolveTargets(raw: unknown, file: string): LoraTarget[] {
   for (const t of raw) {
     const name = String(t).split('.').pop() as LoraTarget;
     if (!LORA_TARGETS.includes(name)) {
-      throw new AdapterError(file, `target module ${JSON.stringify(t)} does not exist in a Qwen2 model (targets: ${LORA_TARGETS.join(', ')})`);
+      throw new AdapterError(file, `target module ${JSON.stringify(t)} does not exist in a Qwen2 or Llama model (targets: ${LORA_TARGETS.join(', ')})`);
     }
     if (!out.includes(name)) out.push(name);
   }
@@ -339,7 +339,7 @@ function loraSettings(peft: PeftAdapter): LoraSettings {
   const { configFile: file, config } = peft;
   const c = config.raw;
   if (config.use_dora) throw new AdapterError(file, 'DoRA adapters (use_dora: true) are not supported');
-  if (c.fan_in_fan_out === true) throw new AdapterError(file, 'fan_in_fan_out: true is not supported for Qwen2 linear layers');
+  if (c.fan_in_fan_out === true) throw new AdapterError(file, 'fan_in_fan_out: true is not supported for Qwen2 and Llama linear layers');
   if (c.bias !== undefined && c.bias !== 'none') throw new AdapterError(file, `bias ${JSON.stringify(c.bias)} is not supported (only "none")`);
   if (Array.isArray(c.modules_to_save) && c.modules_to_save.length > 0) throw new AdapterError(file, 'modules_to_save is not supported');
   let layers: number[] | null = null;

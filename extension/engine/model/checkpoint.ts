@@ -1,5 +1,5 @@
 /**
- * Loads and saves Hugging Face Qwen2 checkpoints: `config.json` plus `model.safetensors`, or shards
+ * Loads and saves Hugging Face Qwen2 and Llama checkpoints: `config.json` plus `model.safetensors`, or shards
  * listed in `model.safetensors.index.json`. Weights are held as float32 under their HF names.
  */
 import * as fs from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * The decoder (Hugging Face's `Qwen2ForCausalLM`), described once with the graph builder and read top
+ * The decoder (Hugging Face's `Qwen2ForCausalLM` and `LlamaForCausalLM`), described once with the graph builder and read top
  * to bottom like nanoGPT's model.py: where weights come from, then one small function per block —
  * linear layer (with LoRA slots), RMSNorm, rotary position, attention mask, attention, MLP, decoder
  * layer, head — and `buildDecoder`, which stacks them. Everything architecture-specific (biases,

@@ -1,5 +1,5 @@
 /**
- * A loaded Qwen2 model on ONNX Runtime: batched generation with a KV cache and per-row adapters, and
+ * A loaded Qwen2 or Llama model on ONNX Runtime: batched generation with a KV cache and per-row adapters, and
  * per-token log-probabilities of given sequences. Sessions are built lazily, one per graph variant
  * (head, KV cache, adapter layout), and reused.
  */

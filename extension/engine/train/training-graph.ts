@@ -1,5 +1,5 @@
 /**
- * A training graph: the Qwen2 forward pass with the token-logprob head, a loss, and the backward pass
+ * A training graph: the decoder's forward pass with the token-logprob head, a loss, and the backward pass
  * for the trainable tensors — the LoRA inputs (base frozen as initializers) or every base weight —
  * all in one ONNX graph.
  */

@@ -100,16 +100,22 @@ def _random_adapter(engine: TorchEngine, name: str, rank: int, seed: int, target
 def run_cpu_bench(spec: dict) -> dict:
     threads = int(spec.get("threads") or os.cpu_count() or 1)
     torch.set_num_threads(threads)
-    config = {"vocab_size": 32000, "max_position_embeddings": 1024, **spec["config"]}
-    config.pop("model_type", None)
-    config.pop("architectures", None)
     phase = spec["phase"]
     warmup, repeats = int(spec.get("warmup", 1)), int(spec.get("repeats", 3))
     rank = int(spec.get("rank", 8))
     rng = random.Random(int(spec.get("seed", 0)) + 1)
-    model = _random_model(config, torch.float32, "cpu", int(spec.get("seed", 0)))
+    if spec.get("model"):
+        # A real model directory (absp bench --model DIR), loaded as the engine loads any base.
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype=torch.float32)
+    else:
+        config = {"vocab_size": 32000, "max_position_embeddings": 1024, **spec["config"]}
+        config.pop("model_type", None)
+        config.pop("architectures", None)
+        model = _random_model(config, torch.float32, "cpu", int(spec.get("seed", 0)))
     engine = TorchEngine("bench", "cpu", "float32", model=model, micro_batch_tokens=1 << 30)
-    vocab = config["vocab_size"]
+    vocab = model.config.vocab_size
     out = {"phase": phase, "threads": threads, "params_m": engine.base_parameters / 1e6, "torch_version": torch.__version__,
            "blas": {"kind": "mkl" if torch.backends.mkl.is_available() else "other", "mkldnn": torch.backends.mkldnn.is_available()}}
     greedy = {"temperature": 0, "topP": 1, "stopTokens": []}

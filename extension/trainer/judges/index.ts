@@ -3,6 +3,7 @@ import { checkJudgeOrigin, type ConfigOrigin } from './endpoint-approval';
 import { GuardModelJudge } from './guard-model-judge';
 import { HttpJudge } from './http-judge';
 import { Judge, JudgeError } from './judge';
+import { RefusalJudge } from './refusal-judge';
 import { SandboxJudge } from './sandbox-judge';
 
 export { JudgeError, type Judge, type JudgeItem } from './judge';
@@ -18,6 +19,8 @@ export function makeJudge(config: RunConfig, origin: ConfigOrigin): Judge {
   switch (j.kind) {
     case 'sandbox':
       return new SandboxJudge();
+    case 'refusal':
+      return new RefusalJudge();
     case 'guard': {
       const e = config.engine;
       if (e.kind === 'torch') return GuardModelJudge.openTorch(j.model, j.max_new_tokens, { device: e.device, dtype: e.dtype, threads: e.threads });
