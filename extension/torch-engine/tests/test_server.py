@@ -114,17 +114,22 @@ def test_checkpoints_that_are_refused_each_name_the_file(proc, qwen2_dir, tmp_pa
     assert r["kind"] == "checkpoint" and str(adapter / "adapter_model.bin") in r["error"] and "pickle" in r["error"]
 
 
-def test_out_of_memory_is_an_error_with_suggestions(qwen2_dir):
-    p = Proc(env={"ABSP_TORCH_FAULT": "oom:generate"})
+def test_out_of_memory_is_an_error_with_suggestions(qwen2_dir, monkeypatch):
+    """The server's own request handling, in this process (the fault is read per request; a second
+    engine process would only add the seconds of importing torch again)."""
+    from absp_torch.server import Server
+
+    server = Server()
     try:
-        assert p("open", model=qwen2_dir)["ok"]
-        r = p("generate", requests=[{"prompt": [1], "policy": None, "seed": 0}], settings={"maxNewTokens": 2})
-        assert r["ok"] is False and r["kind"] == "out-of-memory"
+        assert server.respond({"op": "open", "id": 1, "model": qwen2_dir})["ok"]
+        monkeypatch.setenv("ABSP_TORCH_FAULT", "oom:generate")
+        r = server.respond({"op": "generate", "id": 2, "requests": [{"prompt": [1], "policy": None, "seed": 0}], "settings": {"maxNewTokens": 2}})
+        assert r["id"] == 2 and r["ok"] is False and r["kind"] == "out-of-memory"
         for hint in ("smaller batch", "gradient_checkpointing", "more GPUs"):
             assert hint in r["error"]
-        assert p("logprobs", rows=[{"ids": [1, 2], "policy": None}])["ok"]
+        assert server.respond({"op": "logprobs", "id": 3, "rows": [{"ids": [1, 2], "policy": None}]})["ok"]
     finally:
-        p.close()
+        server.engine.close()
 
 
 def test_non_finite_numbers_travel_as_strings(proc, qwen2_dir):
