@@ -94,6 +94,8 @@ export interface PolicyEngineInfo {
   dtype?: string;
   /** Processes running the engine (torchrun); 1 otherwise. */
   worldSize?: number;
+  /** Whether those processes shard the weights (FSDP) rather than each holding them whole. */
+  fsdp?: boolean;
 }
 
 export interface PolicyEngine {

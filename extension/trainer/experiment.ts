@@ -99,7 +99,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
         name: c.name,
         mode: c.mode,
         engine: info.name,
-        device: `${info.device ?? 'cpu'}${(info.worldSize ?? 1) > 1 ? ` ×${info.worldSize}` : ''}`,
+        device: `${info.device ?? 'cpu'}${(info.worldSize ?? 1) > 1 ? ` ×${info.worldSize}${info.fsdp ? ' FSDP' : ''}` : ''}`,
         dtype: info.dtype,
         base_model: c.model,
         rounds_planned: c.rounds,

@@ -54,7 +54,7 @@ const engineSchema = z.discriminatedUnion('kind', [
       /** Processes, one per GPU; above 1 the engine runs data-parallel under the launcher. */
       nproc: positiveInt(1024).default(1),
       launcher: z.literal('torchrun').default('torchrun'),
-      /** Shard the weights across the processes (FSDP's fully_shard) instead of replicating them. */
+      /** Shard the weights across the processes (FSDP2's fully_shard) instead of replicating them; nproc ≥ 2. */
       fsdp: z.boolean().default(false),
       gradient_checkpointing: z.boolean().default(false),
       /** Padded tokens per forward/backward pass when training. */
@@ -302,7 +302,7 @@ export function parseRunConfig(value: unknown, source: string): RunConfig {
   if (c.schedule.kind === 'adaptive' && c.schedule.defender_until >= c.schedule.attacker_until) {
     throw new ConfigError(`${source}: schedule.defender_until (${c.schedule.defender_until}) must be below schedule.attacker_until (${c.schedule.attacker_until})`);
   }
-  if (c.engine.kind === 'torch' && c.engine.fsdp) throw new ConfigError(`${source}: engine.fsdp (sharding the weights with fully_shard) is not available in this build; leave it out: with engine.nproc > 1 every process holds the whole base (DistributedDataParallel)`);
+  if (c.engine.kind === 'torch' && c.engine.fsdp && c.engine.nproc < 2) throw new ConfigError(`${source}: engine.fsdp shards the weights across processes and needs engine.nproc of 2 or more (one process per GPU); with one process, leave fsdp out`);
   return c;
 }
 

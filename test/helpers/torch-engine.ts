@@ -32,30 +32,44 @@ export function runPython(python: string, code: string, args: string[] = []): st
   return r.stdout;
 }
 
+export interface HfCheckpointSpec {
+  dir: string;
+  arch: 'qwen2' | 'llama';
+  seed?: number;
+  tie?: boolean;
+}
+
 /**
- * A random Qwen2 or Llama checkpoint written by transformers (config classes, save_pretrained), with
- * the sandbox model's tokenizer (so its vocabulary size is the sandbox's, 770).
+ * Random Qwen2 or Llama checkpoints written by transformers (config classes, save_pretrained), with
+ * the sandbox model's tokenizer (so the vocabulary size is the sandbox's, 770). All in one Python
+ * process: importing torch and transformers costs more than building a tiny model.
  */
-export function makeHfCheckpoint(python: string, dir: string, arch: 'qwen2' | 'llama', o: { seed?: number; tie?: boolean } = {}): string {
+export function makeHfCheckpoints(python: string, specs: HfCheckpointSpec[]): string[] {
   runPython(
     python,
     `
 import sys, json, torch
 from transformers import Qwen2Config, Qwen2ForCausalLM, LlamaConfig, LlamaForCausalLM
-arch, out, seed, tie, vocab = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5])
-torch.manual_seed(seed)
-common = dict(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=tie, eos_token_id=2, rms_norm_eps=1e-6, rope_theta=10000.0)
-model = Qwen2ForCausalLM(Qwen2Config(**common)) if arch == "qwen2" else LlamaForCausalLM(LlamaConfig(**common))
-with torch.no_grad():
-    for n, p in model.named_parameters():
-        if "norm" not in n: p.normal_(0, 0.2)
-model.save_pretrained(out, safe_serialization=True)
+for spec in json.loads(sys.argv[1]):
+    torch.manual_seed(spec["seed"])
+    common = dict(vocab_size=770, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=spec["tie"], eos_token_id=2, rms_norm_eps=1e-6, rope_theta=10000.0)
+    model = Qwen2ForCausalLM(Qwen2Config(**common)) if spec["arch"] == "qwen2" else LlamaForCausalLM(LlamaConfig(**common))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "norm" not in n: p.normal_(0, 0.2)
+    model.save_pretrained(spec["dir"], safe_serialization=True)
 `,
-    [arch, dir, String(o.seed ?? 0), o.tie ? '1' : '0', '770'],
+    [JSON.stringify(specs.map((s) => ({ dir: s.dir, arch: s.arch, seed: s.seed ?? 0, tie: s.tie ?? false })))],
   );
-  for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(sandboxModelDir(), f), path.join(dir, f));
-  return dir;
+  for (const { dir } of specs) {
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(sandboxModelDir(), f), path.join(dir, f));
+  }
+  return specs.map((s) => s.dir);
+}
+
+export function makeHfCheckpoint(python: string, dir: string, arch: 'qwen2' | 'llama', o: { seed?: number; tie?: boolean } = {}): string {
+  return makeHfCheckpoints(python, [{ dir, arch, ...o }])[0];
 }
 
 /** An adapter made by PEFT (get_peft_model(...).save_pretrained), with B nonzero. */
@@ -79,27 +93,33 @@ m.save_pretrained(out, safe_serialization=True)
   return out;
 }
 
-/** Log-probs of rows computed by PeftModel.from_pretrained (or the plain model) in float32. */
-export function peftLogprobs(python: string, modelDir: string, adapter: string | null, rows: number[][]): (number | null)[][] {
+/**
+ * Log-probs of rows under each adapter (null: the plain model), computed in float32 by
+ * PeftModel.from_pretrained on a fresh copy of the model each, in one Python process.
+ */
+export function peftLogprobs(python: string, modelDir: string, adapters: (string | null)[], rows: number[][]): (number | null)[][][] {
   const out = runPython(
     python,
     `
 import sys, json, torch
 from transformers import AutoModelForCausalLM
-model_dir, adapter, rows = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-model = AutoModelForCausalLM.from_pretrained(model_dir)
-if adapter:
-    from peft import PeftModel
-    model = PeftModel.from_pretrained(model, adapter)
-model.eval()
+model_dir, adapters, rows = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 res = []
-with torch.no_grad():
-    for ids in rows:
-        lp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, :-1].float(), -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
-        res.append([None] + lp.tolist())
+for adapter in adapters:
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    if adapter:
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(model, adapter)
+    model.eval()
+    lps = []
+    with torch.no_grad():
+        for ids in rows:
+            lp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, :-1].float(), -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+            lps.append([None] + lp.tolist())
+    res.append(lps)
 print(json.dumps(res))
 `,
-    [modelDir, adapter ?? '', JSON.stringify(rows)],
+    [modelDir, JSON.stringify(adapters), JSON.stringify(rows)],
   );
   return JSON.parse(out.trim().split('\n').pop()!);
 }

@@ -3,7 +3,7 @@
  * Engine interface, on random checkpoints built by transformers' own config classes: log-probs within
  * 1e-4 (float32) for the base, one adapter and a mixed attacker/defender batch; one policy-gradient
  * step gives the same adapter (relative difference ≤ 1e-4); adapters cross between the engines and
- * PEFT itself both ways; the same seeds sample the same tokens.
+ * PEFT itself both ways, also from a 2-process FSDP engine; the same seeds sample the same tokens.
  */
 import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
@@ -15,7 +15,7 @@ import type { PolicyEngine as Engine, ScoreRequest, TrainSample, TrainSettings }
 import { OrtEngine } from '../../extension/engine/ort-engine';
 import { Rng } from '../../extension/util/rng';
 import { tempDir } from '../helpers/random-checkpoint';
-import { describeWithTorchEngine, makeHfCheckpoint, makePeftAdapter, peftLogprobs } from '../helpers/torch-engine';
+import { describeWithTorchEngine, makeHfCheckpoints, makePeftAdapter, peftLogprobs } from '../helpers/torch-engine';
 
 type Lp = (number | null)[];
 
@@ -65,8 +65,10 @@ function ortSupports(dir: string): string | null {
 
 describeWithTorchEngine('PyTorch engine: parity with the built-in engine and PEFT', (python) => {
   const root = tempDir('absp-torch-parity-');
-  for (const arch of ['qwen2', 'llama'] as const) {
-    const dir = makeHfCheckpoint(python, path.join(root, arch), arch, { seed: arch === 'qwen2' ? 3 : 4, tie: arch === 'llama' });
+  const archs = ['qwen2', 'llama'] as const;
+  const dirs = makeHfCheckpoints(python, archs.map((arch) => ({ dir: path.join(root, arch), arch, seed: arch === 'qwen2' ? 3 : 4, tie: arch === 'llama' })));
+  for (const [a, arch] of archs.entries()) {
+    const dir = dirs[a];
     const unsupported = ortSupports(dir);
     if (unsupported) {
       describe(`${arch} checkpoint`, () => it.skip(`the built-in engine does not load it yet (${unsupported.replace(/^.*?config.json: /, '').split(';')[0]}); PyTorch's side is tested by extension/torch-engine/tests`, () => undefined));
@@ -118,10 +120,9 @@ describeWithTorchEngine('PyTorch engine: parity with the built-in engine and PEF
       });
 
       it('adapters cross both ways with PEFT itself: PeftModel.from_pretrained reads ours, ours read PEFT\'s', async () => {
-        const theirs = peftLogprobs(python, dir, attackerDir, rows.map((r) => r.ids as number[]));
+        const [theirs, peftMade] = peftLogprobs(python, dir, [attackerDir, defenderDir], rows.map((r) => r.ids as number[]));
         const ours = await ort.logprobs(rows.map((r) => ({ ...r, policy: 'attacker' })));
         assert.ok(maxAbsDiff(ours, theirs) < 1e-4, `built-in engine's adapter in PEFT: ${maxAbsDiff(ours, theirs)}`);
-        const peftMade = peftLogprobs(python, dir, defenderDir, rows.map((r) => r.ids as number[]));
         const ortOnPeft = await ort.logprobs(rows.map((r) => ({ ...r, policy: 'defender' })));
         assert.ok(maxAbsDiff(ortOnPeft, peftMade) < 1e-4, `PEFT's adapter in the built-in engine: ${maxAbsDiff(ortOnPeft, peftMade)}`);
         // Both engines hash the same file to the same fingerprint.
@@ -129,17 +130,23 @@ describeWithTorchEngine('PyTorch engine: parity with the built-in engine and PEF
         assert.equal(await torch.fingerprint('defender'), await ort.fingerprint('defender'));
       });
 
+      /** A policy-gradient batch on the rows: even rows the defender's, odd rows the attacker's. */
+      async function pgSamples(e: Engine, policies = ['defender', 'attacker']): Promise<TrainSample[]> {
+        const samples: TrainSample[] = [];
+        const base = await e.logprobs(rows.map((r) => ({ ...r, policy: null })));
+        for (const [k, r] of rows.entries()) {
+          const policy = policies[k % policies.length];
+          const cur = await e.logprobs([{ ids: r.ids, policy }]);
+          const n = r.ids.length;
+          const w = r.ids.map((_, i) => (i >= 1 ? 1 / (n - 1) / rows.length : 0));
+          samples.push({ ids: r.ids, policy, weights: w, advantages: r.ids.map((_, i) => (i ? (k % 2 ? 1.3 : -0.7) : 0)), oldLogprobs: cur[0].map((x) => (x ?? 0) + 0.03), refLogprobs: base[k].map((x) => x ?? 0) });
+        }
+        return samples;
+      }
+
       for (const kind of ['sgd', 'adamw'] as const) {
         it(`one policy-gradient step (${kind}) gives the same adapters on both engines (relative difference ≤ 1e-4)`, async () => {
-          const samples: TrainSample[] = [];
-          const base = await ort.logprobs(rows.map((r) => ({ ...r, policy: null })));
-          for (const [k, r] of rows.entries()) {
-            const policy = k % 2 === 0 ? 'defender' : 'attacker';
-            const cur = await ort.logprobs([{ ids: r.ids, policy }]);
-            const n = r.ids.length;
-            const w = r.ids.map((_, i) => (i >= 1 ? 1 / (n - 1) / rows.length : 0));
-            samples.push({ ids: r.ids, policy, weights: w, advantages: r.ids.map((_, i) => (i ? (k % 2 ? 1.3 : -0.7) : 0)), oldLogprobs: cur[0].map((x) => (x ?? 0) + 0.03), refLogprobs: base[k].map((x) => x ?? 0) });
-          }
+          const samples = await pgSamples(ort);
           const opt = { kind, lr: kind === 'sgd' ? 0.05 : 1e-3, weightDecay: 0, clipNorm: kind === 'sgd' ? null : 1, warmupSteps: 0 };
           const settings: TrainSettings = { clipEps: 0.2, klK1: 0.01, klK3: 0.05, optimizers: { attacker: opt, defender: opt } };
           for (const e of [ort, torch] as Engine[]) {
@@ -162,6 +169,29 @@ describeWithTorchEngine('PyTorch engine: parity with the built-in engine and PEF
           }
         });
       }
+
+      it('under torchrun with FSDP (2 processes, gloo) a trained adapter is saved whole in PEFT\'s format: the built-in engine loads it and scores what the engine scores', async () => {
+        // extension/torch-engine/tests checks that this step equals one process's; here the file crosses engines.
+        const fsdp = TorchEngine.open(dir, { device: 'cpu', dtype: 'float32', threads: 1, nproc: 2, fsdp: true });
+        try {
+          const info = await fsdp.ready();
+          assert.deepEqual([info.worldSize, info.fsdp], [2, true]);
+          await fsdp.loadPolicy('attacker', attackerDir, 'lora');
+          const opt = { kind: 'adamw' as const, lr: 1e-2, weightDecay: 0, clipNorm: 1, warmupSteps: 0 };
+          const report = await fsdp.trainStep(await pgSamples(fsdp, ['attacker']), { clipEps: 0.2, klK1: 0.01, klK3: 0.05, optimizers: { attacker: opt } });
+          const out = path.join(root, `${arch}-fsdp-attacker`);
+          assert.equal(await fsdp.savePolicy('attacker', out), report.policies.attacker.fingerprint);
+          const scored = await fsdp.logprobs(rows.map((r) => ({ ...r, policy: 'attacker' })));
+          await ort.loadPolicy('fsdp-attacker', out, 'lora');
+          const d = maxAbsDiff(await ort.logprobs(rows.map((r) => ({ ...r, policy: 'fsdp-attacker' }))), scored);
+          assert.ok(d < 1e-4, `max |Δ log p| = ${d}`);
+          assert.equal(await ort.fingerprint('fsdp-attacker'), report.policies.attacker.fingerprint);
+          assert.ok(relativeDifference(adapterTensors(out), adapterTensors(attackerDir)) > 1e-3, 'the step moved the adapter');
+          await ort.dropPolicy('fsdp-attacker');
+        } finally {
+          await fsdp.close();
+        }
+      });
     });
   }
 

@@ -226,6 +226,14 @@ describe('run config', () => {
     fs.writeFileSync(path.join(dir, 'c.json'), '{"rounds": 2,}');
     assert.throws(() => loadRunConfig(path.join(dir, 'c.json')), /c\.json: is not valid JSON/);
   });
+
+  it('the torch engine shards with FSDP only across 2 or more processes', () => {
+    assert.throws(() => parseRunConfig({ engine: { kind: 'torch', fsdp: true } }, 'my.json'), /my\.json: engine\.fsdp shards the weights across processes and needs engine\.nproc of 2 or more/);
+    const sharded = parseRunConfig({ engine: { kind: 'torch', nproc: 2, fsdp: true } }, 'my.json').engine;
+    assert.deepEqual(sharded.kind === 'torch' && [sharded.nproc, sharded.fsdp, sharded.launcher], [2, true, 'torchrun']);
+    const replicated = parseRunConfig({ engine: { kind: 'torch', nproc: 2 } }, 'my.json').engine;
+    assert.equal(replicated.kind === 'torch' && replicated.fsdp, false);
+  });
 });
 
 describe('HTTP judge (OpenAI-compatible completions on 127.0.0.1)', () => {

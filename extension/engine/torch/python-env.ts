@@ -69,13 +69,21 @@ export function pythonCandidates(explicit?: string | null): string[] {
 
 const cache = new Map<string, boolean>();
 
-/** Whether this python can import what the engine needs (torch, transformers, peft, safetensors). */
+/**
+ * Exits 0 when the packages the engine needs are installed. It finds them without importing them:
+ * importing torch and transformers takes seconds (minutes on a loaded machine), and every command
+ * that starts the engine probes first. A package that is installed but broken fails the engine's
+ * start with its own traceback; `absp torch doctor` imports everything.
+ */
+const PROBE = 'import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None for m in ("torch", "transformers", "peft", "safetensors", "numpy")))';
+
+/** Whether this python has what the engine needs (torch, transformers, peft, safetensors, numpy). */
 export function pythonWorks(python: string): boolean {
   let ok = cache.get(python);
   if (ok === undefined) {
     if (python.includes(path.sep) && !fs.existsSync(python)) ok = false;
     else {
-      const r = spawnSync(python, ['-c', 'import torch, transformers, peft, safetensors, numpy'], { stdio: 'ignore', timeout: 180_000, env: engineEnv(), cwd: engineCwd() });
+      const r = spawnSync(python, ['-c', PROBE], { stdio: 'ignore', timeout: 60_000, env: engineEnv(), cwd: engineCwd() });
       ok = r.status === 0;
     }
     cache.set(python, ok);
@@ -107,8 +115,8 @@ export function pythonWorksAsync(python: string): Promise<boolean> {
   if (known !== undefined) return Promise.resolve(known);
   if (python.includes(path.sep) && !fs.existsSync(python)) return Promise.resolve(false);
   return new Promise((resolve) => {
-    const child = spawn(python, ['-c', 'import torch, transformers, peft, safetensors, numpy'], { stdio: 'ignore', env: engineEnv(), cwd: engineCwd() });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
+    const child = spawn(python, ['-c', PROBE], { stdio: 'ignore', env: engineEnv(), cwd: engineCwd() });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
     child.on('error', () => (clearTimeout(timer), resolve(false)));
     child.on('exit', (code) => {
       clearTimeout(timer);

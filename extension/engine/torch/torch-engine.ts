@@ -40,7 +40,7 @@ export interface TorchEngineOptions {
   /** Processes (one per GPU); above 1 the engine runs under the launcher. */
   nproc?: number;
   launcher?: 'torchrun';
-  /** Shard the weights across the processes with FSDP (fully_shard). */
+  /** Shard the weights across the processes with FSDP2 (fully_shard); needs nproc ≥ 2. */
   fsdp?: boolean;
   gradientCheckpointing?: boolean;
   /** Padded tokens per forward/backward pass when training. */
@@ -114,12 +114,12 @@ export class TorchEngine implements PolicyEngine {
     const python = findEnginePython(options.python);
     if (!python) throw new TorchEngineError(`the torch engine cannot start: ${missingEnvironmentMessage(options.python)}`, 'environment');
     const nproc = options.nproc ?? 1;
+    if (options.fsdp && nproc < 2) throw new TorchEngineError(`fsdp shards the weights across processes and needs nproc of 2 or more (one process per GPU), got ${nproc}`, 'request');
     const device = options.device ?? 'cpu';
     let command = python;
     let args = ['-m', 'absp_torch', 'serve', '--device', device];
     if (nproc > 1) {
       args = ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', String(nproc), '-m', 'absp_torch', 'serve', '--device', device];
-      if (options.fsdp) args.push('--fsdp');
       command = python;
     }
     const env = engineEnv({ ...process.env, ...options.env });
@@ -141,6 +141,7 @@ export class TorchEngine implements PolicyEngine {
       attn: o.attn,
       microBatchTokens: o.microBatchTokens,
       gradientCheckpointing: o.gradientCheckpointing ?? false,
+      fsdp: o.fsdp ?? false,
     });
     const info = opened.info as Record<string, unknown>;
     this.info = {
@@ -151,6 +152,7 @@ export class TorchEngine implements PolicyEngine {
       device: String(info.device),
       dtype: String(info.dtype),
       worldSize: Number(info.worldSize ?? 1),
+      fsdp: info.fsdp === true,
     };
   }
 

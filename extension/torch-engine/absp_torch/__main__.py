@@ -20,7 +20,6 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="absp_torch", description="The PyTorch engine of ABSP Lab")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="speak the engine protocol on stdin/stdout (rank 0 under torchrun)")
-    serve.add_argument("--fsdp", action="store_true", help="shard the weights with FSDP (fully_shard) under torchrun")
     serve.add_argument("--device", default="cpu", help="device the process group is for (cuda: NCCL, else gloo)")
     sub.add_parser("doctor", help="print one JSON object: versions, devices, and whether the environment works")
     bench = sub.add_parser("bench", help="PyTorch side of absp bench (a JSON spec as the argument)")
@@ -45,7 +44,7 @@ def main(argv=None) -> int:
         from .distributed import Dist, launched_by_torchrun
         from .server import serve
 
-        dist = Dist(args.device, fsdp=args.fsdp) if launched_by_torchrun() else None
+        dist = Dist(args.device) if launched_by_torchrun() else None
         try:
             code = serve(dist)
         finally:

@@ -5,6 +5,9 @@ drives (extension/engine/policy-engine.ts describes each; this follows the built
   call may name different adapters: they run in the same passes through PEFT's `adapter_names`,
   with `"__base__"` for the frozen base. With no adapter in a call, `disable_adapter()` gives the base.
 - A full policy (shared-full mode) is a model copy of its own; the KL anchor stays the original base.
+- Under torchrun with FSDP (distributed.py), the base and full policies are sharded; LoRA adapters
+  stay whole on every rank. Generation and scoring run inside `gathered` (the server wraps each
+  data-parallel call), training runs sharded.
 - Log-probs: result[r][i] = log p(ids[i] | ids[<i]) under row r's policy, result[r][0] = None.
 - Training: each policy's rows go through forward and backward with its adapter active; the loss is
   Σ w·ℓ (the trainer's weights are mask and normaliser), so micro-batches and ranks just add up.
@@ -15,14 +18,15 @@ import math
 import os
 import shutil
 import tempfile
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 
 from . import adapters as ad
 from .checkpoint import DTYPES, load_model, read_config
+from .distributed import FullTensors, fully_shard_available, full_tensor, gathered, local_numel, shard
 from .optim import PolicyOptimizer, settings_config
-from .protocol import CheckpointError, RequestError, float_list
+from .protocol import CheckpointError, EngineError, RequestError, float_list
 from .rng import Rng
 from .sampling import choose
 
@@ -81,7 +85,16 @@ def pg_token_loss(lp, old, ref, adv, clip_eps: float, k1: float, k3: float):
 class TorchEngine:
     def __init__(self, model_dir: str, device: str = "cpu", dtype: str = "float32", *, threads: int | None = None,
                  attn_implementation: str | None = None, micro_batch_tokens: int = 8192,
-                 gradient_checkpointing: bool = False, dist=None, model=None):
+                 gradient_checkpointing: bool = False, dist=None, model=None, fsdp: bool = False):
+        if fsdp:
+            if dist is None or dist.world < 2:
+                raise RequestError("fsdp shards the weights across processes and needs 2 or more: start the engine under torchrun "
+                                   '("engine": {"nproc": N, "fsdp": true} with N >= 2; by hand: torchrun --nproc_per_node N -m absp_torch serve, '
+                                   'then open with "fsdp": true)')
+            why = fully_shard_available()
+            if why:
+                raise RequestError(f"fsdp: {why}; run without fsdp (every process then holds the whole base) or install a newer torch")
+        self.fsdp = bool(fsdp)
         if threads:
             torch.set_num_threads(threads)
         self.model_dir = os.path.abspath(model_dir)
@@ -111,6 +124,9 @@ class TorchEngine:
         self.base_parameters = sum(p.numel() for p in self.base.parameters())
         # transformers renamed past_key_values to cache (5.x); speak whichever this release has.
         self.cache_kw = "cache" if "cache" in inspect.signature(type(self.base).forward).parameters else "past_key_values"
+        self._in_gathered = False
+        if self.fsdp:
+            shard(self.base, dist.mesh)
 
     # ------------------------------------------------------------------------------------------
     # what the engine is
@@ -126,6 +142,9 @@ class TorchEngine:
             "device": str(self.device),
             "dtype": self.dtype,
             "worldSize": self.dist.world if self.dist else 1,
+            "fsdp": self.fsdp,
+            # What this rank holds of the base between calls: all of it, or its shard under FSDP.
+            "baseParametersHeld": sum(local_numel(p) for p in self.base.parameters()),
         }
 
     # ------------------------------------------------------------------------------------------
@@ -185,6 +204,8 @@ class TorchEngine:
         model = load_model(model_dir, self.dtype, str(self.device), self.attn)
         if model.config.hidden_size != self.base.config.hidden_size or model.config.vocab_size != self.vocab_size:
             raise CheckpointError(model_dir, f"its shape does not match the base model {self.model_dir}")
+        if self.fsdp:
+            shard(model, self.dist.mesh)
         return model
 
     def _freeze_adapters(self) -> None:
@@ -258,32 +279,55 @@ class TorchEngine:
     def policy_parameters(self, name: str) -> int:
         return sum(t.numel() for t in self._params(name).values())
 
-    def _weights_for_fingerprint(self, name: str) -> dict:
+    def _weights_for_fingerprint(self, name: str):
         p = self._policy(name)
         if p.kind == "lora":
             from peft import get_peft_model_state_dict
 
             return get_peft_model_state_dict(self.peft, adapter_name=name)
-        return dict(p.model.named_parameters())
+        # Under FSDP each tensor is gathered whole as the hash reads it (every rank, same order).
+        return FullTensors(dict(p.model.named_parameters()))
 
     def fingerprint(self, name: str) -> str:
-        """The hash of the policy's weights as they are now (cached per version for full models)."""
+        """The hash of the policy's weights as they are now, cached per version: weights change only
+        by a training step (which counts a version) or by loading a new policy."""
         p = self._policy(name)
-        if p.kind == "full" and p._fingerprint and p._fingerprint[0] == p.version:
+        if p._fingerprint and p._fingerprint[0] == p.version:
             return p._fingerprint[1]
+        if self._in_gathered:
+            # Hashing reads the state dict, which makes FSDP reshard in the middle of a gathered call.
+            raise EngineError(f"internal: the fingerprint of policy {name} was not computed before a gathered call")
         fp = ad.fingerprint(self._weights_for_fingerprint(name))
         p._fingerprint = (p.version, fp)
         return fp
 
+    @property
+    def _writer(self) -> bool:
+        """The one process that writes files (rank 0 under torchrun)."""
+        return self.dist is None or self.dist.rank == 0
+
     def save_policy(self, name: str, out_dir: str) -> dict:
+        """Every rank calls it (a sharded model is gathered for rank 0 to write)."""
         p = self._policy(name)
         out_dir = os.path.abspath(out_dir)
         if p.kind == "lora":
+            if not self._writer:
+                return {"fingerprint": self.fingerprint(name)}
             return {"fingerprint": ad.write_adapter(self.peft, name, out_dir)}
+        state = None
+        if self.fsdp:
+            state = {}
+            for key, t in p.model.state_dict().items():
+                whole = full_tensor(t.detach())
+                if self._writer:
+                    state[key] = whole.cpu()
+                del whole
+        if not self._writer:
+            return {"fingerprint": self.fingerprint(name)}
         os.makedirs(out_dir, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".saving-", dir=out_dir)
         try:
-            p.model.save_pretrained(tmp, safe_serialization=True)
+            p.model.save_pretrained(tmp, safe_serialization=True, state_dict=state)
             for f in TOKENIZER_FILES:
                 src = os.path.join(self.model_dir, f)
                 if os.path.isfile(src):
@@ -342,6 +386,36 @@ class TorchEngine:
         if all(n == BASE for n in names):
             return (lambda **kw: self.peft(**kw)), self.peft.disable_adapter()
         return (lambda **kw: self.peft(adapter_names=names, **kw)), nullcontext()
+
+    def gathered(self, rows: list[dict]):
+        """Under FSDP, the whole weights of the models these rows use, on every rank, for one
+        data-parallel call (distributed.gathered); otherwise nothing to do. Every rank calls it
+        with the same rows."""
+        if not self.fsdp:
+            return nullcontext()
+        models, base = [], False
+        for r in rows:
+            policy = r.get("policy") if isinstance(r, dict) else None
+            p = self.policies.get(policy) if isinstance(policy, str) else None
+            if p is not None and p.kind == "full":
+                if all(m is not p.model for m in models):
+                    models.append(p.model)
+            elif policy is None or p is not None:
+                base = True
+        # In the rows' order, the same on every rank (hashing a sharded policy gathers it).
+        for policy in dict.fromkeys(r.get("policy") for r in rows if isinstance(r, dict) and isinstance(r.get("policy"), str)):
+            if policy in self.policies:
+                self.fingerprint(policy)  # cached now, read inside the call
+        return self._gathered_block(([self.base] if base else []) + models)
+
+    @contextmanager
+    def _gathered_block(self, models: list):
+        with gathered(models):
+            self._in_gathered = True
+            try:
+                yield
+            finally:
+                self._in_gathered = False
 
     @torch.no_grad()
     def logprobs(self, rows: list[dict]) -> list[list]:
@@ -476,7 +550,7 @@ class TorchEngine:
             module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if p.kind == "lora":
                 self.base.enable_input_require_grads()
-        if self.dist is not None and self.dist.world > 1:
+        if self.dist is not None and self.dist.world > 1 and not self.fsdp:
             if name not in self._ddp:
                 self._ddp[name] = self.dist.wrap(module)
             return self._ddp[name]
@@ -533,10 +607,14 @@ class TorchEngine:
             p.optimizer.update_settings(opt_settings)
         micro = self._local_rows(rows)
         world = self.dist.world if self.dist else 1
+        ddp = world > 1 and not self.fsdp
+        # DDP, and FSDP's reduce-scatter of a sharded full policy, average gradients over ranks; the
+        # loss is a sum, so undo the mean. LoRA adapters under FSDP are summed by one all-reduce.
+        scale = world if ddp or (self.fsdp and p.kind == "full") else 1
         loss_total = torch.zeros((), dtype=torch.float64)
         try:
             for k, part in enumerate(micro):
-                sync = self.dist.no_sync(module) if (world > 1 and k < len(micro) - 1) else nullcontext()
+                sync = self.dist.no_sync(module) if (ddp and k < len(micro) - 1) else nullcontext()
                 with sync:
                     lp, ids = self._token_logprobs(lambda **kw: module(**kw), [r["ids"] for r in part])
                     width = ids.shape[1]
@@ -556,9 +634,10 @@ class TorchEngine:
                     token_loss = -lp if objective == "nll" else pg_token_loss(lp, old, ref, adv, clip_eps, k1, k3)
                     # Masked positions contribute nothing, not 0·inf.
                     loss = torch.where(w != 0, w * token_loss, torch.zeros_like(token_loss)).sum()
-                    # DDP averages gradients over ranks; the loss is a sum, so undo the mean.
-                    (loss * world).backward()
+                    (loss * scale).backward()
                 loss_total += loss.detach().double().cpu()
+            if self.fsdp and p.kind == "lora":
+                self.dist.all_reduce_grads(list(params.values()))
         finally:
             if self.gradient_checkpointing:
                 (self.peft if p.kind == "lora" else p.model).gradient_checkpointing_disable()
@@ -581,9 +660,10 @@ class TorchEngine:
         return {"loss": loss_value, "gradNorm": step["gradNorm"], "skipped": step["skipped"], "lr": step["lr"], "fingerprint": fp}
 
     def save_optimizer(self, name: str, out_dir: str) -> None:
+        """Every rank calls it (sharded moments are gathered for rank 0 to write)."""
         p = self._policy(name)
         if p.optimizer is not None:
-            p.optimizer.save(os.path.abspath(out_dir), name)
+            p.optimizer.save(os.path.abspath(out_dir), name, write=self._writer)
 
     def load_optimizer(self, name: str, in_dir: str) -> None:
         p = self._policy(name)

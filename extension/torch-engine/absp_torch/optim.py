@@ -4,6 +4,10 @@ own torch.optim.AdamW and torch.optim.SGD: global-norm clipping as clip_grad_nor
 (parameters and moments untouched) and counted. The state is saved in the built-in engine's format
 (`<name>.safetensors` with m.<param> and v.<param>, `<name>.json` with step, skipped and config), so a
 run resumes on either engine.
+
+Under FSDP a full policy's parameters, gradients and moments are sharded DTensors: torch.optim and
+clip_grad_norm_ work on them as they are; saving gathers each moment whole for rank 0 to write,
+loading hands each rank its shard.
 """
 
 import json
@@ -12,7 +16,20 @@ import os
 
 import torch
 
+from .distributed import full_tensor
 from .protocol import CheckpointError, RequestError
+
+
+def like_param(values: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """A saved (flat, whole) moment in the layout of its parameter: this rank's shard of a sharded one."""
+    from torch.distributed.tensor import DTensor
+
+    whole = values.reshape(p.shape).to(dtype=p.dtype)
+    if isinstance(p, DTensor):
+        from torch.distributed.tensor import distribute_tensor
+
+        return distribute_tensor(whole.to(p.device), p.device_mesh, p.placements)
+    return whole.to(device=p.device).clone()
 
 
 def settings_config(s: dict) -> dict:
@@ -78,7 +95,7 @@ class PolicyOptimizer:
                 p.grad = torch.zeros_like(p)
         clip = self.config["clipNorm"]
         norm = torch.nn.utils.clip_grad_norm_(ps, max_norm=clip if clip is not None else math.inf, foreach=None)
-        grad_norm = float(norm)
+        grad_norm = float(full_tensor(norm))
         lr = scheduled_lr(self.config, self.step)
         if not math.isfinite(grad_norm):
             self.skipped += 1
@@ -100,16 +117,21 @@ class PolicyOptimizer:
         for p in self.params.values():
             p.grad = None
 
-    def save(self, out_dir: str, name: str) -> None:
+    def save(self, out_dir: str, name: str, write: bool = True) -> None:
+        """Writes the state files; under torchrun every rank calls it and only `write` (rank 0) writes."""
         from safetensors.torch import save_file
 
-        os.makedirs(out_dir, exist_ok=True)
         tensors = {}
         for n in self.names:
             st = self.torch.state.get(self.params[n])
             if st and "exp_avg" in st:
-                tensors[f"m.{n}"] = st["exp_avg"].detach().float().contiguous().cpu().reshape(-1)
-                tensors[f"v.{n}"] = st["exp_avg_sq"].detach().float().contiguous().cpu().reshape(-1)
+                for key, moment in (("m", "exp_avg"), ("v", "exp_avg_sq")):
+                    whole = full_tensor(st[moment].detach())
+                    if write:
+                        tensors[f"{key}.{n}"] = whole.float().contiguous().cpu().reshape(-1)
+        if not write:
+            return
+        os.makedirs(out_dir, exist_ok=True)
         st_file = os.path.join(out_dir, f"{name}.safetensors")
         json_file = os.path.join(out_dir, f"{name}.json")
         save_file(tensors, st_file + ".tmp")
@@ -153,7 +175,7 @@ class PolicyOptimizer:
                     raise CheckpointError(st_file, f"m.{n} has {m.numel()} values for {p.numel()} parameters")
                 opt.torch.state[p] = {
                     "step": torch.tensor(float(step)),
-                    "exp_avg": m.reshape(p.shape).to(device=p.device, dtype=p.dtype).clone(),
-                    "exp_avg_sq": v.reshape(p.shape).to(device=p.device, dtype=p.dtype).clone(),
+                    "exp_avg": like_param(m, p),
+                    "exp_avg_sq": like_param(v, p),
                 }
         return opt

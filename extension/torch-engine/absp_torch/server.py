@@ -100,7 +100,7 @@ class Server:
                 field(req, "model", str), device, field(req, "dtype", str, "float32"),
                 threads=field(req, "threads", int, None), attn_implementation=field(req, "attn", str, None),
                 micro_batch_tokens=field(req, "microBatchTokens", int, 8192),
-                gradient_checkpointing=field(req, "gradientCheckpointing", bool, False), dist=self.dist,
+                gradient_checkpointing=field(req, "gradientCheckpointing", bool, False), dist=self.dist, fsdp=field(req, "fsdp", bool, False),
             )
             return {"info": self.engine.info()}
         e = self._need_engine()
@@ -110,8 +110,6 @@ class Server:
         if op == "load_policy":
             return e.load_policy(name(), field(req, "dir", str), field(req, "kind", str, "lora"))
         if op == "save_policy":
-            if self.dist and self.dist.rank != 0:
-                return {"fingerprint": e.fingerprint(name())}
             return e.save_policy(name(), field(req, "dir", str))
         if op == "drop_policy":
             e.drop_policy(name())
@@ -121,8 +119,7 @@ class Server:
         if op == "train_step":
             return {"report": e.train_step(field(req, "samples", list), field(req, "settings", dict))}
         if op == "save_optimizer":
-            if not self.dist or self.dist.rank == 0:
-                e.save_optimizer(name(), field(req, "dir", str))
+            e.save_optimizer(name(), field(req, "dir", str))
             return {}
         if op == "load_optimizer":
             e.load_optimizer(name(), field(req, "dir", str))
@@ -141,7 +138,8 @@ class Server:
             else:
                 candidates = int_list(field(req, "candidates", list), "candidates")
                 run = lambda xs: e.next_token_logprobs(xs, candidates)  # noqa: E731
-            return {"results" if op == "generate" else "logprobs": self._data_parallel(items, run)}
+            with e.gathered(items):
+                return {"results" if op == "generate" else "logprobs": self._data_parallel(items, run)}
         if op == "shutdown":
             return {}
         raise RequestError(f"unknown op {op!r}")
@@ -152,8 +150,10 @@ class Server:
         mine = list(range(self.dist.rank, len(items), self.dist.world))
         try:
             local = ("ok", run([items[i] for i in mine]) if mine else [])
-        except EngineError as err:
-            local = ("error", str(err))
+        except Exception as err:  # noqa: BLE001 - every rank must reach the gather, or the others wait forever
+            if not isinstance(err, EngineError):
+                traceback.print_exc(file=sys.stderr)
+            local = ("error", str(err) if isinstance(err, EngineError) else f"{type(err).__name__}: {str(err).splitlines()[0][:500] if str(err) else ''}")
         parts = self.dist.gather((mine, local))
         out: list = [None] * len(items)
         for idx, (status, value) in parts:

@@ -45,11 +45,13 @@ class Proc:
         return code
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def proc():
+    """One engine process for the tests of this file that need a plain one: each test leaves it
+    serving (that is part of what they test), and starting Python with torch costs seconds."""
     p = Proc()
     yield p
-    p.close()
+    assert p.close() == 0  # EOF on stdin ends the process, cleanly
 
 
 def test_hello_open_and_bad_lines_keep_the_server_serving(proc, qwen2_dir):
@@ -112,17 +114,22 @@ def test_checkpoints_that_are_refused_each_name_the_file(proc, qwen2_dir, tmp_pa
     assert r["kind"] == "checkpoint" and str(adapter / "adapter_model.bin") in r["error"] and "pickle" in r["error"]
 
 
-def test_out_of_memory_is_an_error_with_suggestions(qwen2_dir):
-    p = Proc(env={"ABSP_TORCH_FAULT": "oom:generate"})
+def test_out_of_memory_is_an_error_with_suggestions(qwen2_dir, monkeypatch):
+    """The server's own request handling, in this process (the fault is read per request; a second
+    engine process would only add the seconds of importing torch again)."""
+    from absp_torch.server import Server
+
+    server = Server()
     try:
-        assert p("open", model=qwen2_dir)["ok"]
-        r = p("generate", requests=[{"prompt": [1], "policy": None, "seed": 0}], settings={"maxNewTokens": 2})
-        assert r["ok"] is False and r["kind"] == "out-of-memory"
+        assert server.respond({"op": "open", "id": 1, "model": qwen2_dir})["ok"]
+        monkeypatch.setenv("ABSP_TORCH_FAULT", "oom:generate")
+        r = server.respond({"op": "generate", "id": 2, "requests": [{"prompt": [1], "policy": None, "seed": 0}], "settings": {"maxNewTokens": 2}})
+        assert r["id"] == 2 and r["ok"] is False and r["kind"] == "out-of-memory"
         for hint in ("smaller batch", "gradient_checkpointing", "more GPUs"):
             assert hint in r["error"]
-        assert p("logprobs", rows=[{"ids": [1, 2], "policy": None}])["ok"]
+        assert server.respond({"op": "logprobs", "id": 3, "rows": [{"ids": [1, 2], "policy": None}]})["ok"]
     finally:
-        p.close()
+        server.engine.close()
 
 
 def test_non_finite_numbers_travel_as_strings(proc, qwen2_dir):
@@ -133,65 +140,127 @@ def test_non_finite_numbers_travel_as_strings(proc, qwen2_dir):
     assert r["ok"] and r["report"]["policies"]["p"]["loss"] == "NaN" and r["report"]["policies"]["p"]["skipped"] is True
 
 
-def test_eof_ends_the_process(qwen2_dir):
-    p = Proc()
-    assert p("hello")["ok"]
-    assert p.close() == 0
-
-
-def pg_samples(n_rows: int):
+def pg_samples(n_rows: int, policies=("attacker", "defender")):
     rows = []
     for k in range(n_rows):
         ids = [1 + (k * 7 + i * 3) % 50 for i in range(5 + k % 4)]
         n = len(ids)
         w = [0.0, 0.0] + [1.0 / (n_rows * (n - 2))] * (n - 2)
-        rows.append({"ids": ids, "policy": "attacker" if k % 3 else "defender", "weights": w, "advantages": [0.0, 0.0] + [(-1) ** k * 0.7] * (n - 2),
+        rows.append({"ids": ids, "policy": policies[0] if k % 3 else policies[1], "weights": w, "advantages": [0.0, 0.0] + [(-1) ** k * 0.7] * (n - 2),
                      "oldLogprobs": [0.0] * 2 + [-3.0] * (n - 2), "refLogprobs": [0.0] * 2 + [-3.2] * (n - 2)})
     return rows
 
 
-def run_steps(p: Proc, model: str, samples, steps: int = 2) -> tuple[dict, list]:
-    assert p("open", model=model, microBatchTokens=16)["ok"]
-    for name, seed in (("attacker", 1), ("defender", 2)):
-        assert p("create_policy", name=name, spec={"kind": "lora", "rank": 4, "alpha": 8, "targets": ["q_proj", "v_proj", "down_proj"], "seed": seed})["ok"]
-    settings = {"clipEps": 0.2, "klK1": 0.0, "klK3": 0.05, "optimizers": {n: {"kind": "adamw", "lr": 0.01, "weightDecay": 0.0, "clipNorm": 1.0, "warmupSteps": 0} for n in ("attacker", "defender")}}
-    reports = []
-    for _ in range(steps):
-        r = p("train_step", samples=samples, settings=settings)
-        assert r["ok"], r
-        reports.append(r["report"])
-    gen = p("generate", requests=[{"prompt": [1, 2, 3], "policy": n, "seed": i} for i, n in enumerate(["attacker", "defender", None, "attacker", "defender"])], settings={"maxNewTokens": 4, "temperature": 1.0})
-    assert gen["ok"], gen
-    return reports[-1], gen["results"]
+def adamw(*names):
+    return {n: {"kind": "adamw", "lr": 0.01, "weightDecay": 0.0, "clipNorm": 1.0, "warmupSteps": 0} for n in names}
 
 
-def test_torchrun_two_processes_take_the_step_one_process_takes(qwen2_dir, tmp_path):
-    """DDP (gloo) over 2 processes, each with half the rows, gives the adapters one process gives."""
+def ok(r: dict) -> dict:
+    assert r["ok"], r
+    return r
+
+
+def layout_script(p: Proc, model: str, out, **open_fields) -> dict:
+    """The same requests in any layout (one process, DDP, FSDP); what a layout must not change.
+
+    LoRA: two steps of both role adapters (7 rows dealt unevenly, 16 tokens per pass), then mixed
+    generation, scoring and next-token scoring; the saved attacker loaded back as another policy. Full (shared-full): a step, its optimiser state saved
+    and loaded back, a second step from the loaded state, and scoring with it."""
+    info = ok(p("open", model=model, microBatchTokens=16, **open_fields))["info"]
+    # What each policy trains: the adapter's own tensors only, the base frozen.
+    trainable = {name: ok(p("create_policy", name=name, spec={"kind": "lora", "rank": 4, "alpha": 8, "targets": ["q_proj", "v_proj", "down_proj"], "seed": seed}))["parameters"]
+                 for name, seed in (("attacker", 1), ("defender", 2))}
     samples = pg_samples(7)
-    one = Proc()
-    try:
-        r1, g1 = run_steps(one, qwen2_dir, samples)
-        assert one("save_policy", name="attacker", dir=str(tmp_path / "one"))["ok"]
-    finally:
-        one.close()
-    two = Proc(torchrun=2)
-    try:
-        assert two("hello")["worldSize"] == 2
-        r2, g2 = run_steps(two, qwen2_dir, samples)
-        assert two("save_policy", name="attacker", dir=str(tmp_path / "two"))["ok"]
-    finally:
-        assert two.close() == 0
+    settings = {"clipEps": 0.2, "klK1": 0.0, "klK3": 0.05, "optimizers": adamw("attacker", "defender")}
+    reports = [ok(p("train_step", samples=samples, settings=settings))["report"] for _ in range(2)]
+    who = ["attacker", "defender", None, "attacker", "defender"]
+    gen = ok(p("generate", requests=[{"prompt": [1, 2, 3], "policy": n, "seed": i} for i, n in enumerate(who)], settings={"maxNewTokens": 4, "temperature": 1.0}))["results"]
+    rows = [{"ids": [1, 5, 9, 14, 3, 7][: 3 + i], "policy": n} for i, n in enumerate(who)]
+    lps = ok(p("logprobs", rows=rows))["logprobs"]
+    nxt = ok(p("next_token_logprobs", rows=rows, candidates=[2, 7, 40]))["logprobs"]
+    ok(p("save_policy", name="attacker", dir=str(out / "attacker")))
+    # The saved adapter loads back (PEFT's load_adapter, onto the sharded base under FSDP) and scores as the trained one.
+    attacker_only = ok(p("logprobs", rows=[{**r, "policy": "attacker"} for r in rows]))["logprobs"]
+    ok(p("load_policy", name="reloaded", dir=str(out / "attacker"), kind="lora"))
+    reloaded = ok(p("logprobs", rows=[{**r, "policy": "reloaded"} for r in rows]))["logprobs"]
+    ok(p("drop_policy", name="reloaded"))
+    trainable["full"] = ok(p("create_policy", name="full", spec={"kind": "full"}))["parameters"]
+    full_settings = {"clipEps": 0.2, "klK1": 0.0, "klK3": 0.05, "optimizers": adamw("full")}
+    full_samples = pg_samples(5, ("full", "full"))
+    full_reports = [ok(p("train_step", samples=full_samples, settings=full_settings))["report"]]
+    ok(p("save_optimizer", name="full", dir=str(out / "opt")))
+    ok(p("load_optimizer", name="full", dir=str(out / "opt")))
+    full_reports.append(ok(p("train_step", samples=full_samples, settings=full_settings))["report"])
+    full_lps = ok(p("logprobs", rows=[{**r, "policy": "full"} for r in rows]))["logprobs"]
+    fp = ok(p("save_policy", name="full", dir=str(out / "full")))["fingerprint"]
+    return {"info": info, "trainable": trainable, "attackerOnly": attacker_only, "reloaded": reloaded, "reports": reports, "generated": gen, "logprobs": lps, "next": nxt, "fullReports": full_reports, "fullLogprobs": full_lps, "fullFingerprint": fp}
+
+
+@pytest.fixture(scope="module")
+def one_process(proc, qwen2_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("one")
+    return out, layout_script(proc, qwen2_dir, out)
+
+
+def relative_difference(a_file: str, b_file: str) -> float:
     from safetensors.torch import load_file
 
-    a = load_file(str(tmp_path / "one" / "adapter_model.safetensors"))
-    b = load_file(str(tmp_path / "two" / "adapter_model.safetensors"))
+    a, b = load_file(a_file), load_file(b_file)
     assert a.keys() == b.keys()
-    num = sum(float((a[k] - b[k]).double().norm() ** 2) for k in a) ** 0.5
+    num = sum(float((a[k].double() - b[k].double()).norm() ** 2) for k in a) ** 0.5
     den = sum(float(a[k].double().norm() ** 2) for k in a) ** 0.5
-    assert num / den < 1e-5, num / den
-    for name in ("attacker", "defender"):
-        assert r1["policies"][name]["loss"] == pytest.approx(r2["policies"][name]["loss"], rel=1e-5)
-        assert r1["policies"][name]["gradNorm"] == pytest.approx(r2["policies"][name]["gradNorm"], rel=1e-4)
-    # Rollouts dealt across ranks come back in order, each with its policy's fingerprint.
-    assert [g["fingerprint"] is None for g in g2] == [False, False, True, False, False]
-    assert g2[0]["fingerprint"] == r2["policies"]["attacker"]["fingerprint"]
+    return num / den
+
+
+def close_rows(a: list, b: list, tol: float) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert len(x) == len(y)
+        for u, v in zip(x, y):
+            assert (u is None and v is None) or abs(u - v) < tol, (u, v)
+
+
+def test_torchrun_two_processes_take_the_step_one_process_takes_with_ddp_and_with_fsdp(one_process, qwen2_dir, tmp_path):
+    """Two processes (gloo), each with half the rows, in both layouts (one torchrun, opened twice):
+    DDP, and FSDP (fully_shard) with gradient checkpointing. Each gives the adapters, the full
+    policy, its optimiser state, the log-probs and the sampled tokens of one process."""
+    one_dir, one = one_process
+    p = Proc(torchrun=2)
+    try:
+        assert p("hello")["worldSize"] == 2
+        runs = {"ddp": layout_script(p, qwen2_dir, tmp_path / "ddp")}
+        # Recomputing activations in the backward (FSDP's all-gathers around it) changes nothing.
+        runs["fsdp"] = layout_script(p, qwen2_dir, tmp_path / "fsdp", fsdp=True, gradientCheckpointing=True)
+    finally:
+        assert p.close() == 0
+    for layout, two in runs.items():
+        out = tmp_path / layout
+        fsdp = layout == "fsdp"
+        info = two["info"]
+        assert info["worldSize"] == 2 and info["fsdp"] is fsdp and info["baseParameters"] == one["info"]["baseParameters"]
+        # FSDP: rank 0 holds its half of the base (fully_shard splits each tensor's rows across the ranks).
+        held = info["baseParametersHeld"] / info["baseParameters"]
+        assert (0.45 < held < 0.55) if fsdp else held == 1, (layout, held)
+        for what in ("attacker/adapter_model.safetensors", "full/model.safetensors", "opt/full.safetensors"):
+            assert relative_difference(str(one_dir / what), str(out / what)) < 1e-5, (layout, what)
+        for r1, r2 in zip(one["reports"] + one["fullReports"], two["reports"] + two["fullReports"]):
+            for name in r1["policies"]:
+                assert r1["policies"][name]["loss"] == pytest.approx(r2["policies"][name]["loss"], rel=1e-5), (layout, name)
+                assert r1["policies"][name]["gradNorm"] == pytest.approx(r2["policies"][name]["gradNorm"], rel=1e-4), (layout, name)
+        assert two["trainable"] == one["trainable"], layout
+        assert two["trainable"]["attacker"] < info["baseParameters"] // 10 and two["trainable"]["full"] == info["baseParameters"]
+        for key in ("logprobs", "next", "fullLogprobs", "attackerOnly", "reloaded"):
+            close_rows(one[key], two[key], 1e-5)
+        close_rows(two["reloaded"], two["attackerOnly"], 1e-6)
+        # Rollouts dealt across ranks come back in order, the tokens one process samples, each with its policy's fingerprint.
+        assert [g["tokens"] for g in two["generated"]] == [g["tokens"] for g in one["generated"]], layout
+        assert [g["fingerprint"] is None for g in two["generated"]] == [False, False, True, False, False]
+        assert two["generated"][0]["fingerprint"] == two["reports"][-1]["policies"]["attacker"]["fingerprint"]
+        assert two["fullFingerprint"] == two["fullReports"][-1]["policies"]["full"]["fingerprint"]
+
+
+def test_fsdp_in_one_process_is_one_clear_error(proc, qwen2_dir):
+    r = proc("open", model=qwen2_dir, fsdp=True)
+    assert r["ok"] is False and r["kind"] == "request"
+    assert "fsdp shards the weights across processes and needs 2 or more" in r["error"] and "torchrun" in r["error"]
+    assert proc("open", model=qwen2_dir)["ok"]
