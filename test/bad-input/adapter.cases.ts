@@ -108,7 +108,7 @@ export const cases: BadInputCase[] = [
     name: 'target_modules naming a module the model lacks (held)',
     setup: (dir) => adapter(dir, (c) => (c.target_modules = ['q_proj', 'lm_head'])),
     act: (_dir, a) => loadAdapter(a as string, MODEL),
-    expect: { error: /adapter_config\.json: target module "lm_head" does not exist in a Qwen2 model/ },
+    expect: { error: /adapter_config\.json: target module "lm_head" does not exist in a Qwen2 or Llama model/ },
   },
   {
     name: 'layers_to_transform naming layer 10^6 (held)',

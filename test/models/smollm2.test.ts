@@ -86,7 +86,8 @@ describe('models: SmolLM2-135M-Instruct and GGUF import', function () {
     CHATS.forEach((c, i) => {
       const text = ours.applyChatTemplate(c, true);
       assert.equal(text, theirs.chatTexts[i]);
-      assert.deepEqual(ours.encode(text, false), theirs.chats[i]);
+      // The rendered template's markers are special tokens; encodeChat keeps the messages plain text.
+      assert.deepEqual(ours.encodeChat(c, true), theirs.chats[i]);
     });
     // Numerals one by one (llama.cpp's "smollm" rule); a space before one stays its own token.
     const pieces = ours.encode('x ² 12', false).map((id) => ours.decode([id], false));
