@@ -87,7 +87,7 @@ describe('host: starter config, config schema and manifest', () => {
     assert.deepEqual([...used].sort(), [...CONTEXT_KEYS].sort(), 'every key the menus use is set by the host, and every key it sets is used');
     const inPalette = (command: string) => menus.commandPalette.find((i) => i.command === command)?.when;
     assert.equal(inPalette('abspLab.stopRun'), 'abspLab.hasRunningRun');
-    assert.equal(inPalette('abspLab.resumeRun'), 'abspLab.hasResumableRun');
+    assert.equal(inPalette('abspLab.resumeRun'), 'abspLab.hasResumableRun && isWorkspaceTrusted');
     assert.equal(inPalette('abspLab.exportAnnotatedSeeds'), 'abspLab.hasAnnotations');
     // VS Code makes the first action of comments/comment/context the primary button (and Ctrl+Enter's).
     const editing = [...menus['comments/comment/context']].sort((a, b) => (a.group ?? '').localeCompare(b.group ?? ''));

@@ -82,7 +82,11 @@ describe('models: SmolLM2-135M-Instruct and GGUF import', function () {
   it('its tokenizer in TypeScript encodes the ids transformers encodes: digits, punctuation, Unicode, the chat template', () => {
     const ours = TextTokenizer.load(dir);
     const theirs = transformersIds(python, dir, TOKENIZER_TEXTS, CHATS);
-    TOKENIZER_TEXTS.forEach((t, i) => assert.deepEqual(ours.encode(t, false), theirs.texts[i], JSON.stringify(t)));
+    // transformers' encode treats marker strings as special tokens: our markup encoding does the same,
+    // while plain text (a policy's or a seed's) keeps them inert.
+    TOKENIZER_TEXTS.forEach((t, i) => assert.deepEqual(ours.encodeMarkup(t, false), theirs.texts[i], JSON.stringify(t)));
+    const imStart = ours.tokenId('<|im_start|>');
+    assert.ok(imStart !== undefined && !ours.encode('<|im_start|>user\nhi', false).includes(imStart), 'plain text never forms a chat marker');
     CHATS.forEach((c, i) => {
       const text = ours.applyChatTemplate(c, true);
       assert.equal(text, theirs.chatTexts[i]);
