@@ -86,6 +86,11 @@ describe('host: starter config, config schema and manifest', () => {
     for (const items of Object.values(menus)) for (const i of items) for (const m of (i.when ?? '').matchAll(/\babspLab\.has\w+/g)) used.add(m[0]);
     assert.deepEqual([...used].sort(), [...CONTEXT_KEYS].sort(), 'every key the menus use is set by the host, and every key it sets is used');
     const inPalette = (command: string) => menus.commandPalette.find((i) => i.command === command)?.when;
+    // Two palette entries for one command show it when either clause holds (a merge once left three so).
+    for (const [name, items] of Object.entries(menus)) {
+      const seen = items.map((i) => i.command);
+      if (name === 'commandPalette') assert.deepEqual(seen.filter((c, k) => seen.indexOf(c) !== k), [], 'a command listed twice in the palette');
+    }
     assert.equal(inPalette('abspLab.stopRun'), 'abspLab.hasRunningRun');
     assert.equal(inPalette('abspLab.resumeRun'), 'abspLab.hasResumableRun && isWorkspaceTrusted');
     assert.equal(inPalette('abspLab.exportAnnotatedSeeds'), 'abspLab.hasAnnotations');
