@@ -57,7 +57,7 @@ export class Lab implements vscode.Disposable {
       context.extensionUri,
       {
         runs: { summaries: () => this.catalog.summaries(), sweeps: () => this.catalog.sweeps(), dirOf: (key) => this.catalog.get(key)?.dir },
-        engine: this.panelWorker,
+        panelWorker: this.panelWorker,
         annotate: async (runDir, round, exchange) => {
           await this.comments.open({ runDir, round, exchange });
         },

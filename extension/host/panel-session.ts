@@ -42,7 +42,7 @@ export interface PanelWorker {
 export interface PanelServices {
   runs: RunLookup;
   /** The panel worker; null when it cannot be used (its script is missing, say): requests get an error. */
-  engine: PanelWorker | null;
+  panelWorker: PanelWorker | null;
   /** Opens the exchange in the editor for annotating. */
   annotate(runDir: string, round: number, exchange: string): Promise<void> | void;
   log(line: string): void;
@@ -68,7 +68,7 @@ export class PanelSession {
   private ready = false;
   private focus: Focus;
   private watched = new Map<string, Watched>();
-  /** Panel request ids → engine job ids, while they run. */
+  /** Panel request ids → panel worker job ids, while they run. */
   private pending = new Map<string, number>();
   private disposed = false;
 
@@ -162,7 +162,7 @@ export class PanelSession {
 
   dispose(): void {
     this.disposed = true;
-    for (const id of this.pending.values()) this.services.engine?.cancel(id);
+    for (const id of this.pending.values()) this.services.panelWorker?.cancel(id);
     this.pending.clear();
     this.watched.clear();
   }
@@ -219,7 +219,7 @@ export class PanelSession {
         return;
       case 'cancel': {
         const id = this.pending.get(msg.requestId);
-        if (id !== undefined) this.services.engine?.cancel(id);
+        if (id !== undefined) this.services.panelWorker?.cancel(id);
         this.pending.delete(msg.requestId);
         return;
       }
@@ -260,8 +260,8 @@ export class PanelSession {
   }
 
   private async replay(msg: Extract<WebviewMessage, { type: 'replay' }>): Promise<void> {
-    const worker = this.services.engine;
-    if (!worker) throw new Error('replay needs the engine worker, which is not available in this installation');
+    const worker = this.services.panelWorker;
+    if (!worker) throw new Error('replay needs the panel worker, which is not available in this installation');
     const runDir = this.dirOf(msg.run);
     const approvedJudges = (await this.services.approveJudges?.(runDir)) ?? [];
     const started = Date.now();
@@ -269,7 +269,7 @@ export class PanelSession {
     this.pending.set(msg.requestId, job.id);
     try {
       const out = await job.result;
-      this.services.log(`replayed ${out.exchange} against the round ${out.adapterRound} defender in ${Date.now() - started} ms (${out.elapsed_ms} ms in the engine)`);
+      this.services.log(`replayed ${out.exchange} against the round ${out.adapterRound} defender in ${Date.now() - started} ms (${out.elapsed_ms} ms in the panel worker)`);
       if (out.judgeError) this.services.log(`replay of ${out.exchange}: ${out.judgeError}`);
       const { judgeError: _ignored, ...result } = out;
       await this.post({ type: 'replay-result', requestId: msg.requestId, result });
@@ -281,8 +281,8 @@ export class PanelSession {
   }
 
   private async adapterDiff(msg: Extract<WebviewMessage, { type: 'adapter-diff' }>): Promise<void> {
-    const worker = this.services.engine;
-    if (!worker) throw new Error('the adapter diff needs the engine worker, which is not available in this installation');
+    const worker = this.services.panelWorker;
+    if (!worker) throw new Error('the adapter diff needs the panel worker, which is not available in this installation');
     const folder = (ref: AdapterRef) => {
       if (!SLOT.test(ref.slot)) throw new Error(`"${ref.slot}" is not an adapter folder name`);
       const runDir = this.dirOf(ref.run);

@@ -58,7 +58,7 @@ export class PanelWorkerClient {
   submit<K extends PanelJobKind>(job: PanelJobOf<K>, onProgress?: OnProgress): Submitted<PanelJobResults[K]> {
     const id = this.nextId++;
     const result = new Promise<PanelJobResults[K]>((resolve, reject) => {
-      if (this.disposed) return reject(new Error('the engine worker has been shut down'));
+      if (this.disposed) return reject(new Error('the panel worker has been shut down'));
       this.queue.push({ id, job, onProgress, resolve: resolve as (v: unknown) => void, reject });
       this.pump();
     });
@@ -136,13 +136,13 @@ export class PanelWorkerClient {
   private ensureWorker(): Worker {
     if (this.worker) return this.worker;
     if (!fs.existsSync(this.options.workerScript)) {
-      throw new Error(`the engine worker ${this.options.workerScript} is missing; the extension was not built completely (npm run build)`);
+      throw new Error(`the panel worker ${this.options.workerScript} is missing; the extension was not built completely (npm run build)`);
     }
     const data: WorkerData = { cancel: this.cancelFlag.buffer as SharedArrayBuffer };
     const worker = new Worker(this.options.workerScript, { workerData: data, env: this.options.env ?? process.env, stderr: false, stdout: false });
     worker.on('message', (m: WorkerReply) => this.onReply(m));
-    worker.on('error', (e) => this.onWorkerGone(worker, `the engine worker failed: ${e.message}`));
-    worker.on('exit', (code) => this.onWorkerGone(worker, `the engine worker exited (code ${code})`));
+    worker.on('error', (e) => this.onWorkerGone(worker, `the panel worker failed: ${e.message}`));
+    worker.on('exit', (code) => this.onWorkerGone(worker, `the panel worker exited (code ${code})`));
     this.worker = worker;
     return worker;
   }

@@ -244,7 +244,7 @@ async function main(): Promise<void> {
       return (await f.getAttribute('article.exchange', 'data-exchange-id').catch(() => null)) === exchangeId;
     });
 
-    step('replaying the exchange against the round 2 defender (ONNX Runtime in the engine worker)');
+    step('replaying the exchange against the round 2 defender (ONNX Runtime in the panel worker)');
     const stepperShown = await panelFrame(page, 'stepper');
     await stepperShown.click('vscode-button[data-name="replay"]');
     await stepperShown.waitForSelector('[data-replay="done"], [data-replay="error"]', { timeout: 60000 });
@@ -309,7 +309,7 @@ async function main(): Promise<void> {
     await page.locator('.monaco-list-row', { hasText: 'jailbreak: role-play frame gets through' }).first().waitFor({ timeout: 30000 });
     await screenshot(page, 'annotations-everywhere');
 
-    step('the adapter diff computes in the engine worker');
+    step('the adapter diff computes in the panel worker');
     await command(page, 'ABSP: Compare Adapters');
     const diff = await panelFrame(page, 'adapter-diff');
     await until('the comparison', async () => (await diff.locator('table tbody tr').count().catch(() => 0)) > 0, 60000);

@@ -35,7 +35,7 @@ function session(dir: string): Session {
   w.completeRound(0, { steps: null, roles: [], metrics: {}, exchanges: 0 });
   const sent: HostMessage[] = [];
   const calls: string[] = [];
-  const engine: NonNullable<PanelServices['engine']> = {
+  const engine: NonNullable<PanelServices['panelWorker']> = {
     adapterDiff: (l, r) => {
       calls.push(`diff ${l} ${r}`);
       return { id: 1, result: Promise.reject(new Error('not in this test')) };
@@ -48,7 +48,7 @@ function session(dir: string): Session {
   };
   const s = new PanelSession((m) => void sent.push(m), {
     runs: { summaries: () => [], sweeps: () => [], dirOf: (key) => (key === 'run-a' ? w.dir : undefined) },
-    engine,
+    panelWorker: engine,
     annotate: (_d, _r, x) => void calls.push(`annotate ${x}`),
     log: () => {},
   });

@@ -7,7 +7,7 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PanelWorkerClient as EngineClient } from '../../extension/panel-worker/client';
+import { PanelWorkerClient } from '../../extension/panel-worker/client';
 import { PanelSession, type PanelServices, type RunLookup } from '../../extension/host/panel-session';
 import { RunCatalog } from '../../extension/host/run-catalog';
 import { RunWriter, putAnnotation } from '../../extension/rundir';
@@ -23,7 +23,7 @@ class Harness {
   readonly annotateCalls: [string, number, string][] = [];
   readonly session: PanelSession;
 
-  constructor(runs: RunLookup, engine: PanelServices['engine'] = null) {
+  constructor(runs: RunLookup, engine: PanelServices['panelWorker'] = null) {
     this.session = new PanelSession(
       (m) => {
         // What the panel would do with it: validate it against the protocol.
@@ -31,7 +31,7 @@ class Harness {
         assert.ok(parsed.ok, `the host sent a message the panel rejects: ${!parsed.ok && parsed.error}`);
         this.sent.push(m);
       },
-      { runs, engine, annotate: (dir, round, x) => void this.annotateCalls.push([dir, round, x]), log: (l) => this.logs.push(l) },
+      { runs, panelWorker: engine, annotate: (dir, round, x) => void this.annotateCalls.push([dir, round, x]), log: (l) => this.logs.push(l) },
     );
   }
 
@@ -205,9 +205,9 @@ describe('host: panel session (protocol handling with real run directories)', ()
     assert.equal(h.of('run-data').length, 1, 'a new attempt replaces what the panel held');
   });
 
-  it('asks the host to open an exchange for annotating, and answers replay and adapter-diff through the engine', async () => {
+  it('asks the host to open an exchange for annotating, and answers replay and adapter-diff through the panel worker', async () => {
     ensureBuilt();
-    const engine = new EngineClient({ workerScript: WORKER_SCRIPT });
+    const engine = new PanelWorkerClient({ workerScript: WORKER_SCRIPT });
     try {
       const bip = path.join(runs, BIPOLICY);
       const h = new Harness(catalogLookup(catalog), engine);
@@ -237,10 +237,10 @@ describe('host: panel session (protocol handling with real run directories)', ()
     }
   });
 
-  it('without an engine worker, replay and diff requests get an error naming the cause', async () => {
+  it('without a panel worker, replay and diff requests get an error naming the cause', async () => {
     const bip = path.join(runs, BIPOLICY);
     const h = new Harness(catalogLookup(catalog), null);
     await h.session.receive({ type: 'replay', requestId: 'r1', run: bip, round: 1, exchange: 'x', adapterRound: 2 });
-    assert.deepEqual([h.last('error').requestId, h.last('error').message], ['r1', 'replay needs the engine worker, which is not available in this installation']);
+    assert.deepEqual([h.last('error').requestId, h.last('error').message], ['r1', 'replay needs the panel worker, which is not available in this installation']);
   });
 });

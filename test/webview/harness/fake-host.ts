@@ -120,14 +120,14 @@ export class FakeHost {
     };
     return new PanelSession((m) => this.send(m), {
       runs: lookup,
-      engine: this.engine(),
+      panelWorker: this.panelWorker(),
       annotate: () => {}, // recorded in `received`
       log: (line) => this.log.push(line),
     }, { focus: focus ?? null });
   }
 
-  /** The engine worker's two jobs, done in this process. */
-  private engine(): PanelEngine {
+  /** The panel worker's two jobs, done in this process. */
+  private panelWorker(): PanelEngine {
     const keyOf = (dir: string) => [...this.runDirs()].find(([, d]) => path.resolve(d) === path.resolve(dir))?.[0] ?? dir;
     return {
       adapterDiff: (left, right, _baseModel, onProgress) => {

@@ -1,5 +1,5 @@
 /**
- * The engine worker (dist/engine-worker.js, a worker_threads thread) through the host's EngineClient:
+ * The panel worker (dist/panel-worker.js, a worker_threads thread) through the host's PanelWorkerClient:
  * adapter diffs stream progress and can be cancelled, a replay plays a recorded attack against another
  * round's defender with the real ONNX Runtime engine, and bad input — an adapter from another model,
  * a base model that is not installed, a missing worker script — becomes an error message.
@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createAdapter, saveAdapter } from '../../extension/engine/lora/adapter';
 import { readConfig } from '../../extension/engine/model/model-config';
-import { JobCancelled as EngineCancelled, PanelWorkerClient as EngineClient } from '../../extension/panel-worker/client';
+import { JobCancelled, PanelWorkerClient } from '../../extension/panel-worker/client';
 import { JobManager, cliArgs } from '../../extension/host/job-manager';
 import { resolveNodeCommand } from '../../extension/host/executables';
 import { wilson } from '../../extension/util/stats';
@@ -17,11 +17,11 @@ import { RunReader } from '../../extension/rundir';
 import { writeRandomCheckpoint } from '../helpers/random-checkpoint';
 import { BIPOLICY, CLI_ENTRY, RECORDED, WORKER_SCRIPT, copyDir, ensureBuilt, fingerprint, tempDir, writeTinyConfig } from './helpers';
 
-describe('host: engine worker (replay and adapter diff off the host thread)', function () {
+describe('host: panel worker (replay and adapter diff off the host thread)', function () {
   this.timeout(120000);
   let work: string;
   let tinyRun: string;
-  let engine: EngineClient;
+  let engine: PanelWorkerClient;
 
   before(async () => {
     ensureBuilt();
@@ -32,7 +32,7 @@ describe('host: engine worker (replay and adapter diff off the host thread)', fu
     assert.equal(outcome.status, 'completed', outcome.message);
     tinyRun = outcome.runDir!;
   });
-  beforeEach(() => (engine = new EngineClient({ workerScript: WORKER_SCRIPT })));
+  beforeEach(() => (engine = new PanelWorkerClient({ workerScript: WORKER_SCRIPT })));
   afterEach(async () => engine.dispose());
   after(() => fs.rmSync(work, { recursive: true, force: true }));
 
@@ -57,8 +57,8 @@ describe('host: engine worker (replay and adapter diff off the host thread)', fu
     const aErr = a.result.catch((e: unknown) => e);
     const bErr = b.result.catch((e: unknown) => e);
     engine.cancel(b.id);
-    assert.ok((await aErr) instanceof EngineCancelled);
-    assert.ok((await bErr) instanceof EngineCancelled);
+    assert.ok((await aErr) instanceof JobCancelled);
+    assert.ok((await bErr) instanceof JobCancelled);
     assert.ok((await c.result).modules.length > 0, 'the worker carries on with the next request');
   });
 
@@ -146,8 +146,8 @@ describe('host: engine worker (replay and adapter diff off the host thread)', fu
   });
 
   it('fails requests with a clear message when the worker script is missing', async () => {
-    const broken = new EngineClient({ workerScript: path.join(work, 'nope', 'engine-worker.js') });
-    await assert.rejects(broken.adapterDiff('a', 'b', null).result, /engine worker .*nope\/engine-worker\.js is missing; the extension was not built completely/);
+    const broken = new PanelWorkerClient({ workerScript: path.join(work, 'nope', 'panel-worker.js') });
+    await assert.rejects(broken.adapterDiff('a', 'b', null).result, /panel worker .*nope\/panel-worker\.js is missing; the extension was not built completely/);
     await broken.dispose();
   });
 });
