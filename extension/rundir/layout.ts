@@ -70,6 +70,19 @@ export function sweepLayout(dir: string) {
 export type SweepLayout = ReturnType<typeof sweepLayout>;
 
 /** The folder of a sweep's run of one seed and mode. */
+/**
+ * The folder name for a new run or sweep named `name` started at `now`: its UTC second and name, with
+ * "-2", "-3", … added when `taken` says that one is in use (two runs started in the same second).
+ */
+export function newFolderId(now: Date, name: string, taken: (id: string) => boolean): string {
+  const base = `${now.toISOString().slice(0, 19).replace(/:/g, '-')}-${name}`;
+  for (let n = 1; n <= 1000; n++) {
+    const id = n === 1 ? base : `${base}-${n}`;
+    if (!taken(id)) return id;
+  }
+  throw new Error(`no free folder name for ${base}: 1,000 are taken`);
+}
+
 export function sweepRunId(seed: number, mode: string): string {
   return `seed-${seed}-${mode}`;
 }

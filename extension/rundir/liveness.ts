@@ -109,6 +109,12 @@ export function ownStartToken(): string | null {
   return processStartToken(process.pid);
 }
 
+/** The `pid_start` field a manifest records for its writer (only this process's own can be known). */
+export function startTokenField(pid: number = process.pid): { pid_start?: string } {
+  const token = pid === process.pid ? ownStartToken() : null;
+  return token ? { pid_start: token } : {};
+}
+
 export type TrainerCheck =
   | { state: 'alive' }
   | { state: 'gone'; why: string }

@@ -368,6 +368,8 @@ export const SweepInfoSchema = z.object({
   reason: z.string().nullable(),
   pid: z.number().int().nullable(),
   host: z.string().optional(),
+  /** When the writing process started (as run.json's `pid_start`): a reused pid is not taken for it. */
+  pid_start: z.string().max(200).optional(),
   seeds: z.array(seedNumber).min(1).max(10_000),
   /** The method first, then its baselines. */
   modes: z.array(ModeSchema).min(1),

@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import { bootstrapMedian, pairedComparison, type MedianInterval } from '../util/stats';
 import { writeJsonAtomic } from '../util/atomic';
 import { openRegular, UnsafeFileError } from '../util/safe-fs';
-import { sweepLayout, sweepRunId, type SweepLayout } from './layout';
+import { newFolderId, sweepLayout, sweepRunId, type SweepLayout } from './layout';
+import { checkTrainer, startTokenField } from './liveness';
 import { DERIVED_METRICS, SWEEP_METRICS } from './metrics';
 import { RunDirError, RunReader } from './reader';
 import {
@@ -81,7 +82,7 @@ export class SweepWriter {
 
   /** Creates `<runsFolder>/<id>/` with sweep.json (status running) and the base config. */
   static create(runsFolder: string, init: NewSweep, now = new Date()): SweepWriter {
-    const id = init.id ?? `${now.toISOString().slice(0, 19).replace(/:/g, '-')}-${init.name}-sweep`;
+    const id = init.id ?? newFolderId(now, `${init.name}-sweep`, (taken) => fs.existsSync(path.join(runsFolder, taken)));
     const info = check({
       format: SWEEP_FORMAT,
       version: SWEEP_FORMAT_VERSION,
@@ -93,6 +94,7 @@ export class SweepWriter {
       reason: null,
       pid: process.pid,
       host: os.hostname(),
+      ...startTokenField(),
       seeds: init.seeds,
       modes: init.modes,
       runs: plannedRuns(init.seeds, init.modes),
@@ -101,7 +103,14 @@ export class SweepWriter {
     const dir = path.join(runsFolder, id);
     const layout = sweepLayout(dir);
     if (fs.existsSync(layout.sweepJson)) throw new SweepError(layout.sweepJson, `${dir} already holds a sweep; resume it with absp run --resume ${dir}`);
-    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(runsFolder, { recursive: true });
+    try {
+      // Not recursive: of two processes creating the same sweep, exactly one gets the folder.
+      fs.mkdirSync(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new SweepError(dir, `${dir} already exists; choose another sweep name or remove the folder`);
+      throw e;
+    }
     writeJsonAtomic(layout.config, init.config);
     writeJsonAtomic(layout.sweepJson, info);
     return new SweepWriter(dir, info);
@@ -110,8 +119,12 @@ export class SweepWriter {
   /** Takes over an existing sweep (to resume it): status running again, this process's pid. */
   static resume(dir: string): SweepWriter {
     const info = readSweepInfo(dir);
+    if (info.status === 'running' && info.pid !== process.pid && checkTrainer(info).state === 'alive') {
+      // Two processes running one sweep would train the same seed twice into one run directory.
+      throw new SweepError(sweepLayout(dir).sweepJson, `${dir} is still being run by process ${info.pid}; stop it before resuming`);
+    }
     const w = new SweepWriter(path.resolve(dir), info);
-    w.update({ status: 'running', reason: null, pid: process.pid, host: os.hostname() });
+    w.update({ status: 'running', reason: null, pid: process.pid, host: os.hostname(), pid_start: undefined, ...startTokenField() });
     return w;
   }
 

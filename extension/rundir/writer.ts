@@ -9,8 +9,8 @@ import * as path from 'node:path';
 import type { z } from 'zod';
 import { appendLine, fsyncDir, fsyncFile, removeStaleTempFiles, writeFileAtomic, writeJsonAtomic } from '../util/atomic';
 import { ensureRealDir, lstatOrNull, openRegular, readTextFile } from '../util/safe-fs';
-import { checkTrainer, isPidAlive, ownStartToken } from './liveness';
-import { completeRoundNumbers, parseRoundName, roundDirName, runLayout, type RunLayout } from './layout';
+import { checkTrainer, isPidAlive, startTokenField } from './liveness';
+import { completeRoundNumbers, newFolderId, parseRoundName, roundDirName, runLayout, type RunLayout } from './layout';
 import {
   CrossplaySchema,
   EvalResultSchema,
@@ -99,7 +99,7 @@ export class RunWriter {
    */
   static create(runsFolder: string, init: NewRun, options: WriterOptions = {}): RunWriter {
     const now = (options.now ?? (() => new Date()))();
-    const id = init.id ?? `${now.toISOString().slice(0, 19).replace(/:/g, '-')}-${init.name}`;
+    const id = init.id ?? newFolderId(now, init.name, (taken) => lstatOrNull(path.join(runsFolder, taken)) !== null);
     if (!RUN_ID.test(id)) throw new RunWriterError(`run id ${JSON.stringify(id)} is not a safe folder name`);
     const dir = path.join(runsFolder, id);
     const layout = runLayout(dir);
@@ -122,7 +122,7 @@ export class RunWriter {
       attempt: 1,
       pid,
       host: options.host ?? os.hostname(),
-      ...startToken(pid),
+      ...startTokenField(pid),
       mode: init.mode,
       engine: init.engine,
       ...(init.device ? { device: init.device } : {}),
@@ -199,7 +199,9 @@ export class RunWriter {
       reason: null,
       pid,
       host: options.host ?? os.hostname(),
-      ...startToken(pid),
+      // The earlier attempt's token must not stay next to this process's pid.
+      pid_start: undefined,
+      ...startTokenField(pid),
       // A kill between a round's round.json and run.json leaves run.json one round behind.
       rounds_completed: Math.max(0, last),
     });
@@ -396,10 +398,6 @@ const STAGING_PREFIX = '.creating-';
 /** run.json is a small document; anything larger is not one. */
 export const MAX_RUN_JSON_BYTES = 1024 * 1024;
 
-function startToken(pid: number): { pid_start?: string } {
-  const token = pid === process.pid ? ownStartToken() : null;
-  return token ? { pid_start: token } : {};
-}
 
 /** Removes the staging folders of creations whose process is gone. */
 function removeStaleStaging(runsFolder: string): void {

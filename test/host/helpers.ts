@@ -1,9 +1,9 @@
 /** Shared pieces of the host tests: the built bundles, a tiny model and run config, waiting. */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeTinySandboxModel } from '../helpers/random-checkpoint';
+import { tempDir as makeTempDir } from '../helpers/temp-dirs';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const CLI_ENTRY = path.join(ROOT, 'bin', 'absp.js');
@@ -21,7 +21,7 @@ export function ensureBuilt(): void {
 }
 
 export function tempDir(prefix = 'absp-host-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  return makeTempDir(prefix);
 }
 
 let tinyModel: string | null = null;

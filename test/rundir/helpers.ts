@@ -1,15 +1,15 @@
 /** Shared pieces of the run-directory tests: temp folders, a fixed clock, a valid exchange. */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ExchangeInput, NewRun } from '../../extension/rundir';
+import { tempDir as makeTempDir } from '../helpers/temp-dirs';
 
 /** A pid no process has (Linux pids stay below 2^22): a trainer that was killed. */
 export const DEAD_PID = 2 ** 22 + 12345;
 
 export function tempDir(prefix = 'absp-rundir-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  return makeTempDir(prefix);
 }
 
 export function fixedClock(start = '2026-01-01T00:00:00.000Z'): () => Date {
