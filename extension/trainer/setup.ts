@@ -7,7 +7,7 @@ import { RunConfig } from './run-config';
 import { PolicyEngine } from '../engine/policy-engine';
 import { TorchEngine } from '../engine/torch/torch-engine';
 import { Evaluator, SampledEvaluator } from './round-evaluator';
-import { ExperimentDeps, estimatorSettings, gameSettings, optimizerSettings } from './experiment';
+import { ExperimentDeps, ExperimentOptions, ExperimentResult, estimatorSettings, gameSettings, optimizerSettings, runExperiment } from './experiment';
 import { makeJudge, type ConfigOrigin } from './judges';
 import { OrtEngine } from '../engine/ort-engine';
 import { rolePrompts, type RolePrompts } from './role-prompts';
@@ -102,5 +102,32 @@ export function checkSeedsFit(seeds: readonly GameSeed[], engine: PolicyEngine, 
         );
       }
     }
+  }
+}
+
+/**
+ * Runs one experiment on an engine and judge of its own (the command line, a sweep's runs, the
+ * acceptance tests): opens the engine the config names, builds the judge, seeds and evaluator, runs,
+ * and closes judge and engine whatever happens.
+ */
+export async function runWithOwnEngine(
+  config: RunConfig,
+  configDir: string,
+  options: Omit<ExperimentOptions, 'config' | 'deps'> = {},
+  origin: ConfigOrigin = { kind: 'user' },
+): Promise<ExperimentResult> {
+  const engine = openEngine(config);
+  let deps: ExperimentDeps;
+  try {
+    deps = buildDeps(config, configDir, engine, origin);
+  } catch (e) {
+    await engine.close();
+    throw e;
+  }
+  try {
+    return await runExperiment({ ...options, config, deps });
+  } finally {
+    await deps.judge.close();
+    await engine.close();
   }
 }

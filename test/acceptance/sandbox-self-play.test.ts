@@ -15,21 +15,15 @@ import { RunReader } from '../../extension/rundir/reader';
 import { SweepReader } from '../../extension/rundir/sweep';
 import { RunConfig, defaultRunConfig, loadRunConfig } from '../../extension/trainer/run-config';
 import { runSweep } from '../../extension/trainer/sweep';
-import { runExperiment } from '../../extension/trainer/experiment';
-import { buildDeps, openEngine } from '../../extension/trainer/setup';
+import { runWithOwnEngine } from '../../extension/trainer/setup';
 import { tempDir } from '../helpers/random-checkpoint';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
 async function run(config: RunConfig, id: string): Promise<{ before: Record<string, number | null>; after: Record<string, number | null>; rounds: Record<string, number | null>[] }> {
-  const engine = openEngine(config);
-  try {
-    const result = await runExperiment({ config, deps: buildDeps(config, ROOT, engine), runId: id });
-    const rounds = RunReader.open(result.dir).rounds().map((r) => r.metrics);
-    return { before: rounds[0], after: rounds[rounds.length - 1], rounds };
-  } finally {
-    await engine.close();
-  }
+  const result = await runWithOwnEngine(config, ROOT, { runId: id });
+  const rounds = RunReader.open(result.dir).rounds().map((r) => r.metrics);
+  return { before: rounds[0], after: rounds[rounds.length - 1], rounds };
 }
 
 describe('sandbox self-play (acceptance)', function () {
@@ -46,15 +40,7 @@ describe('sandbox self-play (acceptance)', function () {
       seeds: [1, 2, 3],
       modes: ['bipolicy'],
       sweepId: 'absp-3-seeds',
-      runOne: async (c, target) => {
-        const engine = openEngine(c);
-        try {
-          const r = await runExperiment({ config: c, deps: buildDeps(c, ROOT, engine), ...target });
-          return { dir: r.dir, status: r.status };
-        } finally {
-          await engine.close();
-        }
-      },
+      runOne: (c, target) => runWithOwnEngine(c, ROOT, target),
     });
     assert.equal(result.status, 'completed');
     const summary = SweepReader.open(result.dir).summary();

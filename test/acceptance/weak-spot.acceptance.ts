@@ -11,8 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SweepReader } from '../../extension/rundir/sweep';
 import { RunConfig, defaultRunConfig } from '../../extension/trainer/run-config';
-import { runExperiment } from '../../extension/trainer/experiment';
-import { buildDeps, openEngine } from '../../extension/trainer/setup';
+import { runWithOwnEngine } from '../../extension/trainer/setup';
 import { runSweep } from '../../extension/trainer/sweep';
 import { tempDir } from '../helpers/random-checkpoint';
 
@@ -31,15 +30,7 @@ describe('sandbox self-play over 8 seeds: issue 15 targets (opt-in acceptance)',
       seeds: [1, 2, 3, 4, 5, 6, 7, 8],
       modes: ['bipolicy'],
       sweepId: 'absp-8-seeds',
-      runOne: async (c, target) => {
-        const engine = openEngine(c);
-        try {
-          const r = await runExperiment({ config: c, deps: buildDeps(c, ROOT, engine), ...target });
-          return { dir: r.dir, status: r.status };
-        } finally {
-          await engine.close();
-        }
-      },
+      runOne: (c, target) => runWithOwnEngine(c, ROOT, target),
     });
     const summary = SweepReader.open(result.dir).summary();
     const absp = summary.modes[0];

@@ -3,8 +3,7 @@ import { Command } from 'commander';
 import { RunConfig, defaultRunConfig, loadRunConfig, parseRunConfig, parseSeedList, resolveConfigPaths } from '../../trainer/run-config';
 import { parseApproval, type ConfigOrigin } from '../../trainer/judges';
 import { ALLOW_JUDGE_HELP, collect } from '../options';
-import { runExperiment } from '../../trainer/experiment';
-import { buildDeps, openEngine } from '../../trainer/setup';
+import { runWithOwnEngine } from '../../trainer/setup';
 import { formatSummary, formatSweepSummary, summarizeRun, TrainingSummary } from '../../trainer/summary';
 import { runSweep, sweepModes } from '../../trainer/sweep';
 import { runLayout } from '../../rundir/layout';
@@ -50,30 +49,23 @@ async function runOne(
   origin: ConfigOrigin,
   title: string = config.mode,
 ): Promise<{ dir: string; status: 'completed' | 'stopped' }> {
-  const engine = openEngine(config);
-  let deps;
-  try {
-    deps = buildDeps(config, configDir, engine, origin);
-  } catch (e) {
-    await engine.close();
-    throw e;
-  }
   const bar = quiet ? null : progressBar(config.rounds * config.steps_per_round, title.padEnd(12), '{bar} {value}/{total} steps {detail}');
   try {
-    const result = await runExperiment({
+    const result = await runWithOwnEngine(
       config,
-      deps,
-      resumeDir: target.resumeDir,
-      runId: target.runId,
-      log: quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
-      shouldStop: stop,
-      onStep: (p) => bar?.update(p.step, { detail: `round ${p.round}  asr ${(p.metrics.asr ?? NaN).toFixed(2)}  over-refusal ${(p.metrics.over_refusal ?? NaN).toFixed(2)}` }),
-    });
+      configDir,
+      {
+        resumeDir: target.resumeDir,
+        runId: target.runId,
+        log: quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
+        shouldStop: stop,
+        onStep: (p) => bar?.update(p.step, { detail: `round ${p.round}  asr ${(p.metrics.asr ?? NaN).toFixed(2)}  over-refusal ${(p.metrics.over_refusal ?? NaN).toFixed(2)}` }),
+      },
+      origin,
+    );
     return { dir: result.dir, status: result.status };
   } finally {
     bar?.stop();
-    await deps.judge.close();
-    await engine.close();
   }
 }
 
