@@ -4,22 +4,26 @@
  * (shapes, missing halves, pickles, damaged safetensors).
  */
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createAdapter, loadAdapter, readPeftAdapter, saveAdapter } from '../../extension/engine/lora/adapter';
-import { parseConfig, readConfig } from '../../extension/engine/model/model-config';
+import { parseConfig, readConfig, type ModelConfig } from '../../extension/engine/model/model-config';
 import { sandboxModelDir } from '../../extension/sandbox/builtin';
 import { randomConfig } from '../helpers/random-checkpoint';
-import type { BadInputCase } from './harness';
+import { makeFifo, type BadInputCase } from './harness';
 import { closeEngines, pickleThatTouches, sandboxEngine, TORCH_DEADLINE_MS, withTorchEngine } from './torch-engine';
 
 const MODEL = parseConfig(randomConfig({ numLayers: 2 }), 'config.json');
 
 /** A valid adapter for the tiny model, then `edit` applied to its adapter_config.json. */
 function adapter(dir: string, edit: (c: Record<string, unknown>) => void = () => {}): string {
+  return adapterFor(MODEL, 'tiny', dir, edit);
+}
+
+/** A valid rank-2 adapter on q_proj and v_proj for `model`, then `edit` applied to its adapter_config.json. */
+function adapterFor(model: ModelConfig, name: string, dir: string, edit: (c: Record<string, unknown>) => void): string {
   const out = path.join(dir, 'adapter');
-  saveAdapter(out, createAdapter(MODEL, { rank: 2, alpha: 4, targets: ['q_proj', 'v_proj'], seed: 1 }), 'tiny', MODEL);
+  saveAdapter(out, createAdapter(model, { rank: 2, alpha: 4, targets: ['q_proj', 'v_proj'], seed: 1 }), name, model);
   const file = path.join(out, 'adapter_config.json');
   const c = JSON.parse(fs.readFileSync(file, 'utf8'));
   edit(c);
@@ -73,8 +77,7 @@ export const cases: BadInputCase[] = [
     name: 'adapter_model.safetensors is a FIFO: an error at once',
     setup: (dir) => {
       const a = adapter(dir);
-      fs.rmSync(path.join(a, 'adapter_model.safetensors'));
-      execFileSync('mkfifo', [path.join(a, 'adapter_model.safetensors')]);
+      makeFifo(path.join(a, 'adapter_model.safetensors'));
       return a;
     },
     act: (_dir, a) => readPeftAdapter(a as string),
@@ -161,15 +164,7 @@ export const cases: BadInputCase[] = [
 function torchCases(): BadInputCase[] {
   const SANDBOX = readConfig(sandboxModelDir());
   /** A valid adapter for the sandbox model, then `edit` applied to its adapter_config.json. */
-  const sandboxAdapter = (dir: string, edit: (c: Record<string, unknown>) => void = () => {}): string => {
-    const out = path.join(dir, 'adapter');
-    saveAdapter(out, createAdapter(SANDBOX, { rank: 2, alpha: 4, targets: ['q_proj', 'v_proj'], seed: 1 }), 'sandbox', SANDBOX);
-    const file = path.join(out, 'adapter_config.json');
-    const c = JSON.parse(fs.readFileSync(file, 'utf8'));
-    edit(c);
-    fs.writeFileSync(file, JSON.stringify(c));
-    return out;
-  };
+  const sandboxAdapter = (dir: string, edit: (c: Record<string, unknown>) => void = () => {}): string => adapterFor(SANDBOX, 'sandbox', dir, edit);
   /** Parameters of a rank-2 adapter on q_proj and v_proj: A [2, in] and B [out, 2] per module and layer. */
   const rank2QV = SANDBOX.numLayers * (2 * (SANDBOX.hiddenSize + SANDBOX.numHeads * SANDBOX.headDim) + 2 * (SANDBOX.hiddenSize + SANDBOX.numKvHeads * SANDBOX.headDim));
   let n = 0;
@@ -241,8 +236,7 @@ function torchCases(): BadInputCase[] {
       name: 'adapter_config.json is a FIFO: an error at once',
       setup: (dir) => {
         const a = sandboxAdapter(dir);
-        fs.rmSync(path.join(a, 'adapter_config.json'));
-        execFileSync('mkfifo', [path.join(a, 'adapter_config.json')]);
+        makeFifo(path.join(a, 'adapter_config.json'));
         return a;
       },
       act: (_dir, a) => load(a),

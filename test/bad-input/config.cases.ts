@@ -4,14 +4,13 @@
  * (config integers), and what held (unknown keys, unsafe names).
  */
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { makeJudge, parseApproval } from '../../extension/trainer/judges';
 import { loadRunConfig, parseRunConfig } from '../../extension/trainer/run-config';
-import type { BadInputCase } from './harness';
+import { makeFifo, type BadInputCase } from './harness';
 
 function writeConfig(dir: string, value: unknown, name = 'hostile.absp.json'): string {
   const file = path.join(dir, name);
@@ -126,7 +125,7 @@ export const cases: BadInputCase[] = [
     name: 'the config file is a FIFO: an error at once',
     setup: (dir) => {
       const file = path.join(dir, 'fifo.absp.json');
-      execFileSync('mkfifo', [file]);
+      makeFifo(file);
       return file;
     },
     act: (_dir, file) => loadRunConfig(file as string),

@@ -16,6 +16,7 @@
  */
 import { strict as assert } from 'node:assert';
 import * as crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -185,6 +186,13 @@ class FamilyWorker {
     this.worker = null;
     if (w) await w.terminate();
   }
+}
+
+/** Puts a FIFO (named pipe) where `file` is, replacing the file if there is one; returns `file`. */
+export function makeFifo(file: string): string {
+  fs.rmSync(file, { force: true });
+  execFileSync('mkfifo', [file]);
+  return file;
 }
 
 export const RESULTS_DIR = path.resolve(__dirname, '..', '..', 'test-artifacts', 'bad-input');

@@ -11,7 +11,7 @@ import { loadCheckpoint } from '../../extension/engine/model/checkpoint';
 import { TextTokenizer } from '../../extension/engine/model/tokenizer';
 import { writeRandomCheckpoint, writeTinyTokenizer } from '../helpers/random-checkpoint';
 import { TorchEngine } from '../../extension/engine/torch/torch-engine';
-import type { BadInputCase } from './harness';
+import { makeFifo, type BadInputCase } from './harness';
 import { closeEngines, engineProcess, pickleThatTouches, sandboxModelCopy, TORCH_DEADLINE_MS, torchEnginePresent, withTorchEngine } from './torch-engine';
 
 function model(dir: string, patch: Record<string, unknown> = {}): string {
@@ -131,8 +131,7 @@ export const cases: BadInputCase[] = [
     name: 'tokenizer.json is a FIFO: an error at once',
     setup: (dir) => {
       const m = withTemplate(dir, '');
-      fs.rmSync(path.join(m, 'tokenizer.json'));
-      execFileSync('mkfifo', [path.join(m, 'tokenizer.json')]);
+      makeFifo(path.join(m, 'tokenizer.json'));
       return m;
     },
     act: (_dir, m) => TextTokenizer.load(m as string),
@@ -154,8 +153,7 @@ export const cases: BadInputCase[] = [
     name: 'model.safetensors is a FIFO: an error at once',
     setup: (dir) => {
       const m = model(dir);
-      fs.rmSync(path.join(m, 'model.safetensors'));
-      execFileSync('mkfifo', [path.join(m, 'model.safetensors')]);
+      makeFifo(path.join(m, 'model.safetensors'));
       return m;
     },
     act: (_dir, m) => loadCheckpoint(m as string),
@@ -274,8 +272,7 @@ function torchCases(): BadInputCase[] {
       name: 'config.json is a FIFO: an error at once, in the engine\'s process',
       setup: (dir) => {
         const m = sandboxModelCopy(dir);
-        fs.rmSync(path.join(m, 'config.json'));
-        execFileSync('mkfifo', [path.join(m, 'config.json')]);
+        makeFifo(path.join(m, 'config.json'));
         return m;
       },
       act: (_dir, m) => open(m),
@@ -286,8 +283,7 @@ function torchCases(): BadInputCase[] {
       name: 'config.json is a FIFO: TorchEngine.open refuses it before starting a process',
       setup: (dir) => {
         const m = sandboxModelCopy(dir);
-        fs.rmSync(path.join(m, 'config.json'));
-        execFileSync('mkfifo', [path.join(m, 'config.json')]);
+        makeFifo(path.join(m, 'config.json'));
         return m;
       },
       act: (_dir, m) => TorchEngine.open(m as string, { device: 'cpu', dtype: 'float32' }),

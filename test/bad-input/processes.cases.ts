@@ -35,7 +35,7 @@ async function started(child: ChildProcess): Promise<number> {
 }
 
 /** A run.json claiming `running` by `pid` on this host, with the given start token (or none). */
-function runningRun(dir: string, pid: number, o: { host?: string | null; pidStart?: string | null } = {}): string {
+function runningRun(dir: string, pid: number, o: RunJsonFields = {}): string {
   const w = RunWriter.create(path.join(dir, 'runs'), NEW_RUN, { pid: 2 ** 22 + 99, host: 'x' });
   const file = runLayout(w.dir).runJson;
   const raw = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -72,6 +72,31 @@ async function withCleanup<T>(s: unknown, fn: () => T | Promise<T>): Promise<T> 
   }
 }
 
+type RunJsonFields = { host?: string | null; pidStart?: string | null };
+
+/**
+ * Stop Run pressed on a run.json that names a live `program` with `fields`: what Stop answered,
+ * whether the program survived, and (when `expected` names one) the status the run shows.
+ */
+function stopCase(name: string, program: 'decoy' | 'trainer', fields: (pid: number) => RunJsonFields, expected: { stop: string; survived: boolean; status?: string }): BadInputCase {
+  return {
+    name,
+    setup: async (dir) => {
+      const child = program === 'decoy' ? decoy() : standInTrainer(dir);
+      const pid = await started(child);
+      return { run: runningRun(dir, pid, fields(pid)), child };
+    },
+    act: (_dir, s) =>
+      withCleanup(s, async () => {
+        const { run, child } = s as Live;
+        const stop = jobs().stopRun(run);
+        await new Promise((r) => setTimeout(r, 200));
+        return { stop, survived: alive(child), ...(expected.status !== undefined ? { status: effectiveStatus(readRunInfo(run)) } : {}) };
+      }),
+    expect: { handled: (r) => assert.deepEqual(r, expected) },
+  };
+}
+
 export const cases: BadInputCase[] = [
   {
     name: 'a stale pid now used by another program: Stop does not signal it, and it does not block resume',
@@ -92,69 +117,24 @@ export const cases: BadInputCase[] = [
       }),
     expect: { handled: (r) => assert.deepEqual(r, { stop: 'not-running', survived: true, status: 'interrupted', attempt: 2 }) },
   },
-  {
-    name: "a pid whose process is not `absp run` (no start time recorded): not signalled, shown as interrupted",
-    setup: async (dir) => {
-      const child = decoy();
-      return { run: runningRun(dir, await started(child), { pidStart: null }), child };
-    },
-    act: (_dir, s) =>
-      withCleanup(s, async () => {
-        const { run, child } = s as Live;
-        const stop = jobs().stopRun(run);
-        await new Promise((r) => setTimeout(r, 200));
-        return { stop, survived: alive(child), status: effectiveStatus(readRunInfo(run)) };
-      }),
-    expect: { handled: (r) => assert.deepEqual(r, { stop: 'not-running', survived: true, status: 'interrupted' }) },
-  },
-  {
-    name: 'a pid with the start time of another program (a forged pid_start): the command line still decides',
-    setup: async (dir) => {
-      const child = decoy();
-      const pid = await started(child);
-      return { run: runningRun(dir, pid, { pidStart: processStartToken(pid) }), child };
-    },
-    act: (_dir, s) =>
-      withCleanup(s, async () => {
-        const { run, child } = s as Live;
-        const stop = jobs().stopRun(run);
-        await new Promise((r) => setTimeout(r, 200));
-        return { stop, survived: alive(child) };
-      }),
-    expect: { handled: (r) => assert.deepEqual(r, { stop: 'not-running', survived: true }) },
-  },
-  {
-    name: 'a run.json without host: nothing is signalled (its machine is unknown), the status is kept',
-    setup: async (dir) => {
-      const child = standInTrainer(dir);
-      const pid = await started(child);
-      return { run: runningRun(dir, pid, { host: null, pidStart: processStartToken(pid) }), child };
-    },
-    act: (_dir, s) =>
-      withCleanup(s, async () => {
-        const { run, child } = s as Live;
-        const stop = jobs().stopRun(run);
-        await new Promise((r) => setTimeout(r, 200));
-        return { stop, survived: alive(child), status: effectiveStatus(readRunInfo(run)) };
-      }),
-    expect: { handled: (r) => assert.deepEqual(r, { stop: 'elsewhere', survived: true, status: 'running' }) },
-  },
-  {
-    name: 'a run.json from another machine: nothing is signalled here',
-    setup: async (dir) => {
-      const child = standInTrainer(dir);
-      const pid = await started(child);
-      return { run: runningRun(dir, pid, { host: 'gpu-box', pidStart: processStartToken(pid) }), child };
-    },
-    act: (_dir, s) =>
-      withCleanup(s, async () => {
-        const { run, child } = s as Live;
-        const stop = jobs().stopRun(run);
-        await new Promise((r) => setTimeout(r, 200));
-        return { stop, survived: alive(child) };
-      }),
-    expect: { handled: (r) => assert.deepEqual(r, { stop: 'elsewhere', survived: true }) },
-  },
+  stopCase("a pid whose process is not `absp run` (no start time recorded): not signalled, shown as interrupted", 'decoy', () => ({ pidStart: null }), {
+    stop: 'not-running',
+    survived: true,
+    status: 'interrupted',
+  }),
+  stopCase('a pid with the start time of another program (a forged pid_start): the command line still decides', 'decoy', (pid) => ({ pidStart: processStartToken(pid) }), {
+    stop: 'not-running',
+    survived: true,
+  }),
+  stopCase('a run.json without host: nothing is signalled (its machine is unknown), the status is kept', 'trainer', (pid) => ({ host: null, pidStart: processStartToken(pid) }), {
+    stop: 'elsewhere',
+    survived: true,
+    status: 'running',
+  }),
+  stopCase('a run.json from another machine: nothing is signalled here', 'trainer', (pid) => ({ host: 'gpu-box', pidStart: processStartToken(pid) }), {
+    stop: 'elsewhere',
+    survived: true,
+  }),
   {
     name: "the run's own trainer (same host, start time, `absp.js run`): Stop signals it, and only it",
     setup: async (dir) => {

@@ -4,7 +4,6 @@
  * lengths) and 8, and what held before (torn lines, corrupt and too-new manifests).
  */
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,7 +18,7 @@ import {
   type RunInfo,
 } from '../../extension/rundir';
 import { readSweepInfo } from '../../extension/rundir/sweep';
-import type { BadInputCase } from './harness';
+import { makeFifo, type BadInputCase } from './harness';
 
 const NEW_RUN = {
   id: 'shared-run',
@@ -59,15 +58,12 @@ function outsideFile(dir: string, name = 'bashrc'): string {
   return f;
 }
 
-const fifo = (p: string) => execFileSync('mkfifo', [p]);
-
 export const cases: BadInputCase[] = [
   {
     name: 'run.json is a FIFO: opening the run is an error at once, never a blocked thread',
     setup: (dir) => {
       const run = colleaguesRun(dir);
-      fs.rmSync(runLayout(run).runJson);
-      fifo(runLayout(run).runJson);
+      makeFifo(runLayout(run).runJson);
       return run;
     },
     act: (_dir, run) => readRunInfo(run as string),
@@ -79,8 +75,7 @@ export const cases: BadInputCase[] = [
     setup: (dir) => {
       const run = colleaguesRun(dir);
       RunWriter.create(path.join(dir, 'runs'), { ...NEW_RUN, id: 'fine' }, { pid: DEAD_PID, host: 'gpu-box' });
-      fs.rmSync(runLayout(run).runJson);
-      fifo(runLayout(run).runJson);
+      makeFifo(runLayout(run).runJson);
     },
     act: (dir) => listRuns(path.join(dir, 'runs')),
     expect: {
@@ -404,7 +399,7 @@ export const cases: BadInputCase[] = [
     setup: (dir) => {
       const sweep = path.join(dir, 'sweep');
       fs.mkdirSync(sweep);
-      execFileSync('mkfifo', [path.join(sweep, 'sweep.json')]);
+      makeFifo(path.join(sweep, 'sweep.json'));
       return sweep;
     },
     act: (_dir, sweep) => readSweepInfo(sweep as string),

