@@ -187,7 +187,7 @@ const rlSchema = z
      * REINFORCE++'s per-token reward), keeps a policy exploring when its outcomes tie.
      */
     entropy_bonus: z
-      .object({ attacker: z.number().min(0).default(0), defender: z.number().min(0).default(0) })
+      .object({ attacker: bounded(100).default(0), defender: bounded(100).default(0) })
       .strict()
       .default({ attacker: 0, defender: 0 }),
     /**

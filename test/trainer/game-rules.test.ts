@@ -222,6 +222,8 @@ describe('run config', () => {
     assert.throws(() => parseRunConfig({ game: { harmful_fraction: 1.5 } }, 'my.json'), /game\.harmful_fraction: Too big/);
     assert.throws(() => parseRunConfig({ mode: 'shared' }, 'my.json'), /mode: Invalid option/);
     assert.throws(() => parseRunConfig({ rl: { estimator: 'grpo', group_size: 1 } }, 'my.json'), /rl\.group_size must be at least 2 for GRPO/);
+    // A coefficient from someone else's config is bounded like every other number in it.
+    assert.throws(() => parseRunConfig({ rl: { entropy_bonus: { attacker: 1e300 } } }, 'my.json'), /my\.json: .*rl\.entropy_bonus\.attacker: Too big/);
     const dir = tempDir();
     fs.writeFileSync(path.join(dir, 'c.json'), '{"rounds": 2,}');
     assert.throws(() => loadRunConfig(path.join(dir, 'c.json')), /c\.json: is not valid JSON/);

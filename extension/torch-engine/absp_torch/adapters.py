@@ -21,11 +21,10 @@ import math
 import os
 import re
 import shutil
-import signal
 import tempfile
-import threading
-from contextlib import contextmanager
+import time
 
+import regex
 import torch
 
 from .files import read_json, safetensors_header
@@ -72,24 +71,22 @@ class _PatternTimeout(Exception):
     pass
 
 
-@contextmanager
-def _time_limit(seconds: float):
-    """Python's re has no bound on backtracking, but it checks for signals: SIGALRM ends a long match.
-    Only the main thread receives signals (the engine serves requests on it)."""
-    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Deadline:
+    """One time budget for all of an adapter's patterns against all module names. Python's re cannot be
+    interrupted (a signal-based limit works only on POSIX and on the main thread); the `regex` package
+    (a transformers dependency) takes a timeout per call, on every platform and thread."""
 
-    def alarm(_signum, _frame):
-        raise _PatternTimeout()
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
 
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    def fullmatch(self, pattern, name: str) -> bool:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise _PatternTimeout()
+        try:
+            return pattern.fullmatch(name, timeout=left) is not None
+        except TimeoutError:
+            raise _PatternTimeout() from None
 
 
 def _compile(pattern, file: str, field: str):
@@ -98,8 +95,8 @@ def _compile(pattern, file: str, field: str):
     if len(pattern) > MAX_PATTERN_CHARS:
         raise CheckpointError(file, f"{field} is a pattern of {len(pattern)} characters, more than {MAX_PATTERN_CHARS}")
     try:
-        return re.compile(pattern)
-    except re.error as e:
+        return regex.compile(pattern)
+    except regex.error as e:
         raise CheckpointError(file, f"{field} {json.dumps(pattern[:100])} is not a regular expression: {e}") from None
 
 
@@ -169,28 +166,28 @@ def read_adapter(adapter_dir: str, linear: dict):
 
     targets = config.get("target_modules")
     names = sorted(linear)
+    deadline = _Deadline(PATTERN_SECONDS)
     try:
-        with _time_limit(PATTERN_SECONDS):
-            if targets == "all-linear":
-                chosen = names
-            elif isinstance(targets, str):
-                # PEFT: a string is a regular expression over the whole module name (re.fullmatch).
-                pattern = _compile(targets, file, "target_modules")
-                chosen = [n for n in names if pattern.fullmatch(n)]
-            elif isinstance(targets, list) and targets and len(targets) <= MAX_PATTERNS and all(isinstance(t, str) for t in targets):
-                chosen = [n for n in names if any(n == t or n.endswith("." + t) for t in targets)]
-                unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
-                if unknown:
-                    raise CheckpointError(file, f"target module {json.dumps(unknown[0])} is not a linear layer of this model (targets: {', '.join(LORA_MODULES)})")
-            else:
-                raise CheckpointError(file, "target_modules must be a non-empty list of module names, a regular expression or \"all-linear\"")
-            if layers is not None:
-                chosen = [n for n in chosen if (m := re.search(r"\.layers\.(\d+)\.", n)) and int(m.group(1)) in layers]
-            per_module = {}
-            for n in chosen:
-                r = next((v for p, v in ranks.items() if p.fullmatch(n)), rank)
-                a = next((v for p, v in alphas.items() if p.fullmatch(n)), alpha)
-                per_module[n] = (r, a)
+        if targets == "all-linear":
+            chosen = names
+        elif isinstance(targets, str):
+            # PEFT: a string is a regular expression over the whole module name (re.fullmatch).
+            pattern = _compile(targets, file, "target_modules")
+            chosen = [n for n in names if deadline.fullmatch(pattern, n)]
+        elif isinstance(targets, list) and targets and len(targets) <= MAX_PATTERNS and all(isinstance(t, str) for t in targets):
+            chosen = [n for n in names if any(n == t or n.endswith("." + t) for t in targets)]
+            unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+            if unknown:
+                raise CheckpointError(file, f"target module {json.dumps(unknown[0])} is not a linear layer of this model (targets: {', '.join(LORA_MODULES)})")
+        else:
+            raise CheckpointError(file, "target_modules must be a non-empty list of module names, a regular expression or \"all-linear\"")
+        if layers is not None:
+            chosen = [n for n in chosen if (m := re.search(r"\.layers\.(\d+)\.", n)) and int(m.group(1)) in layers]
+        per_module = {}
+        for n in chosen:
+            r = next((v for p, v in ranks.items() if deadline.fullmatch(p, n)), rank)
+            a = next((v for p, v in alphas.items() if deadline.fullmatch(p, n)), alpha)
+            per_module[n] = (r, a)
     except _PatternTimeout:
         raise CheckpointError(file, f"its regular expressions (target_modules, rank_pattern, alpha_pattern) take more than {PATTERN_SECONDS:g} s to match this model's {len(names)} module names (catastrophic backtracking); the adapter is not loaded") from None
     if not per_module:

@@ -4,6 +4,7 @@
 import json
 import os
 import shutil
+import threading
 import time
 
 import pytest
@@ -43,6 +44,11 @@ def test_config_dimensions_are_bounded_and_checked_against_the_headers(qwen2_dir
         check_model_dir(fifo)
 
 
+# Exponential in a backtracking matcher on names like "model.layers.0.self_attn.q_proj", the regex
+# package included (the lookbehind fails only at the end, after every split was tried).
+SLOW_PATTERN = r"(?:[a-z_.0-9]|[a-z_.0-9]{2})+(?<!j)"
+
+
 def test_adapter_patterns_are_resolved_under_a_time_limit_and_peft_gets_exact_names(qwen2_dir, tmp_path):
     engine = TorchEngine(qwen2_dir, "cpu", "float32")
     try:
@@ -54,11 +60,34 @@ def test_adapter_patterns_are_resolved_under_a_time_limit_and_peft_gets_exact_na
         one_layer = copy_with(good, str(tmp_path / "one-layer"), "adapter_config.json", target_modules=r"model\.layers\.1\..*\.(q_proj|v_proj)")
         with pytest.raises(CheckpointError, match=r"holds LoRA weights for model\.layers\.0\.self_attn\.q_proj, which adapter_config\.json does not target"):
             engine.load_policy("one-layer", one_layer, "lora")
+        # PEFT's catastrophic pattern: the regex package fails it fast, as a pattern matching nothing.
         evil = copy_with(good, str(tmp_path / "evil"), "adapter_config.json", target_modules="(.*.*.*.*.*.*.*.*.*.*)*X")
         t = time.monotonic()
-        with pytest.raises(CheckpointError, match=r"take more than 2 s to match"):
+        with pytest.raises(CheckpointError, match=r"matches no linear layer"):
             engine.load_policy("evil", evil, "lora")
         assert time.monotonic() - t < 30
+        # One that backtracks exponentially in it too is stopped by the time budget, on any thread
+        # (a signal-based limit works only on the main thread, and not at all on Windows).
+        slow = copy_with(good, str(tmp_path / "slow"), "adapter_config.json", target_modules=SLOW_PATTERN)
+        for where in ("main thread", "worker thread"):
+            outcome = {}
+
+            def load():
+                t = time.monotonic()
+                try:
+                    engine.load_policy("slow", slow, "lora")
+                except CheckpointError as e:
+                    outcome["error"] = str(e)
+                outcome["seconds"] = time.monotonic() - t
+
+            if where == "main thread":
+                load()
+            else:
+                worker = threading.Thread(target=load)
+                worker.start()
+                worker.join(60)
+            assert "take more than 2 s to match" in outcome.get("error", ""), (where, outcome)
+            assert outcome["seconds"] < 30, (where, outcome)
         big = copy_with(good, str(tmp_path / "big"), "adapter_config.json", r=1024)
         with pytest.raises(CheckpointError, match=r"lora_A\.weight has shape \[2, 32\], but rank 1024 on this model needs \[1024, 32\]"):
             engine.load_policy("big", big, "lora")
