@@ -70,6 +70,7 @@ export function gameSettings(c: RunConfig): GameSettings {
     temperature: c.game.temperature,
     topP: c.game.top_p,
     rewards: { kind: c.game.reward, rewardBenignHelpfulness: c.game.reward_benign_helpfulness },
+    attackerNovelty: c.rl.novelty_bonus,
   };
 }
 

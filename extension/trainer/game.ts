@@ -15,6 +15,7 @@ import { GameSeed, SeedPool } from './seed-pool';
 import { splitOutput } from './thoughts';
 import { checkRolloutFingerprints } from './fingerprints';
 import { Verdict } from './verdict';
+import { groupNovelty } from './diversity';
 
 export interface PlayedUtterance {
   raw: string;
@@ -60,6 +61,12 @@ export interface GameSettings {
   temperature: number;
   topP: number;
   rewards: RewardConfig;
+  /**
+   * Weight of the attacker's novelty term (0: none): a well-formed, faithful rewrite earns
+   * weight · (1 − BLEU-4 against the step's rewrites of other seed instances), so once every valid
+   * attack ties the attacker is still paid for trying a kind of attack the batch does not already hold.
+   */
+  attackerNovelty?: number;
 }
 
 export interface StepPlay {
@@ -221,5 +228,19 @@ export async function playStep(options: {
     verdict: verdicts[index],
     rewards: computeRewards(x.seed.harmful, x.attacked, verdicts[index], s.rewards),
   }));
+  if (s.attackerNovelty) addAttackerNovelty(exchanges, s.attackerNovelty);
   return { exchanges, generatedTokens, warnings };
+}
+
+/** Adds the novelty term (GameSettings.attackerNovelty) to the attacker's reward of valid rewrites. */
+export function addAttackerNovelty(exchanges: PlayedExchange[], weight: number): void {
+  const attacked = exchanges.filter((e) => e.attacked);
+  const texts = attacked.map((e) => e.generations.filter((g) => g.role === 'attacker').flatMap((g) => g.tokens));
+  const novelty = groupNovelty(texts, attacked.map((e) => e.group));
+  attacked.forEach((e, i) => {
+    if (!e.rewards || e.rewards.attacker === null || e.verdict.wellFormed.attacker !== true || e.verdict.faithful !== true) return;
+    const bonus = weight * novelty[i];
+    e.rewards.components['attacker/novelty'] = bonus;
+    e.rewards.attacker += bonus;
+  });
 }
