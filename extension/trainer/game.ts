@@ -107,6 +107,12 @@ export async function playStep(options: {
    * attacker) instead of the trained one. The defender learns from those exchanges; the attacker does not.
    */
   opponent?: { policy: PolicyName; share: number } | null;
+  /**
+   * Attack replay (attack-replay.ts): this share of the seed instances passed through unchanged is
+   * replaced by one of `seeds`, earlier successful attacks; the defender answers them like any
+   * prompt passed through.
+   */
+  replay?: { seeds: readonly GameSeed[]; share: number } | null;
   seed: number;
   step: number;
   /** The trainer's current fingerprint of each policy; every rollout must match it. */
@@ -118,9 +124,13 @@ export async function playStep(options: {
   const live: Live[] = [];
   const opponent = options.opponent && options.opponent.share > 0 ? options.opponent : null;
   const opponentRng = new Rng(options.seed, 700_000 + options.step);
-  seeds.forEach((seed, group) => {
+  const replay = options.replay && options.replay.share > 0 && options.replay.seeds.length > 0 ? options.replay : null;
+  const replayRng = new Rng(options.seed, 900_000 + options.step);
+  seeds.forEach((drawn, group) => {
     // A seed instance is attacked or passed through as a whole group, so GRPO compares like with like.
     const attacked = rng.uniform() >= s.passThroughFraction;
+    const replayed = !attacked && replay !== null && replayRng.uniform() < replay.share;
+    const seed = replayed ? replay!.seeds[Math.floor(replayRng.uniform() * replay!.seeds.length)] : drawn;
     const pooled = attacked && opponent !== null && opponentRng.uniform() < opponent.share;
     const attackerPolicy = pooled ? opponent!.policy : policies.attacker;
     for (let k = 0; k < s.groupSize; k++) live.push({ seed, group, attacked, attackerPolicy, history: [], prompts: [], answers: [], turns: [], generations: [] });

@@ -203,6 +203,12 @@ const rlSchema = z
      * Off by default: over seeds 1–8 a quarter did no better than none (docs/trainer.md).
      */
     past_attackers: fraction.default(0),
+    /**
+     * Attack replay: the share of seed instances passed through unchanged that are replaced by a
+     * successful attack of an earlier round (trainer/attack-replay.ts), so the defender keeps seeing
+     * the weak spots it had after the attacker has moved on.
+     */
+    replay_attacks: fraction.default(0),
     /** GRPO: groups whose rewards all tie carry no signal and are left out of the update (DAPO). */
     drop_tied_groups: z.boolean().default(false),
     /**
