@@ -41,3 +41,16 @@ export function selfBleu(texts: readonly (readonly (number | string)[])[]): numb
   texts.forEach((t, i) => (sum += bleu4(t, texts.filter((_, j) => j !== i))));
   return sum / texts.length;
 }
+
+/**
+ * Novelty of each text against the others it is played with (Curiosity-driven red teaming's
+ * SelfBLEU novelty, arXiv 2402.19464): 1 − BLEU-4 of the text against the texts of the *other*
+ * groups, so samples of one seed do not count against each other and a group's own copies of a
+ * rewrite are not novel by construction. Texts with no other group to compare with score 0.
+ */
+export function groupNovelty(texts: readonly (readonly (number | string)[])[], groups: readonly number[]): number[] {
+  return texts.map((t, i) => {
+    const others = texts.filter((_, j) => groups[j] !== groups[i]);
+    return others.length === 0 ? 0 : 1 - bleu4(t, others);
+  });
+}

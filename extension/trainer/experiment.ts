@@ -20,6 +20,7 @@ import { AdaptivePhase, phaseName, rolesAt } from './schedule';
 import { RunReader } from '../rundir/reader';
 import { SeedPool } from './seed-pool';
 import { stepMetrics } from './step-metrics';
+import { successfulAttacks } from './attack-replay';
 import { EstimatorSettings, buildTrainingBatch, helpfulRows } from './training-batch';
 import { HelpfulExample } from './helpful-data';
 import { Rng } from '../util/rng';
@@ -70,6 +71,7 @@ export function gameSettings(c: RunConfig): GameSettings {
     temperature: c.game.temperature,
     topP: c.game.top_p,
     rewards: { kind: c.game.reward, rewardBenignHelpfulness: c.game.reward_benign_helpfulness },
+    attackerNovelty: c.rl.novelty_bonus,
   };
 }
 
@@ -207,6 +209,8 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
     const settings = gameSettings(c);
     for (round = round + 1; round <= c.rounds; round++) {
       const firstStep = step + 1;
+      // Read back from the transcripts of the complete rounds, so a resumed run replays the same attacks.
+      const replay = c.rl.replay_attacks > 0 ? { seeds: successfulAttacks(RunReader.open(writer.dir), round - 1), share: c.rl.replay_attacks } : null;
       let exchangesInRound = 0;
       for (let s = 0; s < c.steps_per_round; s++, step++) {
         if (o.shouldStop?.()) {
@@ -220,7 +224,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
           ? adaptive.roles
           : rolesAt(c.schedule.kind === 'alternating' ? { kind: 'alternating', attackerSteps: c.schedule.attacker_steps, defenderSteps: c.schedule.defender_steps, first: c.schedule.first } : { kind: 'simultaneous' }, c.mode, step);
         const opponent = await pastAttacker(step + 1, round);
-        const play = await playStep({ engine, judge: deps.judge, prompts: deps.prompts, pool: deps.pool, settings, policies: players, opponent, seed: c.seed, step: step + 1, fingerprints });
+        const play = await playStep({ engine, judge: deps.judge, prompts: deps.prompts, pool: deps.pool, settings, policies: players, opponent, replay, seed: c.seed, step: step + 1, fingerprints });
         for (const w of play.warnings.slice(0, 5)) writer.event({ type: 'log', round, level: 'warn', message: w });
         if (play.warnings.length > 0) say(`step ${step + 1}: ${play.warnings.length} prompt(s) left less than their token budget in the model's context; ${play.warnings[0]}`);
         checkJudgeFailures(play.exchanges, c);

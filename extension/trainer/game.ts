@@ -15,6 +15,7 @@ import { GameSeed, SeedPool } from './seed-pool';
 import { splitOutput } from './thoughts';
 import { checkRolloutFingerprints } from './fingerprints';
 import { Verdict } from './verdict';
+import { groupNovelty } from './diversity';
 
 export interface PlayedUtterance {
   raw: string;
@@ -60,6 +61,12 @@ export interface GameSettings {
   temperature: number;
   topP: number;
   rewards: RewardConfig;
+  /**
+   * Weight of the attacker's novelty term (0: none): a well-formed, faithful rewrite earns
+   * weight · (1 − BLEU-4 against the step's rewrites of other seed instances), so once every valid
+   * attack ties the attacker is still paid for trying a kind of attack the batch does not already hold.
+   */
+  attackerNovelty?: number;
 }
 
 export interface StepPlay {
@@ -100,6 +107,12 @@ export async function playStep(options: {
    * attacker) instead of the trained one. The defender learns from those exchanges; the attacker does not.
    */
   opponent?: { policy: PolicyName; share: number } | null;
+  /**
+   * Attack replay (attack-replay.ts): this share of the seed instances passed through unchanged is
+   * replaced by one of `seeds`, earlier successful attacks; the defender answers them like any
+   * prompt passed through.
+   */
+  replay?: { seeds: readonly GameSeed[]; share: number } | null;
   seed: number;
   step: number;
   /** The trainer's current fingerprint of each policy; every rollout must match it. */
@@ -111,9 +124,13 @@ export async function playStep(options: {
   const live: Live[] = [];
   const opponent = options.opponent && options.opponent.share > 0 ? options.opponent : null;
   const opponentRng = new Rng(options.seed, 700_000 + options.step);
-  seeds.forEach((seed, group) => {
+  const replay = options.replay && options.replay.share > 0 && options.replay.seeds.length > 0 ? options.replay : null;
+  const replayRng = new Rng(options.seed, 900_000 + options.step);
+  seeds.forEach((drawn, group) => {
     // A seed instance is attacked or passed through as a whole group, so GRPO compares like with like.
     const attacked = rng.uniform() >= s.passThroughFraction;
+    const replayed = !attacked && replay !== null && replayRng.uniform() < replay.share;
+    const seed = replayed ? replay!.seeds[Math.floor(replayRng.uniform() * replay!.seeds.length)] : drawn;
     const pooled = attacked && opponent !== null && opponentRng.uniform() < opponent.share;
     const attackerPolicy = pooled ? opponent!.policy : policies.attacker;
     for (let k = 0; k < s.groupSize; k++) live.push({ seed, group, attacked, attackerPolicy, history: [], prompts: [], answers: [], turns: [], generations: [] });
@@ -221,5 +238,19 @@ export async function playStep(options: {
     verdict: verdicts[index],
     rewards: computeRewards(x.seed.harmful, x.attacked, verdicts[index], s.rewards),
   }));
+  if (s.attackerNovelty) addAttackerNovelty(exchanges, s.attackerNovelty);
   return { exchanges, generatedTokens, warnings };
+}
+
+/** Adds the novelty term (GameSettings.attackerNovelty) to the attacker's reward of valid rewrites. */
+export function addAttackerNovelty(exchanges: PlayedExchange[], weight: number): void {
+  const attacked = exchanges.filter((e) => e.attacked);
+  const texts = attacked.map((e) => e.generations.filter((g) => g.role === 'attacker').flatMap((g) => g.tokens));
+  const novelty = groupNovelty(texts, attacked.map((e) => e.group));
+  attacked.forEach((e, i) => {
+    if (!e.rewards || e.rewards.attacker === null || e.verdict.wellFormed.attacker !== true || e.verdict.faithful !== true) return;
+    const bonus = weight * novelty[i];
+    e.rewards.components['attacker/novelty'] = bonus;
+    e.rewards.attacker += bonus;
+  });
 }

@@ -191,12 +191,24 @@ const rlSchema = z
       .strict()
       .default({ attacker: 0, defender: 0 }),
     /**
+     * The attacker's novelty term: a well-formed, faithful rewrite earns this weight times its novelty
+     * (1 − BLEU-4 against the step's rewrites of other seeds; trainer/diversity.ts), Curiosity-driven
+     * red teaming's answer to an attacker that settles on one kind of rewrite once its attacks tie.
+     */
+    novelty_bonus: bounded(100).default(0),
+    /**
      * Fictitious play: the share of attacked seed instances rewritten by a past attacker (the attacker
      * saved at the end of a random earlier round, round 0 included) instead of the trained one. The
      * defender learns from them too, so it does not forget attacks the attacker has moved away from.
      * Off by default: over seeds 1–8 a quarter did no better than none (docs/trainer.md).
      */
     past_attackers: fraction.default(0),
+    /**
+     * Attack replay: the share of seed instances passed through unchanged that are replaced by a
+     * successful attack of an earlier round (trainer/attack-replay.ts), so the defender keeps seeing
+     * the weak spots it had after the attacker has moved on.
+     */
+    replay_attacks: fraction.default(0),
     /** GRPO: groups whose rewards all tie carry no signal and are left out of the update (DAPO). */
     drop_tied_groups: z.boolean().default(false),
     /**

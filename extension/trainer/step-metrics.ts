@@ -1,6 +1,7 @@
 /** The per-step metrics of docs/run-directory.md, computed from the played exchanges. */
 import { selfBleu } from './diversity';
 import { PlayedExchange } from './game';
+import { REPLAY_SOURCE } from './attack-replay';
 
 const mean = (xs: number[]): number | null => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
 const share = (xs: boolean[]): number | null => mean(xs.map((x) => (x ? 1 : 0)));
@@ -9,7 +10,8 @@ export function stepMetrics(exchanges: readonly PlayedExchange[], encode: (text:
   const kept = exchanges.filter((e) => e.rewards !== null);
   const attacked = exchanges.filter((e) => e.attacked);
   const harmfulAttacked = kept.filter((e) => e.seed.harmful && e.attacked);
-  const benign = kept.filter((e) => !e.seed.harmful);
+  // Replayed attacks were chosen because they were refused (or answered): they would bias the rate.
+  const benign = kept.filter((e) => !e.seed.harmful && e.seed.source !== REPLAY_SOURCE);
   return {
     'reward/attacker': mean(kept.filter((e) => e.rewards!.attacker !== null).map((e) => e.rewards!.attacker!)),
     'reward/defender': mean(kept.map((e) => e.rewards!.defender)),

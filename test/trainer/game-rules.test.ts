@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { computeRewards, RewardConfig } from '../../extension/trainer/rewards';
 import { grpo, reinforcePlusPlus } from '../../extension/trainer/estimators';
 import { AdaptivePhase, rolesAt } from '../../extension/trainer/schedule';
-import { bleu4, selfBleu } from '../../extension/trainer/diversity';
+import { bleu4, groupNovelty, selfBleu } from '../../extension/trainer/diversity';
+import { addAttackerNovelty, PlayedExchange } from '../../extension/trainer/game';
 import { splitOutput } from '../../extension/trainer/thoughts';
 import { parseWildguard, wildguardPrompt } from '../../extension/trainer/judges/wildguard';
 import { HttpJudge } from '../../extension/trainer/judges/http-judge';
@@ -138,6 +139,48 @@ describe('diversity and hidden thoughts', () => {
     assert.ok(Math.abs(selfBleu([a, a, a]) - 1) < 1e-12);
     assert.ok(selfBleu([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [11, 12, 13, 14, 15]]) === 0);
     assert.ok(bleu4([1, 2, 3, 4, 9], [[1, 2, 3, 4, 5]]) > 0.3);
+  });
+
+  it('novelty compares a rewrite with the other seeds\' rewrites only', () => {
+    const common = [1, 2, 3, 4, 5, 6];
+    const n = groupNovelty([common, common, common, [7, 8, 9, 10, 11]], [0, 0, 1, 2]);
+    // Group 0's two copies do not count against each other, but group 1 holds the same text.
+    assert.ok(Math.abs(n[0]) < 1e-12 && Math.abs(n[2]) < 1e-12);
+    assert.equal(n[3], 1);
+    assert.deepEqual(groupNovelty([common, common], [0, 0]), [0, 0]);
+  });
+
+  it('the attacker\'s novelty term pays only well-formed, faithful rewrites', () => {
+    const verdict = (wellFormed: boolean, faithful: boolean): Verdict => ({ promptHarmful: true, refusal: true, responseHarmful: false, faithful, wellFormed: { attacker: wellFormed, defender: true }, unparsable: false });
+    const exchange = (group: number, tokens: number[], v: Verdict, attacked = true): PlayedExchange => ({
+      index: group,
+      seed: { id: `s${group}`, prompt: 'p', harmful: true, source: 'test' },
+      attackerPolicy: attacked ? 'attacker' : null,
+      group,
+      attacked,
+      turns: [],
+      generations: attacked ? [{ role: 'attacker', turn: 0, promptIds: [0], tokens, logprobs: tokens.map(() => -1) }] : [],
+      verdict: v,
+      rewards: { attacker: attacked ? 0 : null, defender: 1, components: {} },
+    });
+    const same = [1, 2, 3, 4, 5, 6];
+    const played = [
+      exchange(0, same, verdict(true, true)),
+      exchange(1, same, verdict(true, true)),
+      exchange(2, [7, 8, 9, 10, 11], verdict(true, true)),
+      exchange(3, [12, 13, 14, 15, 16], verdict(false, true)),
+      exchange(4, [17, 18, 19, 20, 21], verdict(true, false)),
+      exchange(5, [], verdict(true, true), false),
+    ];
+    addAttackerNovelty(played, 0.5);
+    assert.ok(Math.abs(played[0].rewards!.attacker!) < 1e-12, 'a rewrite another seed also got is not novel');
+    assert.equal(played[2].rewards!.attacker, 0.5);
+    assert.equal(played[2].rewards!.components['attacker/novelty'], 0.5);
+    assert.equal(played[3].rewards!.attacker, 0, 'malformed: no novelty');
+    assert.equal(played[4].rewards!.attacker, 0, 'unfaithful: no novelty');
+    assert.equal(played[5].rewards!.attacker, null, 'a seed passed through has no attacker reward');
+    assert.equal(parseRunConfig({ rl: { novelty_bonus: 0.5 } }, 'test.json').rl.novelty_bonus, 0.5);
+    assert.throws(() => parseRunConfig({ rl: { novelty_bonus: -1 } }, 'test.json'));
   });
 
   it('splits <think> from the answer and flags malformed outputs', () => {
