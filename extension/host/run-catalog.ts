@@ -13,6 +13,7 @@ import { Emitter } from './emitter';
 import { runLabels } from './run-labels';
 import { describeProgress, type RunProgress } from './run-progress';
 import { labelSweeps, listSweepDirs, summariseSweep, sweepStamp } from './sweep-overview';
+import { isSweepDir } from '../rundir/sweep';
 
 export interface CatalogEntry {
   key: string;
@@ -81,6 +82,14 @@ export class RunCatalog {
       listed = listRuns(runsFolder);
     } catch {
       listed = [];
+    }
+    // A sweep's runs are runs too (to step through a seed's dialogues): listed after the runs folder's own.
+    for (const sweepDir of listSweepDirs(runsFolder)) {
+      try {
+        listed.push(...listRuns(sweepDir));
+      } catch {
+        /* an unreadable sweep says why in its overview */
+      }
     }
     const seen = new Set(listed.map((l) => path.resolve(l.dir)));
     for (const extra of extraRuns) {
@@ -155,11 +164,17 @@ export class RunCatalog {
  */
 export function withRunLabels(entries: readonly CatalogEntry[]): CatalogEntry[] {
   const readable = entries.filter((e) => e.info);
-  const labels = runLabels(readable.map((e) => ({ run: e.dir, name: e.info!.name || path.basename(e.dir), created: e.info!.created })));
+  const labels = runLabels(readable.map((e) => ({ run: e.dir, name: nameOf(e), created: e.info!.created })));
   return entries.map((e) => {
     const label = labels.get(e.dir) ?? path.basename(e.dir);
     return e.summary.label === label ? e : { ...e, summary: { ...e.summary, label } };
   });
+}
+
+/** A run's name in labels; a sweep's run adds its folder in the sweep ("seed-3-bipolicy"). */
+function nameOf(e: CatalogEntry): string {
+  const name = e.info!.name || path.basename(e.dir);
+  return isSweepDir(path.dirname(e.dir)) ? `${name} · ${path.basename(e.dir)}` : name;
 }
 
 function listExtra(dir: string): RunListing {

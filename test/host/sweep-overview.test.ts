@@ -79,8 +79,12 @@ describe('host: sweeps of seeds for the dashboard', () => {
     assert.deepEqual(listSweepDirs(runs), [dir]);
     const catalog = new RunCatalog(() => ({ runsFolder: runs, extraRuns: [] }));
     assert.ok(catalog.refresh());
-    // The sweep's runs are inside the sweep: they are not listed as runs of their own.
-    assert.deepEqual(catalog.summaries().map((s) => path.basename(s.run)), [SHARED]);
+    // The sweep's runs are listed after the folder's own runs, named with their seed and mode.
+    const listedRuns = catalog.summaries().map((s) => path.basename(s.run));
+    assert.equal(listedRuns[0], SHARED);
+    assert.deepEqual(listedRuns.slice(1).sort(), ['seed-1-bipolicy', 'seed-1-shared-lora']);
+    assert.match(catalog.summaries().find((s) => s.run.endsWith('seed-1-bipolicy'))!.label, /^\S+ · seed-1-bipolicy · \d+ \w+ \d\d:\d\d$/);
+    assert.equal(catalog.get(path.join(dir, 'seed-1-bipolicy'))?.status, 'completed');
     const [first] = catalog.sweeps();
     assert.match(first.label, /^sandbox-sweep · 25 Nov \d\d:\d\d$/);
     assert.equal(first.modes[0].seeds.length, 1);
