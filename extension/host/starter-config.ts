@@ -16,7 +16,10 @@ export interface StarterOptions {
   seedsFile?: string;
 }
 
-/** A small experiment: minutes on a laptop CPU with the built-in sandbox model. */
+/**
+ * A small experiment: minutes on a laptop CPU with the built-in sandbox model. Its training fields are
+ * the defaults, the method README measures over seeds (a test keeps them equal), written out to edit.
+ */
 export function starterConfig(o: StarterOptions): Record<string, unknown> {
   // No python: the torch engine runs the abspLab.pythonPath user setting's or the set-up environment's.
   const engine = o.engine === 'torch' ? { kind: 'torch', device: 'cuda', dtype: 'bfloat16' } : { kind: 'ort' };
@@ -28,18 +31,18 @@ export function starterConfig(o: StarterOptions): Record<string, unknown> {
     judge: { kind: 'sandbox' },
     mode: 'bipolicy',
     rounds: 4,
-    steps_per_round: 10,
+    steps_per_round: 15,
     schedule: { kind: 'simultaneous' },
     game: {
-      seeds_per_step: 32,
-      harmful_fraction: 0.5,
-      pass_through_fraction: 0.5,
+      seeds_per_step: 16,
+      harmful_fraction: 0.6,
+      pass_through_fraction: 0.25,
       max_new_tokens: { attacker: 40, defender: 40 },
       reward: 'general-sum',
       reward_benign_helpfulness: true,
     },
-    rl: { estimator: 'reinforce++', kl: { coef: 0.01 } },
-    optimizer: { lr: { attacker: 0.001, defender: 0.002 } },
+    rl: { estimator: 'grpo', group_size: 4, kl: { coef: 0.01 }, replay_attacks: 1 },
+    optimizer: { lr: { attacker: 0.0035, defender: 0.003 } },
     lora: { rank: 8, alpha: 16 },
     evaluation: { nash_gap: true, crossplay: true },
     baselines: ['shared-lora'],

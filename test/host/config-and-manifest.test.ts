@@ -24,6 +24,10 @@ describe('host: starter config, config schema and manifest', () => {
       assert.equal(parsed.mode, 'bipolicy');
       assert.equal(parsed.engine.kind, o.engine);
     }
+    // The starter trains the method as measured: its training fields are the defaults.
+    const starter = parseRunConfig(starterConfig({ name: 'x', engine: 'ort' }), 'starter');
+    const defaults = defaultRunConfig();
+    for (const key of ['rounds', 'steps_per_round', 'schedule', 'game', 'rl', 'optimizer', 'lora', 'evaluation', 'baselines'] as const) assert.deepEqual(starter[key], defaults[key], key);
     // No python: a config never chooses the executable (the user's pythonPath setting or the set-up environment does).
     assert.deepEqual(starterConfig({ name: 'x', engine: 'torch' }).engine, { kind: 'torch', device: 'cuda', dtype: 'bfloat16' });
     assert.deepEqual(starterConfig({ name: 'x', engine: 'ort', seedsFile: 's.jsonl' }).world, { kind: 'seeds', file: 's.jsonl', include_sandbox: true });
