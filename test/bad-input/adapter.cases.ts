@@ -34,7 +34,7 @@ function adapterFor(model: ModelConfig, name: string, dir: string, edit: (c: Rec
 /** PEFT's catastrophic-backtracking pattern: exponential on a backtracking engine. */
 const EVIL = '(.*.*.*.*.*.*.*.*.*.*)*X';
 /** Exponential in the `regex` package as well (the PyTorch engine's matcher): the lookbehind fails last. */
-const SLOW_IN_REGEX = '(?:[a-z_.0-9]|[a-z_.0-9]{2})+(?<!j)';
+const SLOW_IN_REGEX = '(?:[a-z_.0-9]|[a-z_.0-9]{2}|[a-z_.0-9]{3})+(?<!j)';
 
 export const cases: BadInputCase[] = [
   {
