@@ -6,18 +6,21 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { RunWriter } from '../../extension/rundir/writer';
 import { SweepWriter, readSweepInfo } from '../../extension/rundir/sweep';
-import { processStartToken } from '../../extension/rundir/liveness';
+import { isTrainerCommand, processCommandLine, processStartToken } from '../../extension/rundir/liveness';
 import { NEW_RUN, tempDir } from './helpers';
 
 const NEW_SWEEP = { name: 'sandbox-absp', seeds: [1, 2], modes: ['bipolicy' as const], config: { rounds: 1 } };
 
 /** A live process whose command line reads like a trainer's (`… absp.js run`). */
-function fakeTrainer(): Promise<ChildProcess> {
+async function fakeTrainer(): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', 'absp.js', 'run'], { stdio: 'ignore' });
-  return new Promise((resolve, reject) => {
-    child.once('spawn', () => resolve(child));
+  await new Promise<void>((resolve, reject) => {
+    child.once('spawn', () => resolve());
     child.once('error', reject);
   });
+  // Wait until the process table shows its command line (a loaded machine can be slow to).
+  for (let i = 0; i < 200 && !isTrainerCommand(processCommandLine(child.pid!) ?? []); i++) await new Promise((r) => setTimeout(r, 10));
+  return child;
 }
 
 describe('sweep and run writers', () => {
