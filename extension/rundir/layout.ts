@@ -69,7 +69,6 @@ export function sweepLayout(dir: string) {
 }
 export type SweepLayout = ReturnType<typeof sweepLayout>;
 
-/** The folder of a sweep's run of one seed and mode. */
 /**
  * The folder name for a new run or sweep named `name` started at `now`: its UTC second and name, with
  * "-2", "-3", … added when `taken` says that one is in use (two runs started in the same second).
@@ -83,6 +82,7 @@ export function newFolderId(now: Date, name: string, taken: (id: string) => bool
   throw new Error(`no free folder name for ${base}: 1,000 are taken`);
 }
 
+/** The folder of a sweep's run of one seed and mode. */
 export function sweepRunId(seed: number, mode: string): string {
   return `seed-${seed}-${mode}`;
 }

@@ -109,10 +109,13 @@ export function ownStartToken(): string | null {
   return processStartToken(process.pid);
 }
 
-/** The `pid_start` field a manifest records for its writer (only this process's own can be known). */
-export function startTokenField(pid: number = process.pid): { pid_start?: string } {
-  const token = pid === process.pid ? ownStartToken() : null;
-  return token ? { pid_start: token } : {};
+/**
+ * The `pid_start` field a manifest records for its writer (only this process's own can be known).
+ * Always present, undefined when unknown, so that spread over an earlier writer's manifest it never
+ * leaves that writer's token next to the new pid.
+ */
+export function startTokenField(pid: number = process.pid): { pid_start: string | undefined } {
+  return { pid_start: (pid === process.pid ? ownStartToken() : null) ?? undefined };
 }
 
 export type TrainerCheck =

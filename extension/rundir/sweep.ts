@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { bootstrapMedian, pairedComparison, type MedianInterval } from '../util/stats';
 import { writeJsonAtomic } from '../util/atomic';
-import { openRegular, UnsafeFileError } from '../util/safe-fs';
+import { lstatOrNull, openRegular, UnsafeFileError } from '../util/safe-fs';
 import { newFolderId, sweepLayout, sweepRunId, type SweepLayout } from './layout';
 import { checkTrainer, startTokenField } from './liveness';
 import { DERIVED_METRICS, SWEEP_METRICS } from './metrics';
@@ -82,7 +82,7 @@ export class SweepWriter {
 
   /** Creates `<runsFolder>/<id>/` with sweep.json (status running) and the base config. */
   static create(runsFolder: string, init: NewSweep, now = new Date()): SweepWriter {
-    const id = init.id ?? newFolderId(now, `${init.name}-sweep`, (taken) => fs.existsSync(path.join(runsFolder, taken)));
+    const id = init.id ?? newFolderId(now, `${init.name}-sweep`, (taken) => lstatOrNull(path.join(runsFolder, taken)) !== null);
     const info = check({
       format: SWEEP_FORMAT,
       version: SWEEP_FORMAT_VERSION,
@@ -124,7 +124,7 @@ export class SweepWriter {
       throw new SweepError(sweepLayout(dir).sweepJson, `${dir} is still being run by process ${info.pid}; stop it before resuming`);
     }
     const w = new SweepWriter(path.resolve(dir), info);
-    w.update({ status: 'running', reason: null, pid: process.pid, host: os.hostname(), pid_start: undefined, ...startTokenField() });
+    w.update({ status: 'running', reason: null, pid: process.pid, host: os.hostname(), ...startTokenField() });
     return w;
   }
 

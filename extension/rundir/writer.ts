@@ -199,8 +199,6 @@ export class RunWriter {
       reason: null,
       pid,
       host: options.host ?? os.hostname(),
-      // The earlier attempt's token must not stay next to this process's pid.
-      pid_start: undefined,
       ...startTokenField(pid),
       // A kill between a round's round.json and run.json leaves run.json one round behind.
       rounds_completed: Math.max(0, last),
@@ -397,7 +395,6 @@ const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
 const STAGING_PREFIX = '.creating-';
 /** run.json is a small document; anything larger is not one. */
 export const MAX_RUN_JSON_BYTES = 1024 * 1024;
-
 
 /** Removes the staging folders of creations whose process is gone. */
 function removeStaleStaging(runsFolder: string): void {
