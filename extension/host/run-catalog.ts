@@ -84,7 +84,9 @@ export class RunCatalog {
       listed = [];
     }
     // A sweep's runs are runs too (to step through a seed's dialogues): listed after the runs folder's own.
-    for (const sweepDir of listSweepDirs(runsFolder)) {
+    const sweepDirs = listSweepDirs(runsFolder);
+    const sweepParents = new Set(sweepDirs);
+    for (const sweepDir of sweepDirs) {
       try {
         listed.push(...listRuns(sweepDir));
       } catch {
@@ -97,6 +99,7 @@ export class RunCatalog {
       if (seen.has(dir)) continue;
       seen.add(dir);
       listed.push(listExtra(dir));
+      if (isSweepDir(path.dirname(dir))) sweepParents.add(path.dirname(dir));
     }
     const next = new Map<string, CatalogEntry>();
     const nextStamps = new Map<string, string>();
@@ -116,7 +119,7 @@ export class RunCatalog {
     }
     if (!changed && order.some((k, i) => this.order[i] !== k)) changed = true;
     // Labels depend on the other runs (two runs of one config are told apart by their start time).
-    for (const labelled of withRunLabels(order.map((k) => next.get(k)!))) {
+    for (const labelled of withRunLabels(order.map((k) => next.get(k)!), sweepParents)) {
       if (labelled !== next.get(labelled.dir)) {
         next.set(labelled.dir, labelled);
         changed = true;
@@ -125,7 +128,7 @@ export class RunCatalog {
     this.current = next;
     this.stamps = nextStamps;
     this.order = order;
-    if (this.refreshSweeps(runsFolder)) changed = true;
+    if (this.refreshSweeps(sweepDirs)) changed = true;
     if (!changed) return null;
     const change = { entries: this.entries(), statusChanges };
     this.changeEmitter.fire(change);
@@ -137,10 +140,10 @@ export class RunCatalog {
   }
 
   /** Reads the sweeps again (only those whose files changed); true when the list differs. */
-  private refreshSweeps(runsFolder: string): boolean {
+  private refreshSweeps(sweepDirs: readonly string[]): boolean {
     const next = new Map<string, { stamp: string; overview: SweepOverview }>();
     let changed = false;
-    for (const dir of listSweepDirs(runsFolder)) {
+    for (const dir of sweepDirs) {
       const stamp = sweepStamp(dir);
       const previous = this.sweepStamps.get(dir);
       if (previous && previous.stamp === stamp) next.set(dir, previous);
@@ -162,19 +165,19 @@ export class RunCatalog {
  * entry whose label is already right is returned as it is. Runs that cannot be opened keep their
  * folder name.
  */
-export function withRunLabels(entries: readonly CatalogEntry[]): CatalogEntry[] {
+export function withRunLabels(entries: readonly CatalogEntry[], sweepDirs: ReadonlySet<string> = new Set()): CatalogEntry[] {
   const readable = entries.filter((e) => e.info);
-  const labels = runLabels(readable.map((e) => ({ run: e.dir, name: nameOf(e), created: e.info!.created })));
+  const labels = runLabels(readable.map((e) => ({ run: e.dir, name: nameOf(e, sweepDirs), created: e.info!.created })));
   return entries.map((e) => {
     const label = labels.get(e.dir) ?? path.basename(e.dir);
     return e.summary.label === label ? e : { ...e, summary: { ...e.summary, label } };
   });
 }
 
-/** A run's name in labels; a sweep's run adds its folder in the sweep ("seed-3-bipolicy"). */
-function nameOf(e: CatalogEntry): string {
+/** A run's name in labels; a run inside one of `sweepDirs` adds its folder there ("seed-3-bipolicy"). */
+function nameOf(e: CatalogEntry, sweepDirs: ReadonlySet<string>): string {
   const name = e.info!.name || path.basename(e.dir);
-  return isSweepDir(path.dirname(e.dir)) ? `${name} · ${path.basename(e.dir)}` : name;
+  return sweepDirs.has(path.dirname(e.dir)) ? `${name} · ${path.basename(e.dir)}` : name;
 }
 
 function listExtra(dir: string): RunListing {
