@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { JobManager } from '../../extension/host/job-manager';
 import { RunWriter, effectiveStatus, processStartToken, readRunInfo, runLayout } from '../../extension/rundir';
 import type { BadInputCase } from './harness';
+import { standInTrainer, started } from '../helpers/stand-in-trainer';
 
 const NEW_RUN = { id: 'their-run', name: 'their-run', mode: 'bipolicy' as const, engine: 'ort', base_model: 'builtin:sandbox', rounds_planned: 2, roles: ['attacker', 'defender'], config: {} };
 
@@ -20,19 +21,6 @@ function decoy(): ChildProcess {
   return spawn('sleep', ['60'], { stdio: 'ignore' });
 }
 
-/** A stand-in for the run's trainer: node with `absp.js run` on its command line. */
-function standInTrainer(dir: string): ChildProcess {
-  const entry = path.join(dir, 'bin', 'absp.js');
-  fs.mkdirSync(path.dirname(entry), { recursive: true });
-  fs.writeFileSync(entry, '');
-  return spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', entry, 'run'], { stdio: 'ignore' });
-}
-
-async function started(child: ChildProcess): Promise<number> {
-  for (let i = 0; i < 200 && processStartToken(child.pid!) === null; i++) await new Promise((r) => setTimeout(r, 10));
-  await new Promise((r) => setTimeout(r, 100)); // let exec replace the command line
-  return child.pid!;
-}
 
 /** A run.json claiming `running` by `pid` on this host, with the given start token (or none). */
 function runningRun(dir: string, pid: number, o: RunJsonFields = {}): string {

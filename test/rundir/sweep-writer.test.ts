@@ -1,27 +1,15 @@
 /** Who writes a sweep: its id, its writer's identity, and one writer at a time. */
 import { strict as assert } from 'node:assert';
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { RunWriter } from '../../extension/rundir/writer';
 import { SweepWriter, readSweepInfo } from '../../extension/rundir/sweep';
-import { isTrainerCommand, processCommandLine, processStartToken } from '../../extension/rundir/liveness';
+import { processStartToken } from '../../extension/rundir/liveness';
+import { standInTrainer, started } from '../helpers/stand-in-trainer';
 import { NEW_RUN, tempDir } from './helpers';
 
 const NEW_SWEEP = { name: 'sandbox-absp', seeds: [1, 2], modes: ['bipolicy' as const], config: { rounds: 1 } };
-
-/** A live process whose command line reads like a trainer's (`… absp.js run`). */
-async function fakeTrainer(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', 'absp.js', 'run'], { stdio: 'ignore' });
-  await new Promise<void>((resolve, reject) => {
-    child.once('spawn', () => resolve());
-    child.once('error', reject);
-  });
-  // Wait until the process table shows its command line (a loaded machine can be slow to).
-  for (let i = 0; i < 200 && !isTrainerCommand(processCommandLine(child.pid!) ?? []); i++) await new Promise((r) => setTimeout(r, 10));
-  return child;
-}
 
 describe('sweep and run writers', () => {
   it('two runs or sweeps with one name started in the same second get their own folders', () => {
@@ -51,8 +39,10 @@ describe('sweep and run writers', () => {
 
   it('refuses to resume a sweep another live trainer is running, and takes over one whose trainer is gone', async function () {
     if (processStartToken(process.pid) === null) this.skip();
-    const w = SweepWriter.create(tempDir(), NEW_SWEEP);
-    const child = await fakeTrainer();
+    const folder = tempDir();
+    const w = SweepWriter.create(folder, NEW_SWEEP);
+    const child = standInTrainer(folder);
+    await started(child);
     try {
       const file = path.join(w.dir, 'sweep.json');
       const info = JSON.parse(fs.readFileSync(file, 'utf8'));
