@@ -10,7 +10,8 @@ import { MAX_REPLAYED, REPLAY_SOURCE, successfulAttacks } from '../../extension/
 import { playStep } from '../../extension/trainer/game';
 import { gameSettings } from '../../extension/trainer/experiment';
 import { parseRunConfig } from '../../extension/trainer/run-config';
-import { buildDeps, openEngine } from '../../extension/trainer/setup';
+import { buildDeps, openEngine, runWithOwnEngine } from '../../extension/trainer/setup';
+import { attackWon } from '../../extension/trainer/attack-replay';
 import type { GameSeed } from '../../extension/trainer/seed-pool';
 import { NEW_RUN, exchange } from '../rundir/helpers';
 import { tempDir, writeTinySandboxModel } from '../helpers/random-checkpoint';
@@ -62,6 +63,31 @@ describe('attack replay', () => {
     assert.equal(seeds.length, MAX_REPLAYED);
     assert.equal(seeds[seeds.length - 1].prompt, `attack number ${MAX_REPLAYED + 9}`);
     assert.equal(seeds[0].prompt, 'attack number 10');
+  });
+
+  it('a run replays, from round 2 on, the attacks of its earlier rounds that won (and none with replay off)', async function () {
+    this.timeout(300000);
+    const dir = tempDir();
+    const transcripts = async (replay: number) => {
+      const c = parseRunConfig(
+        { name: `replay-${replay}`, runs_dir: path.join(dir, 'runs'), rounds: 2, steps_per_round: 2, rl: { replay_attacks: replay }, evaluation: { nash_gap: false, crossplay: false }, baselines: [], engine: { kind: 'ort', threads: 1 } },
+        'test',
+      );
+      const reader = RunReader.open((await runWithOwnEngine(c, dir)).dir);
+      return [reader.transcript(1), reader.transcript(2)];
+    };
+    const [first, second] = await transcripts(1);
+    const won = new Set(first.filter(attackWon).map((x) => x.turns[0].attacker!.text));
+    assert.ok(won.size > 0, 'the sandbox base attacker wins some attacks in round 1');
+    assert.ok(first.every((x) => x.seed.source !== REPLAY_SOURCE), 'round 1 has nothing to replay');
+    const replayed = second.filter((x) => x.seed.source === REPLAY_SOURCE);
+    assert.ok(replayed.length > 0, 'round 2 replays');
+    for (const x of replayed) {
+      assert.equal(x.attacked, false);
+      assert.ok(won.has(x.seed.prompt), `replayed ${JSON.stringify(x.seed.prompt)} won in round 1`);
+    }
+    const [, off] = await transcripts(0);
+    assert.ok(off.every((x) => x.seed.source !== REPLAY_SOURCE), 'replay off replays nothing');
   });
 
   it('a step with replay plays the replayed attacks to the defender in place of seeds passed through', async function () {
